@@ -5,6 +5,7 @@ namespace InferenceMesh.Core;
 /// <summary>A half-open range <c>[Start, End)</c> of transformer blocks, by 0-based index.</summary>
 public readonly record struct BlockRange
 {
+    [System.Text.Json.Serialization.JsonConstructor]
     public BlockRange(int start, int end)
     {
         if (start < 0 || end <= start)
@@ -15,7 +16,7 @@ public readonly record struct BlockRange
 
     public int Start { get; }
     public int End { get; }
-    public int Count => End - Start;
+    [System.Text.Json.Serialization.JsonIgnore] public int Count => End - Start;
 
     public bool Contains(int block) => block >= Start && block < End;
 

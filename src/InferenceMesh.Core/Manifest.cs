@@ -4,9 +4,9 @@ using System.Text.Json.Serialization;
 
 namespace InferenceMesh.Core;
 
-/// <summary>What a stage computes: the client-side embedding, a range of blocks, or the client-side final norm and LM head.</summary>
+/// <summary>What a stage computes: the client-side embedding, a range of blocks, the client-side final norm and LM head, or the whole unsplit model.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<StageKind>))]
-public enum StageKind { Head, Blocks, Tail }
+public enum StageKind { Head, Blocks, Tail, Whole }
 
 /// <summary>A named graph input or output. Dimensions are numbers, or symbolic names such as <c>batch</c>.</summary>
 public sealed record TensorInfo(string Name, DType Type, IReadOnlyList<string> Shape);
@@ -34,8 +34,8 @@ public sealed record StageDescriptor(
 public sealed record ModelConfig(
     int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int Vocab, int MaxSequence, float NormEpsilon, float RopeTheta)
 {
-    public int HeadSize => Dim / Heads;
-    public int KvDim => HeadSize * KvHeads;
+    [JsonIgnore] public int HeadSize => Dim / Heads;
+    [JsonIgnore] public int KvDim => HeadSize * KvHeads;
 }
 
 /// <summary>
@@ -65,11 +65,11 @@ public sealed record Manifest(
     /// <summary>The manifest serialized compactly in declaration order: the bytes <see cref="ModelId"/> hashes.</summary>
     public byte[] CanonicalBytes() => JsonSerializer.SerializeToUtf8Bytes(this, CanonicalOptions);
 
-    public string ModelId => Convert.ToHexStringLower(SHA256.HashData(CanonicalBytes()));
+    [JsonIgnore] public string ModelId => Convert.ToHexStringLower(SHA256.HashData(CanonicalBytes()));
 
-    public StageDescriptor Head => Stages.Single(s => s.Kind == StageKind.Head);
-    public StageDescriptor Tail => Stages.Single(s => s.Kind == StageKind.Tail);
-    public IEnumerable<StageDescriptor> BlockStages => Stages.Where(s => s.Kind == StageKind.Blocks);
+    [JsonIgnore] public StageDescriptor Head => Stages.Single(s => s.Kind == StageKind.Head);
+    [JsonIgnore] public StageDescriptor Tail => Stages.Single(s => s.Kind == StageKind.Tail);
+    [JsonIgnore] public IEnumerable<StageDescriptor> BlockStages => Stages.Where(s => s.Kind == StageKind.Blocks);
 
     public void Save(string directory)
     {

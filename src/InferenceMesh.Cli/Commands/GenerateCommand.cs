@@ -1,0 +1,35 @@
+using System.CommandLine;
+using InferenceMesh.Compute;
+
+namespace InferenceMesh.Cli.Commands;
+
+/// <summary><c>inferencemesh generate</c>: run a model in this process, head to tail, and print the text as it comes.</summary>
+public static class GenerateCommand
+{
+    public static readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "Positions in all, prompt included (llama2.c's steps)", DefaultValueFactory = _ => 256 };
+    public static readonly Option<float> Temperature = new("--temperature", "-t") { Description = "0 for greedy decoding", DefaultValueFactory = _ => 0f };
+    public static readonly Option<float> TopP = new("--top-p") { Description = "Nucleus sampling mass", DefaultValueFactory = _ => 0.9f };
+    public static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 42UL };
+
+    public static Command Create(ICliConsole console)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx) or split directory (manifest.json)", Required = true };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue", DefaultValueFactory = _ => "" };
+        var stages = new Option<int?>("--stages") { Description = "Split an imported model into N block stages in this process" };
+        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Temperature, TopP, Seed };
+        command.SetAction((parse, cancellation) =>
+        {
+            using var local = LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages));
+            var options = new GenerationOptions(parse.GetValue(MaxTokens), parse.GetValue(Temperature), parse.GetValue(TopP), parse.GetValue(Seed));
+            foreach (var text in local.Generate(parse.GetValue(prompt)!, options))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                console.Out.Write(text);
+                console.Out.Flush();
+            }
+            console.Out.WriteLine();
+            return Task.FromResult((int)ExitCode.Ok);
+        });
+        return command;
+    }
+}

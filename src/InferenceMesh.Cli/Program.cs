@@ -1,0 +1,3 @@
+using InferenceMesh.Cli;
+
+return await CliApp.RunAsync(args, new SystemCliConsole());

@@ -1,0 +1,201 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using InferenceMesh.Core;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace InferenceMesh.Compute;
+
+/// <summary>Limits and threading of an <see cref="OrtStageExecutor"/>.</summary>
+/// <param name="MaxSessions">Sessions with a live KV cache; one more is refused with <see cref="MeshErrorCode.LimitExceeded"/>.</param>
+/// <param name="MaxSequence">Longest cached length in positions per session.</param>
+/// <param name="IntraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose (one per core).</param>
+public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, int IntraOpThreads = 0);
+
+/// <summary>
+/// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
+/// values the stage returned, fed back on the next step without a copy.
+/// </summary>
+public sealed class OrtStageExecutor : IStageExecutor
+{
+    private readonly InferenceSession session;
+    private readonly OrtExecutorOptions options;
+    private readonly ConcurrentDictionary<string, SessionCache> caches = new(StringComparer.Ordinal);
+    private readonly string[] inputNames;
+    private readonly string[] outputNames;
+    private readonly long[][] pastShapes;
+    private readonly DType activationType;
+
+    public OrtStageExecutor(StageDescriptor stage, byte[] model, OrtExecutorOptions? options = null)
+    {
+        Stage = stage;
+        this.options = options ?? new OrtExecutorOptions();
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = this.options.IntraOpThreads };
+        try
+        {
+            session = new InferenceSession(model, sessionOptions);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new MeshException(MeshErrorCode.InvalidOnnx, $"ONNX Runtime cannot load stage {stage.File}: {e.Message}", e);
+        }
+        foreach (var context in stage.ContextInputs)
+            if (context is not ContextInputs.PositionIds and not ContextInputs.AttentionMask)
+                throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} needs context input '{context}', which this executor cannot provide");
+        inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
+        outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
+        pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
+        activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
+        ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
+    }
+
+    public StageDescriptor Stage { get; }
+
+    /// <summary>Last dimension of the activation input (the model width), or 0 for the head's token ids.</summary>
+    public long ActivationWidth { get; }
+
+    public int CachedLength(string sessionId) => caches.TryGetValue(sessionId, out var cache) ? cache.Length : 0;
+
+    public TensorData Run(string sessionId, TensorData activation, int startPosition)
+    {
+        ValidateActivation(activation);
+        var steps = (int)activation.Shape[1];
+        var cache = Stage.State.Count == 0 ? null : caches.GetOrAdd(sessionId, _ => caches.Count >= options.MaxSessions
+            ? throw new MeshException(MeshErrorCode.LimitExceeded, $"stage {Stage.File} already holds {options.MaxSessions} sessions")
+            : new SessionCache());
+        if (cache is not null && cache.Length != startPosition)
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cache.Length} cached positions; a step at position {startPosition} does not follow on");
+        if (startPosition + steps > options.MaxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {options.MaxSequence}");
+
+        // Cached pasts belong to the session cache; everything else built here is disposed after the run.
+        var inputs = new OrtValue[inputNames.Length];
+        var owned = new bool[inputNames.Length];
+        try
+        {
+            inputs[0] = ToOrtValue(activation);
+            owned[0] = true;
+            var index = 1;
+            foreach (var context in Stage.ContextInputs)
+            {
+                owned[index] = true;
+                inputs[index++] = context == ContextInputs.PositionIds
+                    ? Int64Tensor([1, steps], i => startPosition + i)
+                    : Int64Tensor([1, startPosition + steps], _ => 1);
+            }
+            for (var s = 0; s < Stage.State.Count; s++)
+            {
+                owned[index] = cache!.Past is null;
+                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShapes[s]);
+            }
+
+            using var runOptions = new RunOptions();
+            var outputs = session.Run(runOptions, inputNames, inputs, outputNames);
+            using (var logits = outputs[0])
+            {
+                var presents = new OrtValue[Stage.State.Count];
+                for (var s = 0; s < presents.Length; s++) presents[s] = outputs[s + 1];
+                cache?.Replace(presents, startPosition + steps);
+                return FromOrtValue(logits);
+            }
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} failed on {activation}: {e.Message}", e);
+        }
+        finally
+        {
+            for (var i = 0; i < inputs.Length; i++)
+                if (owned[i]) inputs[i]?.Dispose();
+        }
+    }
+
+    public void CloseSession(string sessionId)
+    {
+        if (caches.TryRemove(sessionId, out var cache)) cache.Dispose();
+    }
+
+    public void Dispose()
+    {
+        foreach (var cache in caches.Values) cache.Dispose();
+        caches.Clear();
+        session.Dispose();
+    }
+
+    private void ValidateActivation(TensorData activation)
+    {
+        if (activation.Type != activationType)
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} takes {activationType} activations, got {activation.Type}");
+        var expectedRank = activationType == DType.Int64 ? 2 : 3;
+        if (activation.Shape.Length != expectedRank || activation.Shape[0] != 1 || activation.Shape[1] < 1
+            || (expectedRank == 3 && ActivationWidth > 0 && activation.Shape[2] != ActivationWidth))
+            throw new MeshException(MeshErrorCode.ShapeMismatch,
+                $"stage {Stage.File} takes {(expectedRank == 2 ? "[1, t]" : $"[1, t, {ActivationWidth}]")} activations, got [{string.Join(", ", activation.Shape)}]");
+    }
+
+    private static long[] EmptyPastShape(TensorInfo info) =>
+        info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == 0 ? 1 : 0).ToArray();
+
+    private static OrtValue ToOrtValue(TensorData tensor)
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType(tensor.Type), tensor.Shape);
+        tensor.Bytes.CopyTo(value.GetTensorMutableDataAsSpan<byte>());
+        return value;
+    }
+
+    private static OrtValue Int64Tensor(long[] shape, Func<int, long> valueAt)
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Int64, shape);
+        var span = value.GetTensorMutableDataAsSpan<long>();
+        for (var i = 0; i < span.Length; i++) span[i] = valueAt(i);
+        return value;
+    }
+
+    private static TensorData FromOrtValue(OrtValue value)
+    {
+        var info = value.GetTensorTypeAndShape();
+        var type = info.ElementDataType switch
+        {
+            TensorElementType.Float => DType.Float32,
+            TensorElementType.Int64 => DType.Int64,
+            var other => throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage produced unsupported element type {other}"),
+        };
+        return new TensorData(type, info.Shape, value.GetTensorDataAsSpan<byte>().ToArray());
+    }
+
+    private static TensorElementType ElementType(DType type) => type switch
+    {
+        DType.Float32 => TensorElementType.Float,
+        DType.Int64 => TensorElementType.Int64,
+        _ => throw new MeshException(MeshErrorCode.ShapeMismatch, $"unsupported activation type {type}"),
+    };
+
+    private sealed class SessionCache : IDisposable
+    {
+        public OrtValue[]? Past { get; private set; }
+        public int Length { get; private set; }
+
+        public void Replace(OrtValue[] presents, int length)
+        {
+            var old = Past;
+            Past = presents;
+            Length = length;
+            if (old is not null)
+                foreach (var value in old) value.Dispose();
+        }
+
+        public void Dispose()
+        {
+            if (Past is not null)
+                foreach (var value in Past) value.Dispose();
+            Past = null;
+        }
+    }
+}
+
+/// <summary>Names of the context inputs, following Hugging Face Optimum's decoder exports.</summary>
+public static class ContextInputs
+{
+    public const string PositionIds = "position_ids";
+    public const string AttentionMask = "attention_mask";
+}

@@ -1,0 +1,51 @@
+using System.Runtime.InteropServices;
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Compute;
+
+/// <summary>
+/// Runs stages in order in one process — head, block stages, tail, or one whole-model stage — passing
+/// each stage's activation output to the next. Owns and disposes its executors.
+/// </summary>
+public sealed class StagePipeline : IDisposable
+{
+    private readonly IReadOnlyList<IStageExecutor> stages;
+
+    public StagePipeline(IReadOnlyList<IStageExecutor> stages)
+    {
+        if (stages.Count == 0)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "a pipeline needs at least one stage");
+        this.stages = stages;
+    }
+
+    public IReadOnlyList<IStageExecutor> Stages => stages;
+
+    /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="startPosition"/> and returns the logits of every position, <c>[1, t, vocab]</c>.</summary>
+    public TensorData Forward(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
+    {
+        var ids = new long[tokens.Length];
+        for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
+        var activation = TensorData.FromInt64s([1, ids.Length], ids);
+        foreach (var stage in stages)
+            activation = stage.Run(sessionId, activation, startPosition);
+        return activation;
+    }
+
+    /// <summary>Logits of the last position of a step, as a fresh array the caller may overwrite.</summary>
+    public float[] LastLogits(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
+    {
+        var logits = Forward(sessionId, tokens, startPosition);
+        var vocab = (int)logits.Shape[^1];
+        return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
+    }
+
+    public void CloseSession(string sessionId)
+    {
+        foreach (var stage in stages) stage.CloseSession(sessionId);
+    }
+
+    public void Dispose()
+    {
+        foreach (var stage in stages) stage.Dispose();
+    }
+}

@@ -1,0 +1,54 @@
+using InferenceMesh.Core;
+using InferenceMesh.Onnx.Tokenizer;
+
+namespace InferenceMesh.Compute;
+
+/// <summary>Sampling settings for one generation.</summary>
+/// <param name="MaxTokens">Positions in all, prompt included (llama2.c's "steps"); capped at the model's context.</param>
+/// <param name="Temperature">0 = greedy.</param>
+/// <param name="TopP">Nucleus mass in (0, 1); 0 or 1 samples from the whole distribution.</param>
+public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 0f, float TopP = 0.9f, ulong Seed = 42);
+
+/// <summary>
+/// The generation loop of llama2.c over any token-to-logits step function: the prompt is prefilled in one
+/// step, then one token per step until <see cref="GenerationOptions.MaxTokens"/> positions or BOS/EOS.
+/// Text is yielded as soon as its UTF-8 is complete; the prompt's own text is yielded first.
+/// </summary>
+public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
+{
+    /// <param name="step">Runs tokens at a start position and returns the last position's logits.</param>
+    public IEnumerable<string> Generate(string prompt, GenerationOptions options, Func<int[], int, float[]> step)
+    {
+        var tokens = tokenizer.Encode(prompt, bos: true);
+        if (tokens.Count > maxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {tokens.Count} tokens; the model's context is {maxSequence}");
+        if (options.MaxTokens < 1)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"max tokens {options.MaxTokens} must be at least 1");
+        var limit = Math.Min(options.MaxTokens, maxSequence);
+        var sampler = new Sampler(options.Temperature, options.TopP, options.Seed);
+        var decoder = new StreamingTextDecoder();
+
+        for (var i = 1; i <= Math.Min(tokens.Count - 1, limit); i++)
+        {
+            var text = decoder.Append(tokenizer.DecodeBytes(tokens[i - 1], tokens[i]));
+            if (text.Length > 0) yield return text;
+        }
+        if (tokens.Count - 1 >= limit) yield break;
+
+        // As in llama2.c, the token sampled at the last position is printed but never run.
+        var position = 0;
+        var pending = tokens.ToArray();
+        while (true)
+        {
+            var logits = step(pending, position);
+            position += pending.Length;
+            var next = sampler.Sample(logits);
+            if (next is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos) yield break;
+            var text = decoder.Append(tokenizer.DecodeBytes(tokens[^1], next));
+            tokens.Add(next);
+            if (text.Length > 0) yield return text;
+            if (position >= limit) yield break;
+            pending = [next];
+        }
+    }
+}

@@ -1,0 +1,128 @@
+using System.Text;
+using System.Text.Json;
+using InferenceMesh.Core;
+using InferenceMesh.Onnx.Import;
+using InferenceMesh.Onnx.Split;
+using InferenceMesh.Onnx.Tokenizer;
+using Onnx;
+
+namespace InferenceMesh.Onnx;
+
+/// <summary>The small description file written next to an imported model.</summary>
+public sealed record ModelDescription(string Name, ModelConfig Config, string Source, string SourceSha256, string Tokenizer);
+
+/// <summary>
+/// The on-disk layout of models: an imported model directory holds <c>model.onnx</c>, <c>tokenizer.bin</c>
+/// and <c>model.json</c>; a split directory holds the stage files, <c>manifest.json</c> and the tokenizer.
+/// </summary>
+public static class ModelStore
+{
+    public const string ModelFile = "model.onnx";
+    public const string TokenizerFile = "tokenizer.bin";
+    public const string DescriptionFile = "model.json";
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+
+    /// <summary>Imports a llama2.c checkpoint and tokenizer; refuses a tokenizer whose vocabulary differs from the model's.</summary>
+    public static ModelDescription ImportLlama2c(string checkpoint, string tokenizer, string outDir)
+    {
+        var weights = Llama2cCheckpoint.Read(checkpoint);
+        Llama2cTokenizer.Load(tokenizer, weights.Config.Vocab);
+        var name = Path.GetFileNameWithoutExtension(checkpoint);
+        Directory.CreateDirectory(outDir);
+        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name), Path.Combine(outDir, ModelFile));
+        File.Copy(tokenizer, Path.Combine(outDir, TokenizerFile), overwrite: true);
+        var description = new ModelDescription(name, weights.Config, Path.GetFileName(checkpoint), Manifest.Sha256Hex(checkpoint), TokenizerFile);
+        WriteDescription(outDir, description);
+        return description;
+    }
+
+    /// <summary>Writes a seeded random model of the given architecture with a synthetic tokenizer of <c>config.Vocab</c> pieces.</summary>
+    public static ModelDescription Synthesize(ModelConfig config, int seed, string outDir)
+    {
+        if (config.Vocab < 259)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"vocab {config.Vocab} is too small: the tokenizer needs 3 special and 256 byte pieces");
+        var weights = LlamaWeights.Synthetic(config, seed);
+        var name = $"synthetic-d{config.Dim}-l{config.Layers}-s{seed}";
+        Directory.CreateDirectory(outDir);
+        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name), Path.Combine(outDir, ModelFile));
+        WriteSyntheticTokenizer(Path.Combine(outDir, TokenizerFile), config.Vocab);
+        var description = new ModelDescription(name, config, $"synthetic seed {seed}", "", TokenizerFile);
+        WriteDescription(outDir, description);
+        return description;
+    }
+
+    /// <summary>Splits <paramref name="modelPath"/> into Head, one stage per range and Tail under <paramref name="outDir"/>, with <c>manifest.json</c>.</summary>
+    public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir)
+    {
+        var model = OnnxModelFile.Load(modelPath);
+        var analysis = new GraphAnalysis(model);
+        var stages = GraphSplitter.Split(model, analysis, ranges(analysis.BlockCount));
+        Directory.CreateDirectory(outDir);
+        var descriptors = new List<StageDescriptor>();
+        foreach (var stage in stages)
+        {
+            var path = Path.Combine(outDir, stage.Descriptor.File);
+            OnnxModelFile.Save(stage.Model, path);
+            descriptors.Add(stage.Descriptor with { Sha256 = Manifest.Sha256Hex(path) });
+        }
+        var sourceDir = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+        var description = TryReadDescription(sourceDir);
+        string? tokenizer = null;
+        if (File.Exists(Path.Combine(sourceDir, TokenizerFile)))
+        {
+            File.Copy(Path.Combine(sourceDir, TokenizerFile), Path.Combine(outDir, TokenizerFile), overwrite: true);
+            tokenizer = TokenizerFile;
+        }
+        if (description is not null) WriteDescription(outDir, description);
+        var manifest = new Manifest(1, description?.Name ?? model.Graph.Name, analysis.BlockCount, description?.Config,
+            Manifest.Sha256Hex(modelPath), tokenizer, descriptors);
+        manifest.Save(outDir);
+        return manifest;
+    }
+
+    public static ModelDescription? TryReadDescription(string directory)
+    {
+        var path = Path.Combine(directory, DescriptionFile);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<ModelDescription>(File.ReadAllBytes(path), JsonOptions);
+        }
+        catch (JsonException e)
+        {
+            throw new MeshException(MeshErrorCode.InvalidManifest, $"{path} is not a model description: {e.Message}", e);
+        }
+    }
+
+    private static void WriteDescription(string directory, ModelDescription description) =>
+        File.WriteAllBytes(Path.Combine(directory, DescriptionFile), JsonSerializer.SerializeToUtf8Bytes(description, JsonOptions));
+
+    /// <summary>A llama2.c-format tokenizer: specials, byte fallback, then printable ASCII pairs as merges with falling scores.</summary>
+    private static void WriteSyntheticTokenizer(string path, int vocab)
+    {
+        using var writer = new BinaryWriter(File.Create(path));
+        writer.Write(8);
+        void Piece(string text, float score)
+        {
+            var bytes = Encoding.Latin1.GetBytes(text);
+            writer.Write(score);
+            writer.Write(bytes.Length);
+            writer.Write(bytes);
+        }
+        Piece("<unk>", 0); Piece("\n<s>\n", 0); Piece("\n</s>\n", 0);
+        for (var b = 0; b < 256; b++) Piece($"<0x{b:X2}>", 0);
+        var letters = " etaoinshrdlucmfwypvbgkjqxz";
+        var added = 0;
+        for (var i = 0; i < letters.Length && 259 + added < vocab; i++)
+        {
+            Piece(letters[i].ToString(), -1 - added);
+            added++;
+        }
+        for (var i = 0; 259 + added < vocab; i++)
+        {
+            Piece(letters[i % letters.Length].ToString() + letters[i / letters.Length % letters.Length] + new string('~', i / (letters.Length * letters.Length)), -100 - added);
+            added++;
+        }
+    }
+}

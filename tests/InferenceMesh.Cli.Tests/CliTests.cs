@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using InferenceMesh.Core;
+using InferenceMesh.Onnx;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Cli.Tests;
+
+public sealed class CliTests
+{
+    private static async Task<(int Code, string Out, string Error)> Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await CliApp.RunAsync(args, new WriterCliConsole(output, error));
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Error) result, string expected)
+    {
+        Assert.Equal((int)ExitCode.BadInput, result.Code);
+        var lines = result.Error.TrimEnd('\n').Split('\n');
+        Assert.True(lines.Length == 1, $"expected one error line, got:\n{result.Error}");
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
+        Assert.DoesNotContain("   at ", result.Error);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    public async Task GeneratePrintsTheReferenceText(int? stages)
+    {
+        string[] extra = stages is null ? [] : ["--stages", stages.Value.ToString()];
+        foreach (var prompt in new[] { "", "Once upon a time" })
+        {
+            var result = await Run(["generate", "--model", TestModels.Stories260K, "--prompt", prompt, "--max-tokens", "256", "--temperature", "0", .. extra]);
+            Assert.Equal(0, result.Code);
+            Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
+        }
+    }
+
+    [Fact]
+    public async Task ImportSplitThenGenerateFromTheSplitDirectory()
+    {
+        var imported = TestModels.NewTempDirectory("cli-import");
+        var split = TestModels.NewTempDirectory("cli-split");
+        Assert.Equal(0, (await Run("model", "import", "--llama2c", TestModels.Stories260KCheckpoint, "--tokenizer", TestModels.Stories260KTokenizer, "--out", imported)).Code);
+        var splitResult = await Run("model", "split", Path.Combine(imported, "model.onnx"), "--blocks", "0:2,2:5", "--out", split);
+        Assert.Equal(0, splitResult.Code);
+        Assert.Contains(Manifest.Load(split).ModelId, splitResult.Out);
+        var result = await Run("generate", "--model", split);
+        Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
+    }
+
+    [Fact]
+    public async Task SynthWritesAModelThatGenerates()
+    {
+        var directory = TestModels.NewTempDirectory("cli-synth");
+        Assert.Equal(0, (await Run("model", "synth", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "64", "--vocab", "300", "--seed", "5", "--out", directory)).Code);
+        var first = await Run("generate", "--model", directory, "--max-tokens", "20", "--stages", "2");
+        var second = await Run("generate", "--model", directory, "--max-tokens", "20");
+        Assert.Equal(0, first.Code);
+        Assert.Equal(first.Out, second.Out);
+    }
+
+    [Fact]
+    public async Task TruncatedCheckpoint()
+    {
+        var path = Path.Combine(TestModels.NewTempDirectory("cli-bad"), "cut.bin");
+        File.WriteAllBytes(path, File.ReadAllBytes(TestModels.Stories260KCheckpoint)[..4096]);
+        AssertOneLineError(await Run("model", "import", "--llama2c", path, "--tokenizer", TestModels.Stories260KTokenizer, "--out", TestModels.NewTempDirectory("cli-out")), "truncated");
+    }
+
+    [Fact]
+    public async Task MismatchedTokenizer() =>
+        AssertOneLineError(await Run("model", "import", "--llama2c", TestModels.Stories260KCheckpoint,
+            "--tokenizer", Path.Combine(TestModels.SmallSynthetic, ModelStore.TokenizerFile), "--out", TestModels.NewTempDirectory("cli-out")), "vocabulary is 512");
+
+    [Fact]
+    public async Task FileThatIsNotOnnx()
+    {
+        var path = Path.Combine(TestModels.NewTempDirectory("cli-bad"), "model.onnx");
+        File.WriteAllText(path, "{ \"not\": \"onnx\" }");
+        AssertOneLineError(await Run("model", "split", path, "--stages", "2", "--out", TestModels.NewTempDirectory("cli-out")), "is not an ONNX model");
+    }
+
+    [Fact]
+    public async Task GraphWithNoCutPoint()
+    {
+        var g = new OnnxGraphBuilder("no-blocks");
+        g.Input("input_ids", DType.Int64, "n");
+        g.NodeNamed("Gather", "logits", [g.Floats("table", new float[8], 4, 2), "input_ids"]);
+        g.Output("logits", DType.Float32, "n", "2");
+        var path = Path.Combine(TestModels.NewTempDirectory("cli-bad"), "model.onnx");
+        OnnxModelFile.Save(g.ToModel(17, "test"), path);
+        AssertOneLineError(await Run("model", "split", path, "--stages", "1", "--out", TestModels.NewTempDirectory("cli-out")), "cannot split this graph");
+    }
+
+    [Fact]
+    public async Task PromptLongerThanTheContext() =>
+        AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--prompt", string.Join(' ', Enumerable.Repeat("Once upon a time", 200))), "context is 512");
+
+    [Fact]
+    public async Task VerboseAddsTheStackTrace()
+    {
+        var result = await Run("generate", "--model", TestModels.Stories260K, "--verbose", "--prompt", string.Join(' ', Enumerable.Repeat("Once upon a time", 200)));
+        Assert.Equal((int)ExitCode.BadInput, result.Code);
+        Assert.Contains("   at ", result.Error);
+    }
+
+    [Fact]
+    public async Task MissingModelDirectory() =>
+        AssertOneLineError(await Run("generate", "--model", "/nonexistent/model"), "does not exist");
+
+    [Fact]
+    public async Task TheExecutableExitsNonZeroWithOneLine()
+    {
+        var cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
+        var start = new ProcessStartInfo("dotnet", [cli, "generate", "--model", "/nonexistent/model"]) { RedirectStandardError = true, RedirectStandardOutput = true };
+        using var process = Process.Start(start)!;
+        var error = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.Equal((int)ExitCode.BadInput, process.ExitCode);
+        Assert.Single(error.TrimEnd('\n').Split('\n'));
+    }
+}

@@ -1,0 +1,65 @@
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using InferenceMesh.Onnx;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Compute.Tests;
+
+public sealed class GenerationTests
+{
+    [Theory]
+    [InlineData(null, "")]
+    [InlineData(null, "Once upon a time")]
+    [InlineData(2, "")]
+    [InlineData(3, "Once upon a time")]
+    [InlineData(5, "")]
+    [InlineData(5, "Once upon a time")]
+    public void GreedyGenerationPrintsTheReferenceText(int? stages, string prompt)
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K, stages);
+        var text = string.Concat(model.Generate(prompt, new GenerationOptions(256, 0f)));
+        Assert.Equal(TestModels.Stories260KReferenceText, text);
+    }
+
+    [Fact]
+    public void SplitDirectoryGeneratesTheReferenceText()
+    {
+        var split = TestModels.NewTempDirectory("split-gen");
+        ModelStore.Split(Path.Combine(TestModels.Stories260K, ModelStore.ModelFile), n => BlockRange.ParseContiguousList("0:2,2:5", n), split);
+        using var model = LocalModel.Open(split);
+        Assert.Equal(4, model.Pipeline.Stages.Count);
+        Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(model.Generate("", new GenerationOptions(256, 0f))));
+    }
+
+    [Fact]
+    public void SeededSamplingIsReproducibleAndDiffersFromGreedy()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        var options = new GenerationOptions(64, 1.0f, 0.9f, 1234);
+        var first = string.Concat(model.Generate("Lily", options));
+        var second = string.Concat(model.Generate("Lily", options));
+        var otherSeed = string.Concat(model.Generate("Lily", options with { Seed = 99 }));
+        Assert.Equal(first, second);
+        Assert.NotEqual(first, otherSeed);
+        Assert.StartsWith("Lily", first);
+    }
+
+    [Fact]
+    public void PromptLongerThanTheContextIsRefused()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        var prompt = string.Join(' ', Enumerable.Repeat("Once upon a time", 200));
+        var error = Assert.Throws<MeshException>(() => model.Generate(prompt, new GenerationOptions()).ToList());
+        Assert.Equal(MeshErrorCode.ContextOverflow, error.Code);
+    }
+
+    [Fact]
+    public void MaxTokensCountsThePrompt()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        // "Once upon a time" is BOS + 4 pieces; 8 positions leave 4 generated pieces after it.
+        var pieces = model.Generate("Once upon a time", new GenerationOptions(8, 0f)).ToList();
+        Assert.Equal(TestModels.Stories260KReferenceText[..pieces.Sum(p => p.Length)], string.Concat(pieces));
+        Assert.Equal(8, pieces.Count);
+    }
+}

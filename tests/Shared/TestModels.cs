@@ -1,0 +1,75 @@
+using InferenceMesh.Core;
+using InferenceMesh.Onnx;
+
+namespace InferenceMesh.Tests.Shared;
+
+/// <summary>
+/// Locates the real model files (../shared/models beside the repository, or INFERENCEMESH_MODELS) and
+/// imports them once per test run into a temporary directory. A missing model fails the test with a
+/// message saying where it was looked for; it is never skipped.
+/// </summary>
+public static class TestModels
+{
+    /// <summary>A small grouped-query model with a separate feature count per dimension, so shape mix-ups show.</summary>
+    public static readonly ModelConfig SmallSyntheticConfig = new(48, 80, 4, 6, 2, 300, 128, 1e-5f, 10000f);
+
+    private static readonly Lazy<string> Stories260KDirectory = new(() => Import(Stories260KCheckpoint, Stories260KTokenizer, "stories260K"));
+    private static readonly Lazy<string> SyntheticDirectory = new(() => Synthesize(SmallSyntheticConfig, 7, "synthetic"));
+
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+                if (File.Exists(Path.Combine(dir.FullName, "InferenceMesh.sln"))) return dir.FullName;
+            throw new InvalidOperationException($"no InferenceMesh.sln above {AppContext.BaseDirectory}");
+        }
+    }
+
+    public static string ModelsRoot =>
+        Environment.GetEnvironmentVariable("INFERENCEMESH_MODELS") is { Length: > 0 } configured
+            ? configured
+            : Path.GetFullPath(Path.Combine(RepositoryRoot, "..", "shared", "models"));
+
+    public static string Stories260KCheckpoint => Require(Path.Combine(ModelsRoot, "stories260K", "stories260K.bin"));
+    public static string Stories260KTokenizer => Require(Path.Combine(ModelsRoot, "stories260K", "tok512.bin"));
+
+    /// <summary>The imported stories260K directory (model.onnx, tokenizer.bin, model.json).</summary>
+    public static string Stories260K => Stories260KDirectory.Value;
+
+    /// <summary>An imported synthetic model of <see cref="SmallSyntheticConfig"/>.</summary>
+    public static string SmallSynthetic => SyntheticDirectory.Value;
+
+    /// <summary>The reference text of stories260K's README (greedy, 256 steps).</summary>
+    public static string Stories260KReferenceText
+    {
+        get
+        {
+            var readme = File.ReadAllLines(Require(Path.Combine(ModelsRoot, "stories260K", "README.md")));
+            var heading = Array.FindIndex(readme, l => l.StartsWith("## Reference output", StringComparison.Ordinal));
+            var open = Array.FindIndex(readme, heading, l => l == "```");
+            var close = Array.FindIndex(readme, open + 1, l => l == "```");
+            return string.Join('\n', readme[(open + 1)..close]);
+        }
+    }
+
+    public static string NewTempDirectory(string stem) => Directory.CreateTempSubdirectory($"inferencemesh-{stem}-").FullName;
+
+    private static string Import(string checkpoint, string tokenizer, string stem)
+    {
+        var directory = NewTempDirectory(stem);
+        ModelStore.ImportLlama2c(checkpoint, tokenizer, directory);
+        return directory;
+    }
+
+    private static string Synthesize(ModelConfig config, int seed, string stem)
+    {
+        var directory = NewTempDirectory(stem);
+        ModelStore.Synthesize(config, seed, directory);
+        return directory;
+    }
+
+    private static string Require(string path) => File.Exists(path)
+        ? path
+        : throw new FileNotFoundException($"model file {path} is missing: the tests read the real model from ../shared/models beside the repository (or INFERENCEMESH_MODELS); see models/README.md");
+}
