@@ -1,0 +1,81 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Protocol;
+
+/// <summary>
+/// Stage messages over any <see cref="IDuplexPipe"/> (a Yamux stream, or an in-memory pipe in tests and
+/// benchmarks). Sends are serialized so several steps can be in flight; a slow reader holds senders back
+/// through the pipe's flush (backpressure). Receiving is for one reader at a time.
+/// </summary>
+public sealed class StageChannel : IAsyncDisposable
+{
+    private readonly IDuplexPipe pipe;
+    private readonly StageLimits limits;
+    private readonly SemaphoreSlim sendLock = new(1, 1);
+
+    public StageChannel(IDuplexPipe pipe, StageLimits? limits = null)
+    {
+        this.pipe = pipe;
+        this.limits = limits ?? new StageLimits();
+    }
+
+    /// <summary>Writes one message and waits for the transport to take it. Safe to cancel only before the write starts.</summary>
+    public async ValueTask SendAsync(StageMessage message, CancellationToken cancellation = default)
+    {
+        await sendLock.WaitAsync(cancellation).ConfigureAwait(false);
+        try
+        {
+            StageCodec.Write(pipe.Output, message, limits);
+            var flush = await pipe.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            if (flush.IsCompleted)
+                throw new MeshException(MeshErrorCode.ProtocolViolation, "the peer closed the stage stream");
+        }
+        finally
+        {
+            sendLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Returns the next message, or null when the peer closed the stream cleanly between frames. A malformed,
+    /// oversized or truncated frame throws <see cref="MeshException"/>; the channel is then unusable. Safe to cancel.
+    /// </summary>
+    public async ValueTask<StageMessage?> ReceiveAsync(CancellationToken cancellation = default)
+    {
+        while (true)
+        {
+            var result = await pipe.Input.ReadAsync(cancellation).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var consumed = buffer.Start;
+            var examined = buffer.End;
+            try
+            {
+                if (StageCodec.TryRead(ref buffer, limits, out var message))
+                {
+                    consumed = buffer.Start;
+                    examined = consumed;
+                    return message;
+                }
+                if (result.IsCompleted)
+                {
+                    if (buffer.IsEmpty) return null;
+                    throw new MeshException(MeshErrorCode.ProtocolViolation, $"the stage stream ended inside a frame ({buffer.Length} bytes left)");
+                }
+                if (result.IsCanceled) throw new OperationCanceledException(cancellation);
+            }
+            finally
+            {
+                pipe.Input.AdvanceTo(consumed, examined);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await pipe.Output.CompleteAsync().ConfigureAwait(false);
+        await pipe.Input.CompleteAsync().ConfigureAwait(false);
+        sendLock.Dispose();
+    }
+}

@@ -1,0 +1,223 @@
+using System.Buffers;
+using InferenceMesh.Core;
+using MessagePack;
+
+namespace InferenceMesh.Protocol;
+
+/// <summary>Size limits the codec enforces before it takes memory.</summary>
+/// <param name="MaxFrameBytes">Largest frame body (the MessagePack map) accepted or sent.</param>
+/// <param name="MaxRank">Largest tensor rank.</param>
+/// <param name="MaxRouteHops">Longest chained route.</param>
+public sealed record StageLimits(int MaxFrameBytes = 64 << 20, int MaxRank = 4, int MaxRouteHops = 64, int MaxStringBytes = 4096);
+
+/// <summary>
+/// Frames stage messages: an unsigned-varint length, then a MessagePack map whose <c>t</c> field names the
+/// message. Activations travel as dtype, shape and a MessagePack <c>bin</c> of raw little-endian bytes.
+/// <see cref="TryRead"/> is pure: it consumes a whole frame or nothing.
+/// </summary>
+public static class StageCodec
+{
+    /// <summary>Writes one frame. The activation payload is copied once, straight into <paramref name="output"/>.</summary>
+    public static void Write(IBufferWriter<byte> output, StageMessage message, StageLimits? limits = null)
+    {
+        limits ??= new StageLimits();
+        var header = new ArrayBufferWriter<byte>(256);
+        var writer = new MessagePackWriter(header);
+        var payload = WriteFields(ref writer, message);
+        if (payload is not null) writer.WriteBinHeader(payload.Length);
+        writer.Flush();
+        var bodyLength = (long)header.WrittenCount + (payload?.Length ?? 0);
+        if (bodyLength > limits.MaxFrameBytes)
+            throw new MeshException(MeshErrorCode.LimitExceeded, $"{message.Kind} frame of {bodyLength} bytes exceeds the {limits.MaxFrameBytes}-byte limit");
+        UnsignedVarint.Write(output, (ulong)bodyLength);
+        output.Write(header.WrittenSpan);
+        if (payload is not null) output.Write(payload);
+    }
+
+    /// <summary>
+    /// Reads one frame from the front of <paramref name="buffer"/>: true and the message when a whole frame is
+    /// there (the buffer is advanced past it); false when more bytes are needed (the buffer is untouched).
+    /// A frame over the limit, or a body that is not a valid message, throws <see cref="MeshException"/>.
+    /// </summary>
+    public static bool TryRead(ref ReadOnlySequence<byte> buffer, StageLimits limits, out StageMessage? message)
+    {
+        message = null;
+        var reader = new SequenceReader<byte>(buffer);
+        if (!UnsignedVarint.TryRead(ref reader, out var length)) return false;
+        if (length > (ulong)limits.MaxFrameBytes)
+            throw new MeshException(MeshErrorCode.LimitExceeded, $"frame of {length} bytes exceeds the {limits.MaxFrameBytes}-byte limit");
+        if (reader.Remaining < (long)length) return false;
+        var body = buffer.Slice(reader.Position, (long)length);
+        message = ReadBody(body, limits);
+        buffer = buffer.Slice(body.End);
+        return true;
+    }
+
+    private static byte[]? WriteFields(ref MessagePackWriter w, StageMessage message)
+    {
+        switch (message)
+        {
+            case OpenSession m:
+                w.WriteMapHeader(6);
+                Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId); Field(ref w, "model", m.ModelId);
+                w.Write("blocks"); w.WriteArrayHeader(2); w.Write(m.Blocks.Start); w.Write(m.Blocks.End);
+                w.Write("max"); w.Write(m.MaxLength);
+                return null;
+            case SessionOpened m:
+                w.WriteMapHeader(3);
+                Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId);
+                return null;
+            case Step m:
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
+            case Push m:
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
+            case StepResult m:
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, null, m.Activation, null);
+            case CloseSession m:
+                w.WriteMapHeader(2);
+                Kind(ref w, m); Field(ref w, "s", m.SessionId);
+                return null;
+            case StageError m:
+                w.WriteMapHeader(5);
+                Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId);
+                w.Write("code"); w.Write((int)m.Code);
+                Field(ref w, "msg", m.Message);
+                return null;
+            default:
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown stage message {message.GetType().Name}");
+        }
+    }
+
+    /// <summary>Writes every field but leaves the payload's <c>p</c> key last, so the caller can append the bin itself.</summary>
+    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? start, TensorData activation, IReadOnlyList<RouteHop>? route)
+    {
+        w.WriteMapHeader(6 + (start is null ? 0 : 1) + (route is null ? 0 : 1));
+        Kind(ref w, m); Field(ref w, "id", id); Field(ref w, "s", session);
+        if (start is not null) { w.Write("pos"); w.Write(start.Value); }
+        if (route is not null)
+        {
+            w.Write("route");
+            w.WriteArrayHeader(route.Count);
+            foreach (var hop in route)
+            {
+                w.WriteArrayHeader(3);
+                w.Write(hop.PeerId);
+                w.WriteArrayHeader(hop.Addresses.Count);
+                foreach (var address in hop.Addresses) w.Write(address);
+                w.Write(hop.SessionId);
+            }
+        }
+        w.Write("dtype"); w.Write((int)activation.Type);
+        w.Write("shape"); w.WriteArrayHeader(activation.Shape.Length);
+        foreach (var d in activation.Shape) w.Write(d);
+        w.Write("p");
+        return activation.Bytes;
+    }
+
+    private static void Kind(ref MessagePackWriter w, StageMessage m) { w.Write("t"); w.Write(m.Kind); }
+    private static void Field(ref MessagePackWriter w, string key, ulong value) { w.Write(key); w.Write(value); }
+    private static void Field(ref MessagePackWriter w, string key, string value) { w.Write(key); w.Write(value); }
+
+    private static StageMessage ReadBody(ReadOnlySequence<byte> body, StageLimits limits)
+    {
+        try
+        {
+            var r = new MessagePackReader(body);
+            var count = r.ReadMapHeader();
+            string? kind = null, session = null, model = null, text = null;
+            ulong id = 0;
+            int? start = null, max = null, code = null, dtype = null;
+            BlockRange? blocks = null;
+            long[]? shape = null;
+            byte[]? payload = null;
+            List<RouteHop>? route = null;
+            for (var i = 0; i < count; i++)
+            {
+                var key = ReadString(ref r, limits);
+                switch (key)
+                {
+                    case "t": kind = ReadString(ref r, limits); break;
+                    case "id": id = r.ReadUInt64(); break;
+                    case "s": session = ReadString(ref r, limits); break;
+                    case "model": model = ReadString(ref r, limits); break;
+                    case "msg": text = ReadString(ref r, limits); break;
+                    case "pos": start = r.ReadInt32(); break;
+                    case "max": max = r.ReadInt32(); break;
+                    case "code": code = r.ReadInt32(); break;
+                    case "dtype": dtype = r.ReadInt32(); break;
+                    case "blocks":
+                        if (r.ReadArrayHeader() != 2) throw Malformed("blocks must be [start, end]");
+                        blocks = new BlockRange(r.ReadInt32(), r.ReadInt32());
+                        break;
+                    case "shape":
+                        var rank = r.ReadArrayHeader();
+                        if (rank > limits.MaxRank) throw Malformed($"tensor rank {rank} exceeds {limits.MaxRank}");
+                        shape = new long[rank];
+                        for (var d = 0; d < rank; d++) shape[d] = r.ReadInt64();
+                        break;
+                    case "route":
+                        var hops = r.ReadArrayHeader();
+                        if (hops > limits.MaxRouteHops) throw Malformed($"route of {hops} hops exceeds {limits.MaxRouteHops}");
+                        route = new List<RouteHop>(hops);
+                        for (var h = 0; h < hops; h++)
+                        {
+                            if (r.ReadArrayHeader() != 3) throw Malformed("a route hop is [peer, addresses, session]");
+                            var peer = ReadString(ref r, limits);
+                            var addressCount = r.ReadArrayHeader();
+                            if (addressCount > 16) throw Malformed($"route hop lists {addressCount} addresses; 16 is the limit");
+                            var addresses = new string[addressCount];
+                            for (var a = 0; a < addressCount; a++) addresses[a] = ReadString(ref r, limits);
+                            route.Add(new RouteHop(peer, addresses, ReadString(ref r, limits)));
+                        }
+                        break;
+                    case "p":
+                        var bytes = r.ReadBytes() ?? throw Malformed("payload is nil");
+                        payload = bytes.ToArray();
+                        break;
+                    default:
+                        r.Skip();
+                        break;
+                }
+            }
+            if (!r.End) throw Malformed("bytes follow the message map");
+            return kind switch
+            {
+                "open" => new OpenSession(id, Require(session, "s"), Require(model, "model"), blocks ?? throw Malformed("open needs blocks"), max ?? throw Malformed("open needs max")),
+                "opened" => new SessionOpened(id, Require(session, "s")),
+                "step" => new Step(id, Require(session, "s"), start ?? throw Malformed("step needs pos"), Tensor(dtype, shape, payload), route ?? []),
+                "push" => new Push(id, Require(session, "s"), start ?? throw Malformed("push needs pos"), Tensor(dtype, shape, payload), route ?? []),
+                "result" => new StepResult(id, Require(session, "s"), Tensor(dtype, shape, payload)),
+                "close" => new CloseSession(Require(session, "s")),
+                "error" => new StageError(id, session ?? "", code is { } c && Enum.IsDefined((StageErrorCode)c) ? (StageErrorCode)c : StageErrorCode.Internal, text ?? ""),
+                null => throw Malformed("message has no type field 't'"),
+                _ => throw Malformed($"unknown message type '{kind}'"),
+            };
+        }
+        catch (Exception e) when (e is MessagePackSerializationException or EndOfStreamException or OverflowException or InvalidOperationException or ArgumentException)
+        {
+            throw Malformed($"invalid MessagePack: {e.Message}");
+        }
+        catch (MeshException e) when (e.Code is not MeshErrorCode.ProtocolViolation and not MeshErrorCode.LimitExceeded)
+        {
+            throw Malformed(e.Message);
+        }
+    }
+
+    private static TensorData Tensor(int? dtype, long[]? shape, byte[]? payload)
+    {
+        if (dtype is null || shape is null || payload is null) throw Malformed("activation needs dtype, shape and p");
+        if (!Enum.IsDefined((DType)dtype.Value)) throw Malformed($"unknown dtype {dtype}");
+        return new TensorData((DType)dtype.Value, shape, payload);
+    }
+
+    private static string ReadString(ref MessagePackReader r, StageLimits limits)
+    {
+        var value = r.ReadString() ?? throw Malformed("string is nil");
+        if (value.Length > limits.MaxStringBytes) throw Malformed($"string of {value.Length} characters exceeds {limits.MaxStringBytes}");
+        return value;
+    }
+
+    private static string Require(string? value, string field) => value ?? throw Malformed($"message needs field '{field}'");
+
+    private static MeshException Malformed(string why) => new(MeshErrorCode.ProtocolViolation, $"malformed stage frame: {why}");
+}

@@ -1,0 +1,211 @@
+using System.Buffers;
+using InferenceMesh.Core;
+using InferenceMesh.Protocol;
+using MessagePack;
+
+namespace InferenceMesh.Protocol.Tests;
+
+public sealed class StageCodecTests
+{
+    private static readonly StageLimits Limits = new();
+
+    private static TensorData Activation(int steps, int width, int seed = 1)
+    {
+        var random = new Random(seed);
+        var values = new float[steps * width];
+        for (var i = 0; i < values.Length; i++) values[i] = (float)random.NextDouble() - 0.5f;
+        return TensorData.FromFloats([1, steps, width], values);
+    }
+
+    public static TheoryData<StageMessage> Messages() => new()
+    {
+        new OpenSession(7, "sess-1", new string('a', 64), new BlockRange(2, 5), 512),
+        new SessionOpened(7, "sess-1"),
+        new Step(42, "sess-1", 17, Activation(3, 64), []),
+        new Step(43, "sess-1", 20, Activation(1, 64), [new RouteHop("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4001"], "sess-b"), new RouteHop("12D3KooWother", [], "sess-c")]),
+        new Push(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
+        new StepResult(44, "sess-1", Activation(1, 64, 3)),
+        new CloseSession("sess-1"),
+        new StageError(44, "sess-1", StageErrorCode.UnknownSession, "no session sess-1"),
+    };
+
+    private static byte[] Encode(StageMessage message)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        StageCodec.Write(buffer, message);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void AssertSame(StageMessage expected, StageMessage actual)
+    {
+        Assert.Equal(expected.GetType(), actual.GetType());
+        Assert.Equal(Normalize(expected), Normalize(actual));
+    }
+
+    // Records compare lists and tensors by reference; compare their encodings instead.
+    private static string Normalize(StageMessage message) => Convert.ToHexString(Encode(message));
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void RoundTrips(StageMessage message)
+    {
+        var sequence = new ReadOnlySequence<byte>(Encode(message));
+        Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
+        Assert.True(sequence.IsEmpty);
+        AssertSame(message, decoded!);
+    }
+
+    [Fact]
+    public void ActivationBytesAreCarriedAsBin()
+    {
+        var step = new Step(1, "s", 0, Activation(2, 8), []);
+        var frame = Encode(step);
+        var reader = new MessagePackReader(frame.AsMemory(UnsignedVarint.SizeOf((ulong)frame.Length)));
+        var count = reader.ReadMapHeader();
+        for (var i = 0; i < count; i++)
+        {
+            if (reader.ReadString() == "p")
+            {
+                Assert.Equal(MessagePackType.Binary, reader.NextMessagePackType);
+                Assert.Equal(step.Activation.Bytes, reader.ReadBytes()!.Value.ToArray());
+                return;
+            }
+            reader.Skip();
+        }
+        Assert.Fail("no payload field");
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void EveryFrameSplitAtEveryByteOffsetDecodes(StageMessage message)
+    {
+        var twoFrames = Encode(message).Concat(Encode(new CloseSession("after"))).ToArray();
+        for (var cut = 0; cut <= twoFrames.Length; cut++)
+        {
+            var first = new Segment(twoFrames.AsMemory(0, cut));
+            var last = first.Append(twoFrames.AsMemory(cut));
+            var sequence = new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+            var decoded = new List<StageMessage>();
+            while (StageCodec.TryRead(ref sequence, Limits, out var m)) decoded.Add(m!);
+            Assert.Equal(2, decoded.Count);
+            AssertSame(message, decoded[0]);
+            Assert.True(sequence.IsEmpty);
+        }
+    }
+
+    [Fact]
+    public void IncompleteFramesConsumeNothing()
+    {
+        var frame = Encode(new Step(1, "s", 0, Activation(4, 16), []));
+        for (var length = 0; length < frame.Length; length++)
+        {
+            var sequence = new ReadOnlySequence<byte>(frame, 0, length);
+            Assert.False(StageCodec.TryRead(ref sequence, Limits, out _));
+            Assert.Equal(length, sequence.Length);
+        }
+    }
+
+    [Fact]
+    public void OversizedFrameIsRefusedFromItsLengthAlone()
+    {
+        var header = new byte[UnsignedVarint.MaxBytes];
+        var written = UnsignedVarint.Write(header, 1UL << 40);
+        var sequence = new ReadOnlySequence<byte>(header, 0, written);
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
+        Assert.Equal(MeshErrorCode.LimitExceeded, error.Code);
+    }
+
+    [Fact]
+    public void SenderRefusesFramesOverTheLimit()
+    {
+        var error = Assert.Throws<MeshException>(() => StageCodec.Write(new ArrayBufferWriter<byte>(), new Step(1, "s", 0, Activation(64, 64), []), new StageLimits(MaxFrameBytes: 1024)));
+        Assert.Equal(MeshErrorCode.LimitExceeded, error.Code);
+    }
+
+    public static TheoryData<string, byte[]> MalformedBodies() => new()
+    {
+        { "not a map", Body((ref MessagePackWriter w) => w.Write(5)) },
+        { "no type", Body((ref MessagePackWriter w) => { w.WriteMapHeader(1); w.Write("s"); w.Write("x"); }) },
+        { "unknown type", Body((ref MessagePackWriter w) => { w.WriteMapHeader(1); w.Write("t"); w.Write("teleport"); }) },
+        { "step without payload", Body((ref MessagePackWriter w) => { w.WriteMapHeader(4); w.Write("t"); w.Write("step"); w.Write("s"); w.Write("x"); w.Write("pos"); w.Write(0); w.Write("dtype"); w.Write(1); }) },
+        { "payload shorter than shape", StepBody([1, 2, 4], 12) },
+        { "negative dimension", StepBody([1, -2, 4], 0) },
+        { "rank over limit", StepBody([1, 1, 1, 1, 1, 1], 4) },
+        { "map count beyond the body", Body((ref MessagePackWriter w) => w.WriteMapHeader(1000)) },
+        { "trailing bytes", Body((ref MessagePackWriter w) => { w.WriteMapHeader(2); w.Write("t"); w.Write("close"); w.Write("s"); w.Write("x"); w.Write(1); }) },
+    };
+
+    [Theory]
+    [MemberData(nameof(MalformedBodies))]
+    public void MalformedBodiesAreTypedErrors(string what, byte[] frame)
+    {
+        var sequence = new ReadOnlySequence<byte>(frame);
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
+        Assert.True(error.Code == MeshErrorCode.ProtocolViolation, $"{what}: {error.Code} {error.Message}");
+    }
+
+    [Fact]
+    public void SeededRandomBytesNeverEscapeAsUntypedExceptions()
+    {
+        var random = new Random(2024);
+        var valid = Encode(new Step(9, "session", 3, Activation(2, 8), [new RouteHop("p", ["/ip4/1.2.3.4/tcp/1"], "q")]));
+        for (var trial = 0; trial < 5000; trial++)
+        {
+            byte[] frame;
+            if (trial % 2 == 0)
+            {
+                frame = (byte[])valid.Clone();
+                for (var flips = random.Next(1, 4); flips > 0; flips--) frame[random.Next(frame.Length)] = (byte)random.Next(256);
+            }
+            else
+            {
+                frame = new byte[random.Next(1, 64)];
+                random.NextBytes(frame);
+            }
+            var sequence = new ReadOnlySequence<byte>(frame);
+            try
+            {
+                while (StageCodec.TryRead(ref sequence, new StageLimits(MaxFrameBytes: 4096), out _)) { }
+            }
+            catch (MeshException e)
+            {
+                Assert.True(e.Code is MeshErrorCode.ProtocolViolation or MeshErrorCode.LimitExceeded, e.Message);
+            }
+        }
+    }
+
+    private static byte[] Body(BodyWriter write)
+    {
+        var body = new ArrayBufferWriter<byte>();
+        var writer = new MessagePackWriter(body);
+        write(ref writer);
+        writer.Flush();
+        var frame = new ArrayBufferWriter<byte>();
+        UnsignedVarint.Write(frame, (ulong)body.WrittenCount);
+        frame.Write(body.WrittenSpan);
+        return frame.WrittenSpan.ToArray();
+    }
+
+    private static byte[] StepBody(long[] shape, int payloadBytes) => Body((ref MessagePackWriter w) =>
+    {
+        w.WriteMapHeader(6);
+        w.Write("t"); w.Write("step"); w.Write("s"); w.Write("x"); w.Write("pos"); w.Write(0); w.Write("dtype"); w.Write(1);
+        w.Write("shape"); w.WriteArrayHeader(shape.Length);
+        foreach (var d in shape) w.Write(d);
+        w.Write("p"); w.Write(new byte[payloadBytes]);
+    });
+
+    public delegate void BodyWriter(ref MessagePackWriter writer);
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory) => Memory = memory;
+
+        public Segment Append(ReadOnlyMemory<byte> memory)
+        {
+            var next = new Segment(memory) { RunningIndex = RunningIndex + Memory.Length };
+            Next = next;
+            return next;
+        }
+    }
+}
