@@ -17,7 +17,12 @@ public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 
 public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
 {
     /// <param name="step">Runs tokens at a start position and returns the last position's logits.</param>
-    public IEnumerable<string> Generate(string prompt, GenerationOptions options, Func<int[], int, float[]> step)
+    public IEnumerable<string> Generate(string prompt, GenerationOptions options, Func<int[], int, float[]> step) =>
+        GenerateAsync(prompt, options, (tokens, start, _) => ValueTask.FromResult(step(tokens, start))).ToBlockingEnumerable();
+
+    /// <param name="step">Runs tokens at a start position and returns the last position's logits; cancelled with the enumeration.</param>
+    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
+        Func<int[], int, CancellationToken, ValueTask<float[]>> step, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var tokens = tokenizer.Encode(prompt, bos: true);
         if (tokens.Count > maxSequence)
@@ -40,7 +45,7 @@ public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
         var pending = tokens.ToArray();
         while (true)
         {
-            var logits = step(pending, position);
+            var logits = await step(pending, position, cancellation).ConfigureAwait(false);
             position += pending.Length;
             var next = sampler.Sample(logits);
             if (next is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos) yield break;

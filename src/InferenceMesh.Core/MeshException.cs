@@ -16,6 +16,8 @@ public enum MeshErrorCode
     UnknownSession,
     LimitExceeded,
     ProtocolViolation,
+    RouteUnavailable,
+    Timeout,
 }
 
 /// <summary>

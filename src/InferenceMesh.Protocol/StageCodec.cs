@@ -72,7 +72,7 @@ public static class StageCodec
             case Push m:
                 return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
             case StepResult m:
-                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, null, m.Activation, null);
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.BlockEnd, m.Activation, null);
             case CloseSession m:
                 w.WriteMapHeader(2);
                 Kind(ref w, m); Field(ref w, "s", m.SessionId);
@@ -89,11 +89,11 @@ public static class StageCodec
     }
 
     /// <summary>Writes every field but leaves the payload's <c>p</c> key last, so the caller can append the bin itself.</summary>
-    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? start, TensorData activation, IReadOnlyList<RouteHop>? route)
+    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? position, TensorData activation, IReadOnlyList<RouteHop>? route)
     {
-        w.WriteMapHeader(6 + (start is null ? 0 : 1) + (route is null ? 0 : 1));
+        w.WriteMapHeader(6 + (position is null ? 0 : 1) + (route is null ? 0 : 1));
         Kind(ref w, m); Field(ref w, "id", id); Field(ref w, "s", session);
-        if (start is not null) { w.Write("pos"); w.Write(start.Value); }
+        if (position is not null) { w.Write(m is StepResult ? "end" : "pos"); w.Write(position.Value); }
         if (route is not null)
         {
             w.Write("route");
@@ -126,7 +126,7 @@ public static class StageCodec
             var count = r.ReadMapHeader();
             string? kind = null, session = null, model = null, text = null;
             ulong id = 0;
-            int? start = null, max = null, code = null, dtype = null;
+            int? start = null, max = null, code = null, dtype = null, blockEnd = null;
             BlockRange? blocks = null;
             long[]? shape = null;
             byte[]? payload = null;
@@ -143,6 +143,7 @@ public static class StageCodec
                     case "msg": text = ReadString(ref r, limits); break;
                     case "pos": start = r.ReadInt32(); break;
                     case "max": max = r.ReadInt32(); break;
+                    case "end": blockEnd = r.ReadInt32(); break;
                     case "code": code = r.ReadInt32(); break;
                     case "dtype": dtype = r.ReadInt32(); break;
                     case "blocks":
@@ -186,7 +187,7 @@ public static class StageCodec
                 "opened" => new SessionOpened(id, Require(session, "s")),
                 "step" => new Step(id, Require(session, "s"), start ?? throw Malformed("step needs pos"), Tensor(dtype, shape, payload), route ?? []),
                 "push" => new Push(id, Require(session, "s"), start ?? throw Malformed("push needs pos"), Tensor(dtype, shape, payload), route ?? []),
-                "result" => new StepResult(id, Require(session, "s"), Tensor(dtype, shape, payload)),
+                "result" => new StepResult(id, Require(session, "s"), blockEnd ?? throw Malformed("result needs end"), Tensor(dtype, shape, payload)),
                 "close" => new CloseSession(Require(session, "s")),
                 "error" => new StageError(id, session ?? "", code is { } c && Enum.IsDefined((StageErrorCode)c) ? (StageErrorCode)c : StageErrorCode.Internal, text ?? ""),
                 null => throw Malformed("message has no type field 't'"),

@@ -40,6 +40,13 @@ public sealed record SessionOpened(ulong RequestId, string SessionId) : StageMes
 /// <summary>The next server of a chained step: where to push, and the session it holds there.</summary>
 public sealed record RouteHop(string PeerId, IReadOnlyList<string> Addresses, string SessionId);
 
+/// <summary>Opens stage channels to peers: over libp2p streams in a real mesh, over in-memory pipes in tests and benchmarks.</summary>
+public interface IStageConnector
+{
+    /// <summary>Opens a new stage stream to <paramref name="peerId"/>. Safe to cancel.</summary>
+    ValueTask<StageChannel> ConnectAsync(string peerId, IReadOnlyList<string> addresses, CancellationToken cancellation);
+}
+
 /// <summary>
 /// Client → server: run <paramref name="Activation"/> (<c>[1, t, dim]</c>) at positions from <paramref name="StartPosition"/>.
 /// With a non-empty <paramref name="Route"/>, the server pushes its output to the first hop instead of replying.
@@ -55,8 +62,12 @@ public sealed record Push(ulong StepId, string SessionId, int StartPosition, Ten
     public override string Kind => "push";
 }
 
-/// <summary>Server → client: the output activation of a step.</summary>
-public sealed record StepResult(ulong StepId, string SessionId, TensorData Activation) : StageMessage
+/// <summary>
+/// Server → client: the output activation of a step after block <paramref name="BlockEnd"/> (exclusive). In a
+/// chained step every server sends one, so the client keeps each span's inputs to replay after a failure;
+/// the client waits only for the one that ends the route.
+/// </summary>
+public sealed record StepResult(ulong StepId, string SessionId, int BlockEnd, TensorData Activation) : StageMessage
 {
     public override string Kind => "result";
 }

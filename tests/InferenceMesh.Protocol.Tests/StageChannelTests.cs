@@ -28,7 +28,7 @@ public sealed class StageChannelTests
         var serve = Task.Run(async () =>
         {
             while (await server.ReceiveAsync() is Step step)
-                await server.SendAsync(new StepResult(step.StepId, step.SessionId, step.Activation));
+                await server.SendAsync(new StepResult(step.StepId, step.SessionId, 1, step.Activation));
         });
         const int steps = 200;
         var send = Task.Run(async () =>

@@ -1,0 +1,71 @@
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Client;
+
+/// <summary>A server's announced span with what the client measured or was told about it.</summary>
+/// <param name="Throughput">Announced compute speed in blocks per second for one token.</param>
+/// <param name="RoundTripMs">Measured round-trip time to the server, in milliseconds.</param>
+public sealed record ServerSpan(string PeerId, IReadOnlyList<string> Addresses, BlockRange Blocks, double Throughput, double RoundTripMs);
+
+/// <summary>Where the client learns who serves which blocks (the DHT's span announcements in a real mesh).</summary>
+public interface IServerDirectory
+{
+    /// <summary>Lists the servers announcing blocks of <paramref name="modelId"/>. Safe to cancel.</summary>
+    ValueTask<IReadOnlyList<ServerSpan>> ListAsync(string modelId, CancellationToken cancellation);
+}
+
+/// <summary>One hop of a planned route: the server and the blocks it runs for this session.</summary>
+public sealed record PlannedHop(ServerSpan Server, BlockRange Blocks);
+
+/// <summary>
+/// Plans routes as Petals does (min-latency Dijkstra): nodes are block boundaries, and a server whose span
+/// holds block b offers an edge from b to the end of its span costing its round trip plus its compute time.
+/// </summary>
+public static class RoutePlanner
+{
+    public static IReadOnlyList<PlannedHop> Plan(IReadOnlyList<ServerSpan> servers, BlockRange blocks, Func<string, bool>? isBanned = null)
+    {
+        var usable = servers.Where(s => isBanned is null || !isBanned(s.PeerId)).ToList();
+        var boundaries = blocks.Count + 1;
+        var cost = Enumerable.Repeat(double.PositiveInfinity, boundaries).ToArray();
+        var via = new PlannedHop?[boundaries];
+        var previous = new int[boundaries];
+        var done = new bool[boundaries];
+        cost[0] = 0;
+        for (var round = 0; round < boundaries; round++)
+        {
+            var current = -1;
+            for (var i = 0; i < boundaries; i++)
+                if (!done[i] && !double.IsPositiveInfinity(cost[i]) && (current < 0 || cost[i] < cost[current])) current = i;
+            if (current < 0) break;
+            done[current] = true;
+            var block = blocks.Start + current;
+            if (block == blocks.End) break;
+            foreach (var server in usable)
+            {
+                if (!server.Blocks.Contains(block)) continue;
+                var end = Math.Min(server.Blocks.End, blocks.End);
+                var computeMs = (end - block) * 1000.0 / Math.Max(server.Throughput, 1e-3);
+                var next = end - blocks.Start;
+                var candidate = cost[current] + server.RoundTripMs + computeMs;
+                if (candidate < cost[next])
+                {
+                    cost[next] = candidate;
+                    previous[next] = current;
+                    via[next] = new PlannedHop(server, new BlockRange(block, end));
+                }
+            }
+        }
+        if (double.IsPositiveInfinity(cost[^1]))
+        {
+            var reached = Enumerable.Range(0, boundaries).Where(i => !double.IsPositiveInfinity(cost[i])).Max() + blocks.Start;
+            var uncovered = Enumerable.Range(reached, blocks.End - reached).Where(b => !usable.Any(s => s.Blocks.Contains(b))).ToList();
+            var detail = uncovered.Count > 0 ? $"no reachable server serves block{(uncovered.Count > 1 ? "s" : "")} {string.Join(", ", uncovered)}" : $"no route from block {reached}";
+            throw new MeshException(MeshErrorCode.RouteUnavailable, $"cannot cover blocks {blocks}: {detail}");
+        }
+        var hops = new List<PlannedHop>();
+        for (var at = boundaries - 1; at > 0; at = previous[at]) hops.Add(via[at]!);
+        hops.Reverse();
+        return hops;
+    }
+}

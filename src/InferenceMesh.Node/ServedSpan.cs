@@ -1,0 +1,83 @@
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Node;
+
+/// <summary>The consecutive block stages a node serves, each with its executor; a session may use any run of whole stages.</summary>
+public sealed class ServedSpan : IDisposable
+{
+    private readonly IReadOnlyList<IStageExecutor> stages;
+
+    public ServedSpan(Manifest manifest, IReadOnlyList<IStageExecutor> stages)
+    {
+        if (stages.Count == 0)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "a node must serve at least one block stage");
+        for (var i = 0; i < stages.Count; i++)
+        {
+            if (stages[i].Stage.Kind != StageKind.Blocks || stages[i].Stage.Blocks is null)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"stage {stages[i].Stage.File} is not a block stage");
+            if (i > 0 && stages[i].Stage.Blocks!.Value.Start != stages[i - 1].Stage.Blocks!.Value.End)
+                throw new MeshException(MeshErrorCode.InvalidArgument, "served stages must be consecutive");
+        }
+        Manifest = manifest;
+        this.stages = stages;
+        Blocks = new BlockRange(stages[0].Stage.Blocks!.Value.Start, stages[^1].Stage.Blocks!.Value.End);
+    }
+
+    public Manifest Manifest { get; }
+    public BlockRange Blocks { get; }
+    public IReadOnlyList<IStageExecutor> Stages => stages;
+
+    /// <summary>The stages covering exactly <paramref name="range"/>, or null when it does not fall on stage boundaries of this span.</summary>
+    public IReadOnlyList<IStageExecutor>? StagesFor(BlockRange range)
+    {
+        var first = -1;
+        for (var i = 0; i < stages.Count; i++)
+            if (stages[i].Stage.Blocks!.Value.Start == range.Start) first = i;
+        if (first < 0) return null;
+        var selected = new List<IStageExecutor>();
+        for (var i = first; i < stages.Count; i++)
+        {
+            selected.Add(stages[i]);
+            var end = stages[i].Stage.Blocks!.Value.End;
+            if (end == range.End) return selected;
+            if (end > range.End) return null;
+        }
+        return null;
+    }
+
+    /// <summary>Bytes of KV cache one position costs over <paramref name="range"/> (keys and values, fp32).</summary>
+    public long KvBytesPerPosition(BlockRange range)
+    {
+        var config = Manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config");
+        return (long)range.Count * 2 * config.KvDim * sizeof(float);
+    }
+
+    /// <summary>Loads the block stages of <paramref name="blocks"/> from a split directory; the range must fall on stage boundaries.</summary>
+    public static ServedSpan Load(string directory, BlockRange blocks, OrtExecutorOptions? options = null)
+    {
+        var manifest = Manifest.Load(directory);
+        var chosen = manifest.BlockStages.Where(s => s.Blocks!.Value.Start >= blocks.Start && s.Blocks!.Value.End <= blocks.End).ToList();
+        if (chosen.Count == 0 || chosen[0].Blocks!.Value.Start != blocks.Start || chosen[^1].Blocks!.Value.End != blocks.End)
+            throw new MeshException(MeshErrorCode.InvalidArgument,
+                $"blocks {blocks} do not fall on the stage boundaries of {directory} ({string.Join(' ', manifest.BlockStages.Select(s => s.Blocks))}); split it with --stages {manifest.BlockCount}");
+        var executorOptions = (options ?? new OrtExecutorOptions()) with { MaxSequence = manifest.Config?.MaxSequence ?? 4096 };
+        var executors = new List<IStageExecutor>();
+        try
+        {
+            foreach (var stage in chosen)
+                executors.Add(new OrtStageExecutor(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), executorOptions));
+            return new ServedSpan(manifest, executors);
+        }
+        catch
+        {
+            foreach (var executor in executors) executor.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var stage in stages) stage.Dispose();
+    }
+}

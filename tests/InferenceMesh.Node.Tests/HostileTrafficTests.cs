@@ -1,0 +1,176 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.Protocol;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Node.Tests;
+
+/// <summary>Bad stage traffic gets typed errors and leaves an honest session on the same node undisturbed.</summary>
+public sealed class HostileTrafficTests : IAsyncLifetime
+{
+    private readonly InMemoryMesh mesh = new();
+    private InMemoryMesh.MeshNode node = null!;
+    private StageChannel honest = null!;
+    private string modelId = "";
+    private int honestPositions;
+
+    public async Task InitializeAsync()
+    {
+        node = mesh.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(0, 2), new NodeOptions(MaxSessions: 8, IdleTimeout: TimeSpan.FromSeconds(30)));
+        modelId = node.Span.Manifest.ModelId;
+        honest = await mesh.ConnectorFor("honest").ConnectAsync(node.PeerId, [], default);
+        await honest.SendAsync(new OpenSession(1, "honest", modelId, new BlockRange(0, 2), 64));
+        Assert.IsType<SessionOpened>(await honest.ReceiveAsync());
+        await HonestStepStillWorks();
+    }
+
+    public async Task DisposeAsync() => await mesh.DisposeAsync();
+
+    private static TensorData Activation(int steps, int width = 64) => TensorData.FromFloats([1, steps, width], Enumerable.Range(0, steps * width).Select(i => (i % 7) * 0.1f).ToArray());
+
+    private async Task HonestStepStillWorks()
+    {
+        await honest.SendAsync(new Step((ulong)(100 + honestPositions), "honest", honestPositions, Activation(1), []));
+        var result = Assert.IsType<StepResult>(await honest.ReceiveAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(2, result.BlockEnd);
+        Assert.Equal([1L, 1, 64], result.Activation.Shape);
+        honestPositions++;
+    }
+
+    private async Task<StageError> ExpectError(StageChannel channel, StageErrorCode code)
+    {
+        var error = Assert.IsType<StageError>(await channel.ReceiveAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.True(error.Code == code, $"expected {code}, got {error.Code}: {error.Message}");
+        return error;
+    }
+
+    private async Task<StageChannel> Attacker() => await mesh.ConnectorFor("attacker").ConnectAsync(node.PeerId, [], default);
+
+    [Fact]
+    public async Task GarbageBytesCloseOnlyThatStream()
+    {
+        var raw = mesh.ConnectRaw("attacker", node.PeerId);
+        var garbage = new byte[512];
+        new Random(5).NextBytes(garbage);
+        garbage[0] = 0x40;
+        await raw.Output.WriteAsync(garbage);
+        var reply = new StageChannel(raw);
+        await ExpectError(reply, StageErrorCode.Malformed);
+        Assert.Null(await reply.ReceiveAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        await HonestStepStillWorks();
+    }
+
+    [Fact]
+    public async Task OversizedFrameIsRefusedBeforeItArrives()
+    {
+        var raw = mesh.ConnectRaw("attacker", node.PeerId);
+        var header = new byte[UnsignedVarint.MaxBytes];
+        var length = UnsignedVarint.Write(header, 1UL << 32);
+        await raw.Output.WriteAsync(header.AsMemory(0, length));
+        var error = await ExpectError(new StageChannel(raw), StageErrorCode.Malformed);
+        Assert.Contains("limit", error.Message);
+        await HonestStepStillWorks();
+    }
+
+    [Fact]
+    public async Task WrongTensorSizeIsAShapeError()
+    {
+        await using var attacker = await Attacker();
+        await attacker.SendAsync(new OpenSession(1, "evil", modelId, new BlockRange(0, 2), 16));
+        Assert.IsType<SessionOpened>(await attacker.ReceiveAsync());
+        await attacker.SendAsync(new Step(2, "evil", 0, Activation(1, 63), []));
+        await ExpectError(attacker, StageErrorCode.ShapeMismatch);
+        await attacker.SendAsync(new Step(3, "evil", 0, Activation(1), []));
+        Assert.IsType<StepResult>(await attacker.ReceiveAsync());
+        await HonestStepStillWorks();
+    }
+
+    [Fact]
+    public async Task StepOutOfOrderIsAShapeError()
+    {
+        await using var attacker = await Attacker();
+        await attacker.SendAsync(new OpenSession(1, "evil", modelId, new BlockRange(0, 2), 16));
+        Assert.IsType<SessionOpened>(await attacker.ReceiveAsync());
+        await attacker.SendAsync(new Step(2, "evil", 5, Activation(1), []));
+        await ExpectError(attacker, StageErrorCode.ShapeMismatch);
+    }
+
+    [Fact]
+    public async Task UnknownSessionsAndOtherSessionsStepsAreRefused()
+    {
+        await using var attacker = await Attacker();
+        await attacker.SendAsync(new Step(1, "nobody", 0, Activation(1), []));
+        await ExpectError(attacker, StageErrorCode.UnknownSession);
+        await HonestStepStillWorks();
+    }
+
+    [Fact]
+    public async Task WrongModelAndUnservedBlocksAreRefused()
+    {
+        await using var attacker = await Attacker();
+        await attacker.SendAsync(new OpenSession(1, "a", new string('0', 64), new BlockRange(0, 2), 16));
+        await ExpectError(attacker, StageErrorCode.UnknownModel);
+        await attacker.SendAsync(new OpenSession(2, "b", modelId, new BlockRange(0, 3), 16));
+        await ExpectError(attacker, StageErrorCode.BlocksNotServed);
+        await attacker.SendAsync(new OpenSession(3, "c", modelId, new BlockRange(0, 2), 100_000));
+        await ExpectError(attacker, StageErrorCode.ContextOverflow);
+    }
+
+    [Fact]
+    public async Task FloodOfOpensHitsTheSessionLimitAndFreesOnClose()
+    {
+        await using var attacker = await Attacker();
+        var opened = 0;
+        var refused = 0;
+        for (var i = 0; i < 200; i++)
+        {
+            await attacker.SendAsync(new OpenSession((ulong)i, $"flood-{i}", modelId, new BlockRange(0, 2), 64));
+            switch (await attacker.ReceiveAsync())
+            {
+                case SessionOpened: opened++; break;
+                case StageError { Code: StageErrorCode.LimitExceeded }: refused++; break;
+                case var other: Assert.Fail($"unexpected {other}"); break;
+            }
+        }
+        Assert.Equal(7, opened);
+        Assert.Equal(193, refused);
+        await HonestStepStillWorks();
+        await attacker.DisposeAsync();
+        for (var wait = 0; wait < 100 && node.Server.SessionCount > 1; wait++) await Task.Delay(20);
+        Assert.Equal(1, node.Server.SessionCount);
+    }
+
+    [Fact]
+    public async Task KvBudgetIsEnforcedInBytes()
+    {
+        var perPosition = node.Span.KvBytesPerPosition(new BlockRange(0, 2));
+        Assert.Equal(2 * 2 * 32 * 4, perPosition);
+        await using var mesh2 = new InMemoryMesh();
+        var small = mesh2.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(0, 2), new NodeOptions(KvBudgetBytes: perPosition * 100));
+        await using var client = await mesh2.ConnectorFor("c").ConnectAsync(small.PeerId, [], default);
+        await client.SendAsync(new OpenSession(1, "a", modelId, new BlockRange(0, 2), 60));
+        Assert.IsType<SessionOpened>(await client.ReceiveAsync());
+        await client.SendAsync(new OpenSession(2, "b", modelId, new BlockRange(0, 2), 60));
+        var error = await ExpectError(client, StageErrorCode.LimitExceeded);
+        Assert.Contains("KV cache budget", error.Message);
+        await client.SendAsync(new CloseSession("a"));
+        await client.SendAsync(new OpenSession(3, "b", modelId, new BlockRange(0, 2), 60));
+        Assert.IsType<SessionOpened>(await client.ReceiveAsync());
+    }
+
+    [Fact]
+    public async Task IdleSessionsExpire()
+    {
+        await using var mesh2 = new InMemoryMesh();
+        var quick = mesh2.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(0, 1), new NodeOptions(IdleTimeout: TimeSpan.FromMilliseconds(200)));
+        await using var client = await mesh2.ConnectorFor("c").ConnectAsync(quick.PeerId, [], default);
+        await client.SendAsync(new OpenSession(1, "a", modelId, new BlockRange(0, 1), 8));
+        Assert.IsType<SessionOpened>(await client.ReceiveAsync());
+        Assert.Equal(1, quick.Server.SessionCount);
+        for (var wait = 0; wait < 100 && quick.Server.SessionCount > 0; wait++) await Task.Delay(20);
+        Assert.Equal(0, quick.Server.SessionCount);
+        Assert.Equal(0, quick.Server.ReservedKvBytes);
+    }
+}
