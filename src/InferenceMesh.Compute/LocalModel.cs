@@ -11,8 +11,11 @@ namespace InferenceMesh.Compute;
 /// </summary>
 public sealed class LocalModel : IDisposable
 {
-    private LocalModel(StagePipeline pipeline, Llama2cTokenizer tokenizer, ModelConfig config)
+    private readonly StageExecutorFactory factory;
+
+    private LocalModel(StagePipeline pipeline, Llama2cTokenizer tokenizer, ModelConfig config, StageExecutorFactory factory)
     {
+        this.factory = factory;
         Pipeline = pipeline;
         Tokenizer = tokenizer;
         Config = config;
@@ -22,13 +25,16 @@ public sealed class LocalModel : IDisposable
     public Llama2cTokenizer Tokenizer { get; }
     public ModelConfig Config { get; }
 
-    /// <param name="stages">Block stages to split an imported model into; null runs it whole. Ignored for a split directory.</param>
-    public static LocalModel Open(string directory, int? stages = null, OrtExecutorOptions? options = null)
+    /// <param name="stages">Block stages to split an imported model into; null runs it whole (as one block stage on ILGPU). Ignored for a split directory.</param>
+    /// <param name="executor">What runs the block stages.</param>
+    public static LocalModel Open(string directory, int? stages = null, ExecutorKind executor = ExecutorKind.Ort, Action<string>? log = null)
     {
         if (!Directory.Exists(directory))
             throw new MeshException(MeshErrorCode.InvalidArgument, $"model directory {directory} does not exist");
         var description = ModelStore.TryReadDescription(directory);
         var executors = new List<IStageExecutor>();
+        var factory = new StageExecutorFactory(executor, log);
+        log?.Invoke(factory.Choice.Reason);
         try
         {
             ModelConfig? config;
@@ -36,35 +42,34 @@ public sealed class LocalModel : IDisposable
             {
                 var manifest = Manifest.Load(directory);
                 config = manifest.Config ?? description?.Config;
-                var executorOptions = WithContext(options, config);
                 foreach (var stage in manifest.Stages)
-                    executors.Add(new OrtStageExecutor(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), executorOptions));
+                    executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), MaxSequence(config)));
             }
             else
             {
                 var modelPath = Path.Combine(directory, ModelStore.ModelFile);
                 var model = OnnxModelFile.Load(modelPath);
                 config = description?.Config;
-                var executorOptions = WithContext(options, config);
-                if (stages is null)
+                if (stages is null && !factory.UsesIlgpu)
                 {
-                    executors.Add(new OrtStageExecutor(GraphSplitter.DescribeWhole(model, ModelStore.ModelFile), File.ReadAllBytes(modelPath), executorOptions));
+                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(model, ModelStore.ModelFile), File.ReadAllBytes(modelPath), MaxSequence(config)));
                 }
                 else
                 {
                     var analysis = new GraphAnalysis(model);
-                    foreach (var stage in GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, stages.Value)))
-                        executors.Add(new OrtStageExecutor(stage.Descriptor, Google.Protobuf.MessageExtensions.ToByteArray(stage.Model), executorOptions));
+                    foreach (var stage in GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, stages ?? 1)))
+                        executors.Add(factory.Create(stage.Descriptor, Google.Protobuf.MessageExtensions.ToByteArray(stage.Model), MaxSequence(config)));
                 }
             }
             if (config is null)
                 throw new MeshException(MeshErrorCode.InvalidManifest, $"{directory} has no {ModelStore.DescriptionFile} giving the model's architecture");
             var tokenizer = Llama2cTokenizer.Load(Path.Combine(directory, ModelStore.TokenizerFile), config.Vocab);
-            return new LocalModel(new StagePipeline(executors), tokenizer, config);
+            return new LocalModel(new StagePipeline(executors), tokenizer, config, factory);
         }
         catch
         {
-            foreach (var executor in executors) executor.Dispose();
+            foreach (var created in executors) created.Dispose();
+            factory.Dispose();
             throw;
         }
     }
@@ -84,8 +89,11 @@ public sealed class LocalModel : IDisposable
         }
     }
 
-    public void Dispose() => Pipeline.Dispose();
+    public void Dispose()
+    {
+        Pipeline.Dispose();
+        factory.Dispose();
+    }
 
-    private static OrtExecutorOptions WithContext(OrtExecutorOptions? options, ModelConfig? config) =>
-        (options ?? new OrtExecutorOptions()) with { MaxSequence = config?.MaxSequence ?? (options ?? new OrtExecutorOptions()).MaxSequence };
+    private static int MaxSequence(ModelConfig? config) => config?.MaxSequence ?? 4096;
 }

@@ -7,9 +7,12 @@ namespace InferenceMesh.Node;
 public sealed class ServedSpan : IDisposable
 {
     private readonly IReadOnlyList<IStageExecutor> stages;
+    private readonly IDisposable? owned;
 
-    public ServedSpan(Manifest manifest, IReadOnlyList<IStageExecutor> stages)
+    /// <param name="owned">Disposed with the span after its stages (the executors' shared device).</param>
+    public ServedSpan(Manifest manifest, IReadOnlyList<IStageExecutor> stages, IDisposable? owned = null)
     {
+        this.owned = owned;
         if (stages.Count == 0)
             throw new MeshException(MeshErrorCode.InvalidArgument, "a node must serve at least one block stage");
         for (var i = 0; i < stages.Count; i++)
@@ -54,24 +57,25 @@ public sealed class ServedSpan : IDisposable
     }
 
     /// <summary>Loads the block stages of <paramref name="blocks"/> from a split directory; the range must fall on stage boundaries.</summary>
-    public static ServedSpan Load(string directory, BlockRange blocks, OrtExecutorOptions? options = null)
+    public static ServedSpan Load(string directory, BlockRange blocks, ExecutorKind executor = ExecutorKind.Ort, int maxSessions = 64, Action<string>? log = null)
     {
         var manifest = Manifest.Load(directory);
         var chosen = manifest.BlockStages.Where(s => s.Blocks!.Value.Start >= blocks.Start && s.Blocks!.Value.End <= blocks.End).ToList();
         if (chosen.Count == 0 || chosen[0].Blocks!.Value.Start != blocks.Start || chosen[^1].Blocks!.Value.End != blocks.End)
             throw new MeshException(MeshErrorCode.InvalidArgument,
                 $"blocks {blocks} do not fall on the stage boundaries of {directory} ({string.Join(' ', manifest.BlockStages.Select(s => s.Blocks))}); split it with --stages {manifest.BlockCount}");
-        var executorOptions = (options ?? new OrtExecutorOptions()) with { MaxSequence = manifest.Config?.MaxSequence ?? 4096 };
+        var factory = new StageExecutorFactory(executor, log);
         var executors = new List<IStageExecutor>();
         try
         {
             foreach (var stage in chosen)
-                executors.Add(new OrtStageExecutor(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), executorOptions));
-            return new ServedSpan(manifest, executors);
+                executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), manifest.Config?.MaxSequence ?? 4096, maxSessions));
+            return new ServedSpan(manifest, executors, factory);
         }
         catch
         {
-            foreach (var executor in executors) executor.Dispose();
+            foreach (var created in executors) created.Dispose();
+            factory.Dispose();
             throw;
         }
     }
@@ -79,5 +83,6 @@ public sealed class ServedSpan : IDisposable
     public void Dispose()
     {
         foreach (var stage in stages) stage.Dispose();
+        owned?.Dispose();
     }
 }

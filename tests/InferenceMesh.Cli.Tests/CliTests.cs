@@ -41,6 +41,22 @@ public sealed class CliTests
         }
     }
 
+    [Theory]
+    [InlineData("ilgpu", null)]
+    [InlineData("ilgpu", 2)]
+    [InlineData("ort", null)]
+    public async Task GenerateOnEitherExecutorPrintsTheReferenceText(string executor, int? stages)
+    {
+        string[] extra = stages is null ? [] : ["--stages", stages.Value.ToString()];
+        var result = await Run(["generate", "--model", TestModels.Stories260K, "--executor", executor, .. extra]);
+        Assert.Equal(0, result.Code);
+        Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
+    }
+
+    [Fact]
+    public async Task UnknownExecutorIsRefused() =>
+        AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--executor", "tpu"), "unknown executor 'tpu'");
+
     [Fact]
     public async Task ImportSplitThenGenerateFromTheSplitDirectory()
     {

@@ -114,6 +114,17 @@ public sealed class MeshGenerationTests
     }
 
     [Fact]
+    public async Task NodesMixingIlgpuAndOnnxRuntimePrintTheReferenceText()
+    {
+        var split = MeshModels.Stories260KPerBlock;
+        await using var mesh = new InMemoryMesh();
+        mesh.AddNode(split, new BlockRange(0, 2), executor: ExecutorKind.Ilgpu);
+        mesh.AddNode(split, new BlockRange(2, 5), executor: ExecutorKind.Ort);
+        await using var client = MeshClient.Open(split, mesh.ConnectorFor("client"), new MeshDirectory(mesh));
+        Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(await client.GenerateAsync("Once upon a time", Greedy).ToListAsync()));
+    }
+
+    [Fact]
     public async Task SeededSamplingThroughTheMeshMatchesOneProcess()
     {
         var (mesh, client) = await Swarm([(0, 3), (3, 5)]);

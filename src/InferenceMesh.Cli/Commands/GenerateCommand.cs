@@ -10,16 +10,19 @@ public static class GenerateCommand
     public static readonly Option<float> Temperature = new("--temperature", "-t") { Description = "0 for greedy decoding", DefaultValueFactory = _ => 0f };
     public static readonly Option<float> TopP = new("--top-p") { Description = "Nucleus sampling mass", DefaultValueFactory = _ => 0.9f };
     public static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 42UL };
+    public static readonly Option<string> Executor = new("--executor") { Description = "What runs the blocks: auto (ILGPU on a GPU, else ONNX Runtime), ort or ilgpu", DefaultValueFactory = _ => "auto" };
 
     public static Command Create(ICliConsole console)
     {
         var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx) or split directory (manifest.json)", Required = true };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue", DefaultValueFactory = _ => "" };
         var stages = new Option<int?>("--stages") { Description = "Split an imported model into N block stages in this process" };
-        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Temperature, TopP, Seed };
+        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Temperature, TopP, Seed, Executor };
         command.SetAction((parse, cancellation) =>
         {
-            using var local = LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages));
+            var verbose = parse.GetValue(CliApp.Verbose);
+            using var local = LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages), ExecutorKinds.Parse(parse.GetValue(Executor)!),
+                line => { if (verbose) console.Error.WriteLine(line); });
             var options = new GenerationOptions(parse.GetValue(MaxTokens), parse.GetValue(Temperature), parse.GetValue(TopP), parse.GetValue(Seed));
             foreach (var text in local.Generate(parse.GetValue(prompt)!, options))
             {

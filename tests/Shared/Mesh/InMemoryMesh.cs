@@ -25,10 +25,10 @@ public sealed class InMemoryMesh : IAsyncDisposable
 
     public IReadOnlyList<MeshNode> Nodes { get { lock (gate) return nodes.ToList(); } }
 
-    public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null)
+    public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null, InferenceMesh.Compute.ExecutorKind executor = InferenceMesh.Compute.ExecutorKind.Ort)
     {
         var peerId = $"peer-{nodes.Count}-{blocks.Start}-{blocks.End}";
-        var span = ServedSpan.Load(splitDirectory, blocks);
+        var span = ServedSpan.Load(splitDirectory, blocks, executor, (options ?? new NodeOptions()).MaxSessions);
         var node = new MeshNode(peerId, span, new StageServer(span, options ?? new NodeOptions(), ConnectorFor(peerId)));
         lock (gate) nodes.Add(node);
         return node;

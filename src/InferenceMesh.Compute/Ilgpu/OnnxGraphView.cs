@@ -1,0 +1,146 @@
+using System.Runtime.InteropServices;
+using InferenceMesh.Core;
+using Onnx;
+
+namespace InferenceMesh.Compute.Ilgpu;
+
+/// <summary>
+/// Read-only indexes over an ONNX graph for pattern matching: producer and consumers of every tensor, and the
+/// values of constants (initializers and <c>Constant</c> nodes). Names are used only to connect nodes, never
+/// for their meaning.
+/// </summary>
+internal sealed class OnnxGraphView
+{
+    private static readonly IReadOnlyList<NodeProto> None = [];
+    private readonly Dictionary<string, NodeProto> producers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<NodeProto>> consumers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TensorProto> constants = new(StringComparer.Ordinal);
+
+    public OnnxGraphView(ModelProto model)
+    {
+        Graph = model.Graph ?? throw new MeshException(MeshErrorCode.InvalidOnnx, "the model has no graph");
+        foreach (var opset in model.OpsetImport)
+            if (opset.Domain is "" or "ai.onnx") Opset = opset.Version;
+        foreach (var tensor in Graph.Initializer) constants[tensor.Name] = tensor;
+        foreach (var node in Graph.Node)
+        {
+            if (node.Domain is not ("" or "ai.onnx"))
+                throw new MeshException(MeshErrorCode.InvalidOnnx, $"node of type {node.Domain}:{node.OpType} is outside the standard ONNX domain");
+            foreach (var output in node.Output)
+                if (output.Length > 0) producers[output] = node;
+            foreach (var input in node.Input)
+            {
+                if (input.Length == 0) continue;
+                if (!consumers.TryGetValue(input, out var list)) consumers[input] = list = [];
+                if (!list.Contains(node)) list.Add(node);
+            }
+            if (node.OpType == "Constant" && node.Output.Count == 1 && ConstantValue(node) is { } value)
+                constants[node.Output[0]] = value;
+        }
+        GraphInputs = Graph.Input.Select(i => i.Name).Where(n => !constants.ContainsKey(n)).ToHashSet(StringComparer.Ordinal);
+        GraphOutputs = Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+    }
+
+    public GraphProto Graph { get; }
+    public long Opset { get; }
+    public HashSet<string> GraphInputs { get; }
+    public HashSet<string> GraphOutputs { get; }
+
+    public NodeProto? Producer(string tensor) => producers.GetValueOrDefault(tensor);
+
+    public IReadOnlyList<NodeProto> Consumers(string tensor) => consumers.TryGetValue(tensor, out var list) ? list : None;
+
+    public IEnumerable<NodeProto> Consumers(string tensor, string opType) => Consumers(tensor).Where(n => n.OpType == opType);
+
+    public bool IsConstant(string tensor) => constants.ContainsKey(tensor);
+
+    public long[]? Dims(string tensor) => constants.TryGetValue(tensor, out var t) ? t.Dims.ToArray() : null;
+
+    /// <summary>The float values of a constant tensor, or null if <paramref name="tensor"/> is not a float constant.</summary>
+    public float[]? Floats(string tensor)
+    {
+        if (!constants.TryGetValue(tensor, out var t) || t.DataType != (int)TensorProto.Types.DataType.Float) return null;
+        CheckInline(t);
+        if (!t.RawData.IsEmpty)
+        {
+            if (t.RawData.Length % 4 != 0) throw Invalid($"float tensor '{tensor}' has {t.RawData.Length} raw bytes");
+            return MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+        }
+        return t.FloatData.ToArray();
+    }
+
+    /// <summary>The integer values of an int64 or int32 constant tensor, or null.</summary>
+    public long[]? Int64s(string tensor)
+    {
+        if (!constants.TryGetValue(tensor, out var t)) return null;
+        CheckInline(t);
+        if (t.DataType == (int)TensorProto.Types.DataType.Int64)
+            return !t.RawData.IsEmpty ? MemoryMarshal.Cast<byte, long>(t.RawData.Span).ToArray() : t.Int64Data.ToArray();
+        if (t.DataType == (int)TensorProto.Types.DataType.Int32)
+            return (!t.RawData.IsEmpty ? MemoryMarshal.Cast<byte, int>(t.RawData.Span).ToArray() : t.Int32Data.ToArray()).Select(v => (long)v).ToArray();
+        return null;
+    }
+
+    /// <summary>A float constant holding exactly one value (any shape of one element).</summary>
+    public float? Scalar(string tensor) => Floats(tensor) is [var value] ? value : null;
+
+    public static long? IntAttribute(NodeProto node, string name) =>
+        node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : null;
+
+    public static long[]? IntsAttribute(NodeProto node, string name) =>
+        node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Ints.ToArray() : null;
+
+    /// <summary>True when <paramref name="tensor"/> is computed (transitively) from <paramref name="input"/>.</summary>
+    public bool DependsOn(string tensor, string input)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var stack = new Stack<string>();
+        stack.Push(tensor);
+        while (stack.Count > 0)
+        {
+            var current = stack.Pop();
+            if (current == input) return true;
+            if (!seen.Add(current) || Producer(current) is not { } node) continue;
+            foreach (var i in node.Input)
+                if (i.Length > 0) stack.Push(i);
+        }
+        return false;
+    }
+
+    public static MeshException Invalid(string message) => new(MeshErrorCode.InvalidOnnx, message);
+
+    private static void CheckInline(TensorProto t)
+    {
+        if (t.DataLocation == TensorProto.Types.DataLocation.External || t.ExternalData.Count > 0)
+            throw Invalid($"tensor '{t.Name}' keeps its data in an external file, which the ILGPU executor does not read");
+    }
+
+    private static TensorProto? ConstantValue(NodeProto node)
+    {
+        foreach (var attribute in node.Attribute)
+        {
+            switch (attribute.Name)
+            {
+                case "value":
+                    return attribute.T;
+                case "value_float":
+                    return Make(TensorProto.Types.DataType.Float, [], t => t.FloatData.Add(attribute.F));
+                case "value_floats":
+                    return Make(TensorProto.Types.DataType.Float, [attribute.Floats.Count], t => t.FloatData.AddRange(attribute.Floats));
+                case "value_int":
+                    return Make(TensorProto.Types.DataType.Int64, [], t => t.Int64Data.Add(attribute.I));
+                case "value_ints":
+                    return Make(TensorProto.Types.DataType.Int64, [attribute.Ints.Count], t => t.Int64Data.AddRange(attribute.Ints));
+            }
+        }
+        return null;
+
+        static TensorProto Make(TensorProto.Types.DataType type, long[] dims, Action<TensorProto> fill)
+        {
+            var tensor = new TensorProto { DataType = (int)type };
+            tensor.Dims.AddRange(dims);
+            fill(tensor);
+            return tensor;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+using InferenceMesh.Compute.Ilgpu;
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Compute;
+
+/// <summary>
+/// Creates stage executors for one resolved <see cref="ExecutorChoice"/>: block stages on ILGPU when chosen
+/// (falling back to ONNX Runtime, with a log line, for a graph the kernels do not recognise); the head,
+/// the tail and whole-model graphs always on ONNX Runtime. Owns the shared ILGPU device.
+/// </summary>
+public sealed class StageExecutorFactory : IDisposable
+{
+    private readonly Action<string> log;
+    private IlgpuDevice? device;
+
+    public StageExecutorFactory(ExecutorKind requested, Action<string>? log = null)
+    {
+        Choice = ExecutorKinds.Resolve(requested);
+        this.log = log ?? (_ => { });
+    }
+
+    public ExecutorChoice Choice { get; }
+
+    /// <summary>Runs block stages on ILGPU; in-process generation then splits an unsplit model into one block stage.</summary>
+    public bool UsesIlgpu => Choice.Kind == ExecutorKind.Ilgpu;
+
+    /// <param name="maxSessions">Sessions each executor keeps a KV cache for.</param>
+    /// <param name="maxSequence">Positions per session.</param>
+    public IStageExecutor Create(StageDescriptor stage, byte[] model, int maxSequence, int maxSessions = 64)
+    {
+        if (UsesIlgpu && stage.Kind == StageKind.Blocks)
+        {
+            try
+            {
+                device ??= IlgpuDevices.Open(Choice.Backend);
+                return new IlgpuStageExecutor(stage, model, new IlgpuExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence), device);
+            }
+            catch (MeshException e) when (e.Code == MeshErrorCode.InvalidOnnx)
+            {
+                log($"stage {stage.File} runs on ONNX Runtime: {e.Message}");
+            }
+        }
+        return new OrtStageExecutor(stage, model, new OrtExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence));
+    }
+
+    public void Dispose()
+    {
+        device?.Dispose();
+        device = null;
+    }
+}
