@@ -12,6 +12,54 @@ public static class BenchCommand
     {
         var command = new Command("bench", "Measure speed; prints a Markdown table");
         command.Subcommands.Add(Generate(console));
+        command.Subcommands.Add(Stage(console));
+        return command;
+    }
+
+    private static Command Stage(ICliConsole console)
+    {
+        var dim = new Option<int>("--dim") { Description = "Model width of the synthetic stage", DefaultValueFactory = _ => 256 };
+        var blocks = new Option<int>("--blocks") { Description = "Blocks in the stage", DefaultValueFactory = _ => 4 };
+        var heads = new Option<int>("--heads") { Description = "Attention heads (kv-heads = heads / 2)", DefaultValueFactory = _ => 8 };
+        var steps = new Option<int>("--steps") { Description = "Timed decode steps per executor", DefaultValueFactory = _ => 16 };
+        var executors = new Option<string>("--executors") { Description = "Comma-separated: ort1 (ONNX Runtime, 1 thread), ort (all cores), ilgpu", DefaultValueFactory = _ => "ort1,ort,ilgpu" };
+        var command = new Command("stage", "Decode speed of one synthetic block stage on each executor, and TensorPrimitives matrix-vector products of the same weights, side by side") { dim, blocks, heads, steps, executors };
+        command.SetAction((parse, cancellation) =>
+        {
+            var width = parse.GetValue(dim);
+            var headCount = parse.GetValue(heads);
+            var hidden = (width * 8 / 3 + 63) / 64 * 64;
+            var config = new ModelConfig(width, hidden, parse.GetValue(blocks), headCount, Math.Max(1, headCount / 2), 512, 512, 1e-5f, 10000f);
+            var model = Onnx.Import.LlamaOnnxBuilder.Build(Onnx.Import.LlamaWeights.Synthetic(config, 1), "bench");
+            var stage = Onnx.Split.GraphSplitter.Split(model, [new BlockRange(0, config.Layers)]).Single(s => s.Descriptor.Kind == StageKind.Blocks);
+            var bytes = Google.Protobuf.MessageExtensions.ToByteArray(stage.Model);
+            var timedSteps = parse.GetValue(steps);
+            console.Out.WriteLine($"synthetic stage: {config.Layers} blocks, dim {width}, ffn {hidden}, {headCount}/{config.KvHeads} heads; {timedSteps} decode steps after an 8-position prefill; {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
+            console.Out.WriteLine();
+            console.Out.WriteLine("| executor | ms per token | tokens/s |");
+            console.Out.WriteLine("|---|---:|---:|");
+            foreach (var name in parse.GetValue(executors)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                using var factory = new StageExecutorFactory(name == "ilgpu" ? ExecutorKind.Ilgpu : ExecutorKind.Ort);
+                using IStageExecutor executor = name switch
+                {
+                    "ort1" => new OrtStageExecutor(stage.Descriptor, bytes, new OrtExecutorOptions(IntraOpThreads: 1)),
+                    "ort" => new OrtStageExecutor(stage.Descriptor, bytes),
+                    "ilgpu" => factory.Create(stage.Descriptor, bytes, 512),
+                    _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown executor '{name}'; expected ort1, ort or ilgpu"),
+                };
+                var label = name switch { "ort1" => "ONNX Runtime, 1 thread", "ort" => "ONNX Runtime, all cores", _ => $"ILGPU ({factory.Choice.Backend})" };
+                Compute.Ilgpu.IlgpuBenchmarks.StageDecode(executor, label, width, steps: 2);
+                var measured = Compute.Ilgpu.IlgpuBenchmarks.StageDecode(executor, label, width, steps: timedSteps);
+                console.Out.WriteLine($"| {label} | {measured.SecondsPerStep * 1e3:F3} | {measured.TokensPerSecond:F1} |");
+            }
+            // The block's seven weight matrices as plain matrix-vector products: what a hand-written CPU stage would cost at least.
+            var perBlock = new[] { (width, width), (width, config.KvDim), (width, config.KvDim), (width, width), (width, hidden), (width, hidden), (hidden, width) }
+                .Sum(shape => Compute.Ilgpu.IlgpuBenchmarks.TensorPrimitivesMatVec(shape.Item1, shape.Item2, 50).SecondsPerCall);
+            console.Out.WriteLine($"| TensorPrimitives matrix-vector products of the stage's weights, 1 thread (no attention) | {perBlock * config.Layers * 1e3:F3} | {1 / (perBlock * config.Layers):F1} |");
+            return Task.FromResult((int)ExitCode.Ok);
+        });
         return command;
     }
 

@@ -1,0 +1,74 @@
+using System.IO.Pipelines;
+using BenchmarkDotNet.Attributes;
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.Protocol;
+
+namespace InferenceMesh.Benchmarks;
+
+/// <summary>
+/// The mesh's overhead per hop without sockets or compute: one step through a real <see cref="StageServer"/>
+/// whose stage returns its input, over in-memory pipes (framing, MessagePack, session queue, reply).
+/// </summary>
+[MemoryDiagnoser]
+public class HopBenchmarks
+{
+    private StageServer server = null!;
+    private StageChannel client = null!;
+    private Step step = null!;
+    private ulong next;
+
+    [Params(64, 4096)]
+    public int Width { get; set; }
+
+    [GlobalSetup]
+    public async Task Setup()
+    {
+        var stage = new StageDescriptor(StageKind.Blocks, new BlockRange(0, 1), "echo", "", "in", "out", [], [], [], []);
+        var manifest = new Manifest(1, "echo", 1, new ModelConfig(Width, Width, 1, 1, 1, 512, 4096, 1e-5f, 1e4f), "", null, [stage]);
+        server = new StageServer(new ServedSpan(manifest, [new EchoExecutor(stage)]), new NodeOptions(), new NoConnector());
+        var toServer = new Pipe();
+        var toClient = new Pipe();
+        _ = server.ServeAsync(new StageChannel(new Duplex(toServer.Reader, toClient.Writer)));
+        client = new StageChannel(new Duplex(toClient.Reader, toServer.Writer));
+        await client.SendAsync(new OpenSession(1, "s", manifest.ModelId, new BlockRange(0, 1), 4096));
+        await client.ReceiveAsync();
+        step = new Step(0, "s", 0, TensorData.FromFloats([1, 1, Width], new float[Width]), []);
+    }
+
+    [Benchmark]
+    public async Task<StageMessage?> StepRoundTrip()
+    {
+        await client.SendAsync(step with { StepId = ++next });
+        return await client.ReceiveAsync();
+    }
+
+    [GlobalCleanup]
+    public async Task Cleanup()
+    {
+        await client.DisposeAsync();
+        await server.DisposeAsync();
+    }
+
+    private sealed class EchoExecutor(StageDescriptor stage) : IStageExecutor
+    {
+        public StageDescriptor Stage => stage;
+        public TensorData Run(string sessionId, TensorData activation, int startPosition) => activation;
+        public int CachedLength(string sessionId) => 0;
+        public void CloseSession(string sessionId) { }
+        public void Dispose() { }
+    }
+
+    private sealed class NoConnector : IStageConnector
+    {
+        public ValueTask<StageChannel> ConnectAsync(string peerId, IReadOnlyList<string> addresses, CancellationToken cancellation) =>
+            throw new InvalidOperationException("the echo server never pushes");
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input => input;
+        public PipeWriter Output => output;
+    }
+}
