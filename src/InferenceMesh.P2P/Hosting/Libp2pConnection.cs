@@ -1,0 +1,263 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Muxing;
+using InferenceMesh.P2P.Protocols;
+using InferenceMesh.P2P.Security;
+
+namespace InferenceMesh.P2P.Hosting;
+
+/// <summary>
+/// An upgraded connection to one authenticated peer: Noise-secured, Yamux-multiplexed. Opens outbound
+/// streams by protocol id and serves inbound ones with the host's handlers. Thread-safe.
+/// </summary>
+public sealed class Libp2pConnection : IAsyncDisposable
+{
+    private readonly Libp2pHost _host;
+    private readonly NoiseSecureChannel _channel;
+    private readonly YamuxSession _session;
+    private readonly CancellationTokenSource _cts = new();
+    private readonly TaskCompletionSource<IdentifyInfo> _identified = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _disposed;
+    private volatile IdentifyInfo? _remoteInfo;
+
+    internal Libp2pConnection(Libp2pHost host, NoiseSecureChannel channel, YamuxSession session, bool isOutbound, string muxer, bool muxerFromHandshake)
+    {
+        _host = host;
+        _channel = channel;
+        _session = session;
+        IsOutbound = isOutbound;
+        Muxer = muxer;
+        MuxerFromHandshake = muxerFromHandshake;
+        RemotePeer = channel.RemotePeer;
+        RemoteAddress = channel.Transport.RemoteAddress;
+        LocalAddress = channel.Transport.LocalAddress;
+        _identified.Task.ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+    }
+
+    /// <summary>The authenticated remote peer.</summary>
+    public PeerId RemotePeer { get; }
+
+    /// <summary>The remote's transport address (without <c>/p2p/</c>).</summary>
+    public Multiaddr RemoteAddress { get; }
+
+    /// <summary>This side's transport address.</summary>
+    public Multiaddr LocalAddress { get; }
+
+    /// <summary>True when this side dialled.</summary>
+    public bool IsOutbound { get; }
+
+    /// <summary>The stream muxer in use (<c>/yamux/1.0.0</c>).</summary>
+    public string Muxer { get; }
+
+    /// <summary>True if the muxer came from the Noise extension, false if negotiated over multistream.</summary>
+    public bool MuxerFromHandshake { get; }
+
+    /// <summary>The muxer session (limits, ping, stream count).</summary>
+    public YamuxSession Session => _session;
+
+    /// <summary>Completes when the connection has closed; faulted with the reason if it failed.</summary>
+    public Task Completion => _session.Completion;
+
+    /// <summary>True once closed.</summary>
+    public bool IsClosed => _session.IsClosed || Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>The latest Identify (or push) from the remote, or null before the first.</summary>
+    public IdentifyInfo? RemoteInfo => _remoteInfo;
+
+    /// <summary>Completes with the first Identify from the remote (when the host runs Identify on connect).</summary>
+    public Task<IdentifyInfo> Identified => _identified.Task;
+
+    internal void Start()
+    {
+        _session.Start();
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _ = _session.Completion.ContinueWith(t => OnSessionEnded(t), TaskScheduler.Default);
+    }
+
+    private async Task OnSessionEnded(Task t)
+    {
+        if (t.Exception?.InnerException is P2PException e)
+            _host.ReportFailure(RemoteAddress, RemotePeer, e);
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Opens a stream and negotiates the first of <paramref name="protocols"/> the remote supports.
+    /// Throws <see cref="P2PException"/> (ProtocolNotSupported, Timeout, ConnectionClosed). Safe to cancel:
+    /// a half-negotiated stream is reset.
+    /// </summary>
+    public async Task<Libp2pStream> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
+    {
+        var ys = await _session.OpenStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
+        timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
+        try
+        {
+            var protocol = await Multistream.SelectAsync(ys, protocols, timeout.Token).ConfigureAwait(false);
+            return new Libp2pStream(this, ys, protocol);
+        }
+        catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+        {
+            ys.Reset();
+            await ys.DisposeAsync().ConfigureAwait(false);
+            throw new P2PException(P2PErrorCode.Timeout, $"negotiating {string.Join(", ", protocols)} with {RemotePeer} timed out", e);
+        }
+        catch
+        {
+            ys.Reset();
+            await ys.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Opens a stream for one protocol; see <see cref="OpenStreamAsync(IReadOnlyList{string}, CancellationToken)"/>.</summary>
+    public Task<Libp2pStream> OpenStreamAsync(string protocol, CancellationToken cancellationToken = default) =>
+        OpenStreamAsync([protocol], cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="count"/> libp2p pings (<c>/ipfs/ping/1.0.0</c>) on one stream, one after another;
+    /// returns each round-trip time. Throws <see cref="P2PException"/> (IntegrityMismatch code via ProtocolViolation)
+    /// if an echo differs. Safe to cancel.
+    /// </summary>
+    public async Task<IReadOnlyList<TimeSpan>> PingAsync(int count = 1, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        await using var s = await OpenStreamAsync(PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
+        var rtts = new List<TimeSpan>(count);
+        var payload = new byte[PingProtocol.PayloadSize];
+        var echo = new byte[PingProtocol.PayloadSize];
+        for (var i = 0; i < count; i++)
+        {
+            RandomNumberGenerator.Fill(payload);
+            var start = Stopwatch.GetTimestamp();
+            await s.Output.WriteAsync(payload, cancellationToken).ConfigureAwait(false);
+            if (!await ReadExactlyAsync(s.Input, echo, cancellationToken).ConfigureAwait(false))
+                throw new P2PException(P2PErrorCode.ConnectionClosed, $"ping stream to {RemotePeer} closed early");
+            rtts.Add(Stopwatch.GetElapsedTime(start));
+            if (!echo.AsSpan().SequenceEqual(payload))
+                throw new P2PException(P2PErrorCode.ProtocolViolation, $"ping echo from {RemotePeer} differs from what was sent");
+        }
+        return rtts;
+    }
+
+    internal static async ValueTask<bool> ReadExactlyAsync(PipeReader reader, Memory<byte> dest, CancellationToken ct)
+    {
+        var got = 0;
+        while (got < dest.Length)
+        {
+            var r = await reader.ReadAsync(ct).ConfigureAwait(false);
+            var buf = r.Buffer;
+            var n = (int)Math.Min(buf.Length, dest.Length - got);
+            buf.Slice(0, n).CopyTo(dest.Span[got..]);
+            got += n;
+            reader.AdvanceTo(buf.GetPosition(n), buf.End);
+            if (got < dest.Length && r.IsCompleted)
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>Asks the remote for its Identify now and records it. Safe to cancel.</summary>
+    public async Task<IdentifyInfo> IdentifyAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await using var s = await OpenStreamAsync(IdentifyCodec.ProtocolId, cancellationToken).ConfigureAwait(false);
+            var msg = await LengthPrefixed.ReadAsync(s.Input, _host.Options.MaxIdentifyMessage, cancellationToken).ConfigureAwait(false)
+                ?? throw new P2PException(P2PErrorCode.ProtocolViolation, $"{RemotePeer} closed Identify without a message");
+            var info = IdentifyCodec.Decode(msg);
+            CheckKey(info);
+            _remoteInfo = info;
+            _identified.TrySetResult(info);
+            return info;
+        }
+        catch (Exception e)
+        {
+            _identified.TrySetException(e);
+            throw;
+        }
+    }
+
+    internal void OnIdentifyPush(IdentifyInfo push, ReadOnlySpan<byte> raw)
+    {
+        var merged = IdentifyCodec.Merge(_remoteInfo, push, raw);
+        CheckKey(merged);
+        _remoteInfo = merged;
+        _identified.TrySetResult(merged);
+    }
+
+    private void CheckKey(IdentifyInfo info)
+    {
+        if (info.PublicKey is not null && info.PeerId != RemotePeer)
+            throw new P2PException(P2PErrorCode.PeerIdMismatch, $"Identify from {RemotePeer} carries the key of {info.PeerId}");
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (true)
+        {
+            YamuxStream ys;
+            try
+            {
+                ys = await _session.AcceptStreamAsync(_cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is P2PException or OperationCanceledException)
+            {
+                return;
+            }
+            _ = Task.Run(() => ServeAsync(ys));
+        }
+    }
+
+    private async Task ServeAsync(YamuxStream ys)
+    {
+        Libp2pStream? stream = null;
+        try
+        {
+            string protocol;
+            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token))
+            {
+                timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
+                protocol = await Multistream.ListenAsync(ys, _host.HasHandler, timeout.Token).ConfigureAwait(false);
+            }
+            var handler = _host.GetHandler(protocol);
+            if (handler is null)
+            {
+                ys.Reset();
+                return;
+            }
+            stream = new Libp2pStream(this, ys, protocol);
+            await handler(stream, _cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            if (!_cts.IsCancellationRequested && e is not P2PException { P2PCode: P2PErrorCode.StreamReset or P2PErrorCode.ConnectionClosed })
+                _host.Options.Log?.Invoke($"stream from {RemotePeer} ({stream?.Protocol ?? "negotiating"}) failed: {Describe(e)}");
+            ys.Reset();
+        }
+        finally
+        {
+            await ys.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    internal static string Describe(Exception e) => e is P2PException p ? $"{p.P2PCode}: {p.Message}" : $"{e.GetType().Name}: {e.Message}";
+
+    /// <summary>Closes the connection (Yamux GoAway, then the socket). Not safe to cancel; bounded to a few seconds.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _identified.TrySetException(new P2PException(P2PErrorCode.ConnectionClosed, $"connection to {RemotePeer} closed"));
+        _cts.Cancel();
+        await _session.DisposeAsync().ConfigureAwait(false);
+        await _acceptLoop.ConfigureAwait(false);
+        await _channel.CloseAsync().ConfigureAwait(false);
+        _host.Remove(this);
+        _cts.Dispose();
+    }
+}

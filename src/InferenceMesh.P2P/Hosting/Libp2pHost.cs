@@ -1,0 +1,367 @@
+using System.Collections.Concurrent;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Muxing;
+using InferenceMesh.P2P.Protocols;
+using InferenceMesh.P2P.Security;
+using InferenceMesh.P2P.Transport;
+
+namespace InferenceMesh.P2P.Hosting;
+
+/// <summary>
+/// A libp2p host: listens, dials by multiaddr (checking the <c>/p2p/</c> PeerId), upgrades every connection
+/// (multistream-select → Noise → Yamux, the muxer chosen in the handshake when both sides list one),
+/// keeps a pool of connections by PeerId, serves registered protocol handlers, and runs Identify,
+/// Identify-push and Ping. Thread-safe. Typical use:
+/// <code>
+/// await using var host = new Libp2pHost(new Libp2pHostOptions { Identity = key });
+/// await host.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
+/// var rtt = await host.PingAsync(Multiaddr.Parse("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…"), 1, ct);
+/// </code>
+/// </summary>
+public sealed class Libp2pHost : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, Libp2pStreamHandler> _handlers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Libp2pConnection, byte> _connections = new();
+    private readonly ConcurrentDictionary<PeerId, Task<Libp2pConnection>> _pendingDials = new();
+    private readonly List<ITransportListener> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly NoiseIdentity _noise;
+    private readonly IReadOnlyList<ITransport> _transports;
+    private readonly YamuxOptions _yamux;
+    private int _disposed;
+    private volatile bool _started;
+
+    public Libp2pHost(Libp2pHostOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        _noise = new NoiseIdentity(options.Identity);
+        _transports = options.Transports ?? [new TcpTransport(options.Pool)];
+        _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log };
+        _handlers[IdentifyCodec.ProtocolId] = ServeIdentifyAsync;
+        _handlers[IdentifyCodec.PushProtocolId] = ServeIdentifyPushAsync;
+        _handlers[PingProtocol.ProtocolId] = ServePingAsync;
+    }
+
+    /// <summary>The options in force.</summary>
+    public Libp2pHostOptions Options { get; }
+
+    internal NoiseIdentity NoiseIdentity => _noise;
+
+    /// <summary>This node's PeerId.</summary>
+    public PeerId PeerId => Options.Identity.PeerId;
+
+    /// <summary>Bound listen addresses (real ports), without <c>/p2p/</c>.</summary>
+    public IReadOnlyList<Multiaddr> ListenAddresses { get; private set; } = [];
+
+    /// <summary>Protocol ids with a handler, sorted.</summary>
+    public IReadOnlyList<string> Protocols => [.. _handlers.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>Open connections.</summary>
+    public IReadOnlyList<Libp2pConnection> Connections => [.. _connections.Keys.Where(c => !c.IsClosed)];
+
+    /// <summary>Raised (on a pool thread) after a connection is upgraded, in either direction.</summary>
+    public event Action<Libp2pConnection>? Connected;
+
+    /// <summary>Raised when an inbound or outbound connection fails during upgrade or later ends with a protocol error. The PeerId is null when unknown.</summary>
+    public event Action<Multiaddr, PeerId?, P2PException>? ConnectionFailed;
+
+    /// <summary>
+    /// Binds every address (e.g. <c>/ip4/127.0.0.1/tcp/0</c>) and starts accepting. Safe to cancel before it
+    /// returns (what was bound is released on dispose).
+    /// </summary>
+    public async Task StartAsync(IEnumerable<Multiaddr> listenAddresses, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var bound = new List<Multiaddr>(ListenAddresses);
+        foreach (var addr in listenAddresses)
+        {
+            var transport = FindTransport(addr);
+            var listener = await transport.ListenAsync(addr, cancellationToken).ConfigureAwait(false);
+            lock (_listeners) _listeners.Add(listener);
+            bound.Add(listener.ListenAddress);
+            _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener)));
+        }
+        ListenAddresses = bound;
+        _started = true;
+    }
+
+    /// <summary>Registers (or replaces) the handler for <paramref name="protocol"/>. Connected peers learn of it by Identify-push.</summary>
+    public void SetHandler(string protocol, Libp2pStreamHandler handler)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(protocol);
+        ArgumentNullException.ThrowIfNull(handler);
+        var added = _handlers.TryAdd(protocol, handler);
+        if (!added) _handlers[protocol] = handler;
+        if (added && _started) _ = PushIdentifyAsync(CancellationToken.None);
+    }
+
+    /// <summary>Removes a handler; false if there was none.</summary>
+    public bool RemoveHandler(string protocol)
+    {
+        var removed = _handlers.TryRemove(protocol, out _);
+        if (removed && _started) _ = PushIdentifyAsync(CancellationToken.None);
+        return removed;
+    }
+
+    internal bool HasHandler(string protocol) => _handlers.ContainsKey(protocol);
+
+    internal Libp2pStreamHandler? GetHandler(string protocol) => _handlers.GetValueOrDefault(protocol);
+
+    /// <summary>An open connection to <paramref name="peer"/>, or null.</summary>
+    public Libp2pConnection? GetConnection(PeerId peer) =>
+        _connections.Keys.FirstOrDefault(c => c.RemotePeer == peer && !c.IsClosed);
+
+    /// <summary>
+    /// Returns a connection to the peer at <paramref name="address"/>: a pooled one when the address names
+    /// a PeerId already connected, otherwise a new one, refusing (PeerIdMismatch) a remote that authenticates
+    /// as another PeerId than the <c>/p2p/</c> one. Concurrent dials to one PeerId share one attempt.
+    /// Throws <see cref="P2PException"/>. Safe to cancel.
+    /// </summary>
+    public async Task<Libp2pConnection> DialAsync(Multiaddr address, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var peer = address.PeerId;
+        if (peer is null)
+            return await UpgradeOutboundAsync(address, null, cancellationToken).ConfigureAwait(false);
+        if (peer == PeerId)
+            throw new P2PException(P2PErrorCode.InvalidEncoding, "cannot dial this host's own PeerId");
+        if (GetConnection(peer) is { } existing)
+            return existing;
+        var task = _pendingDials.GetOrAdd(peer, p => UpgradeOutboundAsync(address, p, _stopping.Token));
+        try
+        {
+            return await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (task.IsCompleted) _pendingDials.TryRemove(new KeyValuePair<PeerId, Task<Libp2pConnection>>(peer, task));
+        }
+    }
+
+    /// <summary>Dials (or reuses a connection) and opens a stream for the first of <paramref name="protocols"/> the peer supports. Safe to cancel.</summary>
+    public async Task<Libp2pStream> NewStreamAsync(Multiaddr address, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
+    {
+        var conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
+        return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Dials (or reuses a connection) and runs <paramref name="count"/> pings; returns each round-trip time. Safe to cancel.</summary>
+    public async Task<IReadOnlyList<TimeSpan>> PingAsync(Multiaddr address, int count = 1, CancellationToken cancellationToken = default)
+    {
+        var conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
+        return await conn.PingAsync(count, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends Identify-push to every connected peer; failures are logged, not thrown. Safe to cancel.</summary>
+    public async Task PushIdentifyAsync(CancellationToken cancellationToken = default)
+    {
+        var tasks = Connections.Select(async c =>
+        {
+            try
+            {
+                await using var s = await c.OpenStreamAsync(IdentifyCodec.PushProtocolId, cancellationToken).ConfigureAwait(false);
+                LengthPrefixed.Write(s.Output, IdentifyCodec.Encode(BuildIdentify(c)));
+                await s.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is P2PException or OperationCanceledException or InvalidOperationException)
+            {
+                Options.Log?.Invoke($"identify-push to {c.RemotePeer} failed: {Libp2pConnection.Describe(e)}");
+            }
+        });
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private ITransport FindTransport(Multiaddr addr) =>
+        _transports.FirstOrDefault(t => t.CanHandle(addr))
+        ?? throw new P2PException(P2PErrorCode.NoTransport, $"no transport for {addr}");
+
+    // ---------------- upgrade ----------------
+
+    private async Task<Libp2pConnection> UpgradeOutboundAsync(Multiaddr address, PeerId? expected, CancellationToken cancellationToken)
+    {
+        var transport = FindTransport(address);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(Options.HandshakeTimeout);
+        ITransportConnection raw;
+        try
+        {
+            raw = await transport.DialAsync(address.WithoutPeerId(), timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new P2PException(P2PErrorCode.Timeout, $"connecting to {address} timed out", e);
+        }
+        return await UpgradeAsync(raw, true, expected, timeout.Token, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<Libp2pConnection> UpgradeAsync(ITransportConnection raw, bool outbound, PeerId? expected, CancellationToken token, CancellationToken callerToken)
+    {
+        NoiseSecureChannel? channel = null;
+        try
+        {
+            if (outbound)
+                await Multistream.SelectAsync(raw, [Noise.ProtocolId], token).ConfigureAwait(false);
+            else
+                await Multistream.ListenAsync(raw, p => p == Noise.ProtocolId, token).ConfigureAwait(false);
+            var muxers = Options.EarlyMuxerNegotiation ? Noise.MuxerSupport : [];
+            channel = outbound
+                ? await Noise.InitiateAsync(raw, _noise, muxers, expected, Options.Pool, token).ConfigureAwait(false)
+                : await Noise.RespondAsync(raw, _noise, muxers, Options.Pool, token).ConfigureAwait(false);
+            var early = channel.SelectedMuxer is not null;
+            var muxer = channel.SelectedMuxer
+                ?? (outbound
+                    ? await Multistream.SelectAsync(channel, [YamuxSession.ProtocolId], token).ConfigureAwait(false)
+                    : await Multistream.ListenAsync(channel, p => p == YamuxSession.ProtocolId, token).ConfigureAwait(false));
+            var session = new YamuxSession(channel, isClient: outbound, _yamux);
+            var conn = new Libp2pConnection(this, channel, session, outbound, muxer, early);
+            if (_disposed != 0 || (_connections.Count >= Options.MaxConnections && !outbound))
+            {
+                await session.DisposeAsync().ConfigureAwait(false);
+                await channel.CloseAsync().ConfigureAwait(false);
+                throw new P2PException(P2PErrorCode.LimitExceeded, $"connection limit of {Options.MaxConnections} reached");
+            }
+            _connections[conn] = 0;
+            conn.Start();
+            if (Options.AutoIdentify)
+                _ = IdentifyQuietlyAsync(conn);
+            Connected?.Invoke(conn);
+            return conn;
+        }
+        catch (Exception e)
+        {
+            var error = e switch
+            {
+                P2PException p => p,
+                OperationCanceledException when !callerToken.IsCancellationRequested =>
+                    new P2PException(P2PErrorCode.Timeout, $"connection upgrade with {raw.RemoteAddress} timed out", e),
+                OperationCanceledException => null,
+                _ => new P2PException(P2PErrorCode.ConnectionClosed, $"connection upgrade with {raw.RemoteAddress} failed: {e.Message}", e),
+            };
+            if (channel is not null)
+                await channel.CloseAsync(TimeSpan.Zero).ConfigureAwait(false);
+            else
+                await raw.DisposeAsync().ConfigureAwait(false);
+            if (error is null)
+                throw;
+            ReportFailure(raw.RemoteAddress, channel?.RemotePeer, error);
+            if (ReferenceEquals(error, e)) throw;
+            throw error;
+        }
+    }
+
+    internal void ReportFailure(Multiaddr address, PeerId? peer, P2PException error)
+    {
+        if (_stopping.IsCancellationRequested)
+            return;
+        Options.Log?.Invoke($"connection {address}{(peer is null ? "" : " " + peer)} closed: {error.P2PCode}: {error.Message}");
+        ConnectionFailed?.Invoke(address, peer, error);
+    }
+
+    internal void Remove(Libp2pConnection conn) => _connections.TryRemove(conn, out _);
+
+    private async Task IdentifyQuietlyAsync(Libp2pConnection conn)
+    {
+        try
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            cts.CancelAfter(Options.HandshakeTimeout);
+            await conn.IdentifyAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is P2PException or OperationCanceledException or InvalidOperationException)
+        {
+            if (!conn.IsClosed && !_stopping.IsCancellationRequested)
+                Options.Log?.Invoke($"identify with {conn.RemotePeer} failed: {Libp2pConnection.Describe(e)}");
+        }
+    }
+
+    private async Task AcceptLoopAsync(ITransportListener listener)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            ITransportConnection raw;
+            try
+            {
+                raw = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is P2PException or OperationCanceledException)
+            {
+                return;
+            }
+            if (_connections.Count >= Options.MaxConnections)
+            {
+                Options.Log?.Invoke($"inbound connection from {raw.RemoteAddress} refused: {Options.MaxConnections} connections open");
+                await raw.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+            _ = Task.Run(async () =>
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                timeout.CancelAfter(Options.HandshakeTimeout);
+                try
+                {
+                    await UpgradeAsync(raw, false, null, timeout.Token, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is P2PException or OperationCanceledException)
+                {
+                    // reported by UpgradeAsync
+                }
+            });
+        }
+    }
+
+    // ---------------- built-in protocols ----------------
+
+    private IdentifyInfo BuildIdentify(Libp2pConnection conn) => new()
+    {
+        ProtocolVersion = Options.ProtocolVersion,
+        AgentVersion = Options.AgentVersion,
+        PublicKey = Options.Identity.PublicKeyProtobuf,
+        ListenAddresses = ListenAddresses,
+        ObservedAddress = conn.RemoteAddress,
+        Protocols = Protocols,
+    };
+
+    private async Task ServeIdentifyAsync(Libp2pStream stream, CancellationToken ct)
+    {
+        LengthPrefixed.Write(stream.Output, IdentifyCodec.Encode(BuildIdentify(stream.Connection)));
+        await stream.Output.FlushAsync(ct).ConfigureAwait(false);
+        await stream.Output.CompleteAsync().ConfigureAwait(false);
+    }
+
+    private async Task ServeIdentifyPushAsync(Libp2pStream stream, CancellationToken ct)
+    {
+        var msg = await LengthPrefixed.ReadAsync(stream.Input, Options.MaxIdentifyMessage, ct).ConfigureAwait(false);
+        if (msg is null)
+            return;
+        stream.Connection.OnIdentifyPush(IdentifyCodec.Decode(msg), msg);
+    }
+
+    private static async Task ServePingAsync(Libp2pStream stream, CancellationToken ct)
+    {
+        var buf = new byte[PingProtocol.PayloadSize];
+        while (await Libp2pConnection.ReadExactlyAsync(stream.Input, buf, ct).ConfigureAwait(false))
+        {
+            var r = await stream.Output.WriteAsync(buf, ct).ConfigureAwait(false);
+            if (r.IsCompleted)
+                return;
+        }
+    }
+
+    /// <summary>Stops listening and closes every connection. Not safe to cancel; bounded to a few seconds.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _stopping.Cancel();
+        List<ITransportListener> listeners;
+        lock (_listeners) listeners = [.. _listeners];
+        foreach (var l in listeners)
+            await l.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        await Task.WhenAll(_connections.Keys.Select(c => c.DisposeAsync().AsTask())).ConfigureAwait(false);
+        _noise.Dispose();
+        _stopping.Dispose();
+    }
+}

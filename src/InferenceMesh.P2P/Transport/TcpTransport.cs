@@ -1,0 +1,127 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+
+namespace InferenceMesh.P2P.Transport;
+
+/// <summary>TCP over <c>/ip4|ip6/…/tcp/…</c> multiaddrs, with Nagle disabled. DNS components are not resolved.</summary>
+public sealed class TcpTransport : ITransport
+{
+    private readonly MemoryPool<byte> _pool;
+
+    /// <param name="pool">Buffer pool for the socket pipes; <see cref="MemoryPool{T}.Shared"/> when null.</param>
+    public TcpTransport(MemoryPool<byte>? pool = null) => _pool = pool ?? MemoryPool<byte>.Shared;
+
+    public bool CanHandle(Multiaddr address) => address.TryGetTcpEndPoint() is not null;
+
+    public async ValueTask<ITransportConnection> DialAsync(Multiaddr address, CancellationToken cancellationToken)
+    {
+        var ep = address.TryGetTcpEndPoint()
+            ?? throw new P2PException(P2PErrorCode.NoTransport, $"TCP cannot dial {address}");
+        var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(ep, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new P2PException(P2PErrorCode.ConnectionClosed, $"TCP connect to {address} failed: {e.SocketErrorCode}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return new TcpConnection(socket, _pool);
+    }
+
+    public ValueTask<ITransportListener> ListenAsync(Multiaddr address, CancellationToken cancellationToken)
+    {
+        var ep = address.TryGetTcpEndPoint()
+            ?? throw new P2PException(P2PErrorCode.NoTransport, $"TCP cannot listen on {address}");
+        var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(ep);
+            socket.Listen(512);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new P2PException(P2PErrorCode.NoTransport, $"cannot listen on {address}: {e.SocketErrorCode}", e);
+        }
+        return ValueTask.FromResult<ITransportListener>(new TcpListener(socket, _pool));
+    }
+
+    private sealed class TcpListener(Socket socket, MemoryPool<byte> pool) : ITransportListener
+    {
+        public Multiaddr ListenAddress { get; } = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.LocalEndPoint!);
+
+        public async ValueTask<ITransportConnection> AcceptAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                var s = await socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                s.NoDelay = true;
+                return new TcpConnection(s, pool);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                throw new P2PException(P2PErrorCode.ConnectionClosed, $"listener {ListenAddress} closed", e);
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            socket.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
+
+internal sealed class TcpConnection : ITransportConnection
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private int _disposed;
+
+    public TcpConnection(Socket socket, MemoryPool<byte> pool)
+    {
+        _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: false);
+        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: 65536, minimumReadSize: 4096, leaveOpen: true));
+        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(pool, minimumBufferSize: 65536, leaveOpen: true));
+        LocalAddress = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.LocalEndPoint!);
+        RemoteAddress = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.RemoteEndPoint!);
+    }
+
+    public PipeReader Input { get; }
+    public PipeWriter Output { get; }
+    public Multiaddr LocalAddress { get; }
+    public Multiaddr RemoteAddress { get; }
+
+    public void ShutdownWrite()
+    {
+        try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
+    }
+
+    public void Abort()
+    {
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Close();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return ValueTask.CompletedTask;
+        Abort();
+        Input.Complete();
+        Output.Complete();
+        _stream.Dispose();
+        _socket.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using InferenceMesh.P2P.Hosting;
+using Xunit.Abstractions;
+
+namespace InferenceMesh.P2P.Tests;
+
+/// <summary>
+/// Loopback handshake and one-stream throughput figures for docs/P2P.md and docs/BENCHMARKS.md:
+/// C#↔C#, C#↔js, js↔js, raw TCP. Measurement only, so it runs only with P2P_BENCH=1:
+/// <c>P2P_BENCH=1 dotnet test tests/InferenceMesh.P2P.Tests --filter P2PBenchmarks --logger "console;verbosity=detailed"</c>
+/// </summary>
+[Collection("interop")]
+public class P2PBenchmarks(ITestOutputHelper output)
+{
+    private const int Bytes = 256 * 1024 * 1024;
+    private const int Handshakes = 50;
+
+    [Fact]
+    public async Task Measure()
+    {
+        if (Environment.GetEnvironmentVariable("P2P_BENCH") != "1")
+            return; // measurement, not a check: opt-in
+        var ct = TestHosts.Token(300);
+        var rows = new List<string> { "| pair | handshake median (ms) | one stream (MB/s) |", "|---|---|---|" };
+
+        rows.Add($"| raw TCP (C#) | – | {await RawTcpAsync():F0} |");
+
+        await using (var server = TestHosts.Create())
+        await using (var client = TestHosts.Create())
+        {
+            server.SetHandler(InteropTests.Bulk, InteropTests.ServeBulkAsync);
+            await server.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
+            var hs = await HandshakeMedianAsync(client, server.ListenAddresses[0], ct);
+            var mbps = await ThroughputAsync(await client.DialAsync(TestHosts.Dialable(server), ct), ct);
+            rows.Add($"| C# → C# | {hs:F2} | {mbps:F0} |");
+        }
+
+        await using (var js = JsPeer.Start(new { mode = "listen" }))
+        await using (var client = TestHosts.Create())
+        {
+            var addr = Multiaddr.Parse((await js.WaitAsync("ready")).GetProperty("listen")[0].GetString()!);
+            var hs = await HandshakeMedianAsync(client, addr.WithoutPeerId(), ct);
+            var mbps = await ThroughputAsync(await client.DialAsync(addr, ct), ct);
+            rows.Add($"| C# → js | {hs:F2} | {mbps:F0} |");
+        }
+
+        await using (var server = TestHosts.Create())
+        {
+            server.SetHandler(InteropTests.Bulk, InteropTests.ServeBulkAsync);
+            await server.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
+            await using var js = JsPeer.Start(new { mode = "dial", target = TestHosts.Dialable(server).ToString(), handshakes = Handshakes, size = Bytes });
+            var hs = (await js.WaitAsync("handshakes", 120)).GetProperty("medianMs").GetDouble();
+            var tp = await js.WaitAsync("throughput", 120);
+            Assert.True(tp.GetProperty("ok").GetBoolean());
+            rows.Add($"| js → C# | {hs:F2} | {Bytes / 1e6 / (tp.GetProperty("ms").GetDouble() / 1000):F0} |");
+        }
+
+        await using (var listener = JsPeer.Start(new { mode = "listen" }))
+        {
+            var addr = (await listener.WaitAsync("ready")).GetProperty("listen")[0].GetString()!;
+            await using var js = JsPeer.Start(new { mode = "dial", target = addr, handshakes = Handshakes, size = Bytes });
+            var hs = (await js.WaitAsync("handshakes", 120)).GetProperty("medianMs").GetDouble();
+            var tp = await js.WaitAsync("throughput", 120);
+            rows.Add($"| js → js | {hs:F2} | {Bytes / 1e6 / (tp.GetProperty("ms").GetDouble() / 1000):F0} |");
+        }
+
+        foreach (var r in rows) output.WriteLine(r);
+        File.WriteAllLines(Path.Combine(Path.GetTempPath(), "p2p-bench.md"), rows);
+    }
+
+    /// <summary>Median time from TCP connect to the first negotiated stream, over fresh connections.</summary>
+    private static async Task<double> HandshakeMedianAsync(Libp2pHost client, Multiaddr bare, CancellationToken ct)
+    {
+        var times = new List<double>();
+        for (var i = 0; i < Handshakes + 5; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            var conn = await client.DialAsync(bare, ct); // no /p2p/: a fresh connection each time
+            var s = await conn.OpenStreamAsync(InteropTests.Bulk, ct);
+            sw.Stop();
+            if (i >= 5) times.Add(sw.Elapsed.TotalMilliseconds); // first ones warm up the JIT
+            s.Reset();
+            await s.DisposeAsync();
+            await conn.DisposeAsync();
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    private static async Task<double> ThroughputAsync(Libp2pConnection conn, CancellationToken ct)
+    {
+        Assert.True(await InteropTests.SendBulkAsync(conn, 16 * 1024 * 1024, 1, ct)); // warm-up
+        var sw = Stopwatch.StartNew();
+        Assert.True(await InteropTests.SendBulkAsync(conn, Bytes, 2, ct));
+        return Bytes / 1e6 / sw.Elapsed.TotalSeconds;
+    }
+
+    private static async Task<double> RawTcpAsync()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        var accept = listener.AcceptAsync();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await client.ConnectAsync(listener.LocalEndPoint!);
+        using var server = await accept;
+        var reading = Task.Run(async () =>
+        {
+            var buf = new byte[65536];
+            long got = 0;
+            while (got < Bytes) got += await server.ReceiveAsync(buf);
+        });
+        var data = InteropTests.Pattern(65536, 1);
+        var sw = Stopwatch.StartNew();
+        for (var sent = 0; sent < Bytes; sent += data.Length) await client.SendAsync(data);
+        await reading;
+        return Bytes / 1e6 / sw.Elapsed.TotalSeconds;
+    }
+}

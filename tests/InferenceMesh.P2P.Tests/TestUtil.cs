@@ -1,0 +1,86 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Muxing;
+using InferenceMesh.P2P.Transport;
+
+namespace InferenceMesh.P2P.Tests;
+
+/// <summary>A MemoryPool that counts what is rented and not yet returned.</summary>
+public sealed class TrackingMemoryPool : MemoryPool<byte>
+{
+    private int _outstanding;
+    private long _rented;
+
+    public int Outstanding => Volatile.Read(ref _outstanding);
+    public long Rented => Interlocked.Read(ref _rented);
+    public override int MaxBufferSize => int.MaxValue;
+
+    public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
+    {
+        Interlocked.Increment(ref _outstanding);
+        Interlocked.Increment(ref _rented);
+        return new Owner(this, ArrayPool<byte>.Shared.Rent(minBufferSize <= 0 ? 4096 : minBufferSize));
+    }
+
+    protected override void Dispose(bool disposing) { }
+
+    /// <summary>Waits up to a few seconds for every buffer to come back (pumps finish asynchronously).</summary>
+    public async Task AssertAllReturnedAsync()
+    {
+        for (var i = 0; i < 100 && Outstanding != 0; i++)
+            await Task.Delay(50);
+        Assert.True(Outstanding == 0, $"{Outstanding} pooled buffers not returned (of {Rented} rented)");
+    }
+
+    private sealed class Owner(TrackingMemoryPool pool, byte[] array) : IMemoryOwner<byte>
+    {
+        private byte[]? _array = array;
+        public Memory<byte> Memory => _array ?? throw new ObjectDisposedException(nameof(Owner));
+
+        public void Dispose()
+        {
+            var a = Interlocked.Exchange(ref _array, null);
+            if (a is null) return;
+            ArrayPool<byte>.Shared.Return(a);
+            Interlocked.Decrement(ref pool._outstanding);
+        }
+    }
+}
+
+/// <summary>Collects log lines from hosts under test.</summary>
+public sealed class LogSink
+{
+    public ConcurrentQueue<string> Lines { get; } = new();
+    public void Add(string line) => Lines.Enqueue(line);
+}
+
+public static class TestHosts
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    public static CancellationToken Token(int seconds = 20) => new CancellationTokenSource(TimeSpan.FromSeconds(seconds)).Token;
+
+    public static Libp2pHost Create(MemoryNetwork? network = null, MemoryPool<byte>? pool = null, LogSink? log = null,
+        bool early = true, YamuxOptions? yamux = null, Ed25519KeyPair? key = null)
+    {
+        var transports = new List<ITransport> { new TcpTransport(pool) };
+        if (network is not null) transports.Insert(0, new MemoryTransport(network, pool));
+        return new Libp2pHost(new Libp2pHostOptions
+        {
+            Identity = key ?? Ed25519KeyPair.Generate(),
+            Transports = transports,
+            Pool = pool,
+            Log = log is null ? null : log.Add,
+            EarlyMuxerNegotiation = early,
+            Yamux = yamux ?? new YamuxOptions(),
+            HandshakeTimeout = TimeSpan.FromSeconds(10),
+        });
+    }
+
+    public static Multiaddr Dialable(Libp2pHost host) => host.ListenAddresses[0].WithPeerId(host.PeerId);
+
+    public static async Task<T> Within<T>(this Task<T> task, int seconds = 20) => await task.WaitAsync(TimeSpan.FromSeconds(seconds));
+    public static async Task Within(this Task task, int seconds = 20) => await task.WaitAsync(TimeSpan.FromSeconds(seconds));
+}

@@ -1,0 +1,144 @@
+// js-libp2p peer driven by InferenceMesh.P2P.Tests (interop). One JSON object per stdout line.
+// Usage: node peer.mjs '<json config>'
+//   {"mode":"listen","early":true}                         listen on 127.0.0.1, serve the bulk protocol;
+//                                                          stdin line "handle <protocol>" adds a handler (identify-push)
+//   {"mode":"dial","target":"/ip4/../p2p/..","early":true,"streams":64,"size":4194304}
+//   {"mode":"dial","target":"..","handshakes":50,"size":268435456}   benchmark: handshake median, one-stream MB/s
+// The process stays up until stdin closes (listen mode) or the dial run ends (dial mode).
+
+// js-libp2p 3.x needs Promise.withResolvers (Node 22); polyfill it for Node 20 before loading it.
+if (typeof Promise.withResolvers !== 'function') {
+  Promise.withResolvers = function () {
+    let resolve, reject
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}
+
+const { createLibp2p } = await import('libp2p')
+const { tcp } = await import('@libp2p/tcp')
+const { noise } = await import('@chainsafe/libp2p-noise')
+const { yamux } = await import('@chainsafe/libp2p-yamux')
+const { identify, identifyPush } = await import('@libp2p/identify')
+const { ping } = await import('@libp2p/ping')
+const { multiaddr } = await import('@multiformats/multiaddr')
+const { createHash } = await import('node:crypto')
+
+const BULK = '/inferencemesh/test/bulk/1.0.0'
+const config = JSON.parse(process.argv[2] ?? '{}')
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+
+const node = await createLibp2p({
+  addresses: { listen: config.mode === 'listen' ? ['/ip4/127.0.0.1/tcp/0'] : [] },
+  transports: [tcp()],
+  // early === false: send an empty muxer list in the Noise payload, so the muxer is negotiated over multistream
+  connectionEncrypters: [config.early === false ? noise({ extensions: { streamMuxers: [] } }) : noise()],
+  streamMuxers: [yamux()],
+  connectionManager: { inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100 },
+  services: { identify: identify(), identifyPush: identifyPush(), ping: ping() }
+})
+
+// Bulk protocol: the opener sends N bytes then closes its write side; the other side answers sha256(bytes).
+async function serveBulk (stream) {
+  const hash = createHash('sha256')
+  for await (const chunk of stream) hash.update(chunk.subarray ? chunk.subarray() : chunk)
+  stream.send(hash.digest())
+  await stream.close()
+}
+await node.handle(BULK, (stream) => serveBulk(stream).catch(e => process.stderr.write(`bulk handler: ${e}\n`)),
+  { maxInboundStreams: 256, maxOutboundStreams: 256 })
+
+const identified = Promise.withResolvers()
+node.addEventListener('peer:identify', (evt) => {
+  const d = evt.detail
+  identified.resolve(d)
+  out({
+    event: 'identify',
+    peerId: d.peerId.toString(),
+    protocols: d.protocols,
+    listenAddrs: d.listenAddrs.map(a => a.toString()),
+    agentVersion: d.agentVersion,
+    protocolVersion: d.protocolVersion,
+    observedAddr: d.observedAddr?.toString()
+  })
+})
+
+function pattern (size, seed) {
+  const b = Buffer.allocUnsafe(size)
+  let x = (seed * 2654435761) >>> 0
+  for (let i = 0; i < size; i += 4) { x = (x * 1664525 + 1013904223) >>> 0; b.writeUInt32LE(x, i) }
+  return b
+}
+
+async function sendBulk (conn, size, seed) {
+  const data = pattern(size, seed)
+  const expected = createHash('sha256').update(data).digest('hex')
+  const stream = await conn.newStream(BULK, { maxOutboundStreams: 256 })
+  for (let off = 0; off < size; off += 65536) {
+    if (!stream.send(data.subarray(off, Math.min(size, off + 65536)))) await stream.onDrain()
+  }
+  await stream.close()
+  const parts = []
+  for await (const chunk of stream) parts.push(Buffer.from(chunk.subarray ? chunk.subarray() : chunk))
+  const got = Buffer.concat(parts).toString('hex')
+  return got === expected
+}
+
+if (config.mode === 'listen') {
+  out({ event: 'ready', peerId: node.peerId.toString(), listen: node.getMultiaddrs().map(a => a.toString()) })
+  // stdin commands, one per line: "handle <protocol>" registers a no-op handler (so identify-push announces it)
+  const { createInterface } = await import('node:readline')
+  const rl = createInterface({ input: process.stdin })
+  rl.on('line', async (line) => {
+    const [cmd, arg] = line.trim().split(/\s+/)
+    if (cmd === 'handle') {
+      await node.handle(arg, (stream) => stream.close())
+      out({ event: 'handled', protocol: arg })
+    }
+  })
+  rl.on('close', async () => { await node.stop(); process.exit(0) })
+} else {
+  try {
+    const target = multiaddr(config.target)
+    let t0 = performance.now()
+    const conn = await node.dial(target)
+    out({ event: 'connected', remotePeer: conn.remotePeer.toString(), muxer: conn.multiplexer, ms: performance.now() - t0 })
+    if (config.handshakes > 0) {
+      // Benchmark: fresh connections, time from dial start to the first negotiated stream.
+      await conn.close()
+      const times = []
+      for (let i = 0; i < config.handshakes; i++) {
+        const t = performance.now()
+        const c = await node.dial(target)
+        const s = await c.newStream(BULK, { maxOutboundStreams: 256 })
+        times.push(performance.now() - t)
+        s.abort(new Error('done'))
+        await c.close()
+      }
+      times.sort((a, b) => a - b)
+      out({ event: 'handshakes', medianMs: times[times.length >> 1], minMs: times[0] })
+      const c = await node.dial(target)
+      t0 = performance.now()
+      const ok = await sendBulk(c, config.size, 1)
+      out({ event: 'throughput', ok, ms: performance.now() - t0, bytes: config.size })
+      await node.stop()
+      process.exit(0)
+    }
+    // js-libp2p runs Identify on every new connection by itself; wait for it (printed as an 'identify' event)
+    await Promise.race([identified.promise, new Promise((_, rej) => setTimeout(() => rej(new Error('identify timed out')), 10000))])
+    const rtt = await node.services.ping.ping(target)
+    out({ event: 'ping', rtt })
+    const streams = config.streams ?? 64
+    const size = config.size ?? 4 * 1024 * 1024
+    t0 = performance.now()
+    const results = await Promise.all(Array.from({ length: streams }, (_, i) => sendBulk(conn, size, i + 1)))
+    const ms = performance.now() - t0
+    out({ event: 'bulk', ok: results.filter(x => x).length, failed: results.filter(x => !x).length, ms, bytes: streams * size })
+    await node.stop()
+    process.exit(0)
+  } catch (e) {
+    out({ event: 'error', message: String(e?.stack ?? e) })
+    await node.stop()
+    process.exit(1)
+  }
+}
