@@ -16,6 +16,8 @@ public static class CliApp
         root.Subcommands.Add(ModelCommand.Create(console));
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(BenchCommand.Create(console));
+        root.Subcommands.Add(NodeCommand.Create(console));
+        root.Subcommands.Add(PingCommand.Create(console));
         var parsed = root.Parse(args);
         var config = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -36,7 +38,7 @@ public static class CliApp
             console.Error.WriteLine("stopped");
             return (int)ExitCode.Cancelled;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
         {
             console.Error.WriteLine($"error: {e.Message}");
             if (parsed.GetValue(Verbose)) console.Error.WriteLine(e);

@@ -27,6 +27,8 @@ public enum P2PErrorCode
     NoTransport,
     /// <summary>A key file is missing, unreadable or too widely readable.</summary>
     KeyFile,
+    /// <summary>None of a peer's addresses could be dialled.</summary>
+    DialFailed,
 }
 
 /// <summary>

@@ -147,6 +147,30 @@ public sealed class Libp2pHost : IAsyncDisposable
         return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Opens a stream to <paramref name="peer"/>: over an existing connection when there is one, else by dialling
+    /// its <paramref name="addresses"/> in turn (each is given the peer's <c>/p2p/</c> component). Throws a
+    /// <see cref="P2PException"/> when none works. Safe to cancel.
+    /// </summary>
+    public async Task<Libp2pStream> NewStreamAsync(PeerId peer, IReadOnlyList<Multiaddr> addresses, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
+    {
+        if (GetConnection(peer) is { } existing)
+            return await existing.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+        Exception? last = null;
+        foreach (var address in addresses)
+        {
+            try
+            {
+                return await NewStreamAsync(address.PeerId is null ? address.WithPeerId(peer) : address, protocols, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is P2PException or IOException or System.Net.Sockets.SocketException)
+            {
+                last = e;
+            }
+        }
+        throw last as P2PException ?? new P2PException(P2PErrorCode.DialFailed, last is null ? $"no address known for {peer}" : $"cannot reach {peer}: {last.Message}");
+    }
+
     /// <summary>Dials (or reuses a connection) and runs <paramref name="count"/> pings; returns each round-trip time. Safe to cancel.</summary>
     public async Task<IReadOnlyList<TimeSpan>> PingAsync(Multiaddr address, int count = 1, CancellationToken cancellationToken = default)
     {

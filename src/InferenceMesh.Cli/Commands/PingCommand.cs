@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Globalization;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Identity;
+
+namespace InferenceMesh.Cli.Commands;
+
+/// <summary><c>inferencemesh ping &lt;multiaddr&gt;</c>: libp2p ping round trips, printed like <c>ipfs ping</c>.</summary>
+public static class PingCommand
+{
+    public static Command Create(ICliConsole console)
+    {
+        var address = new Argument<string>("multiaddr") { Description = "The peer, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…" };
+        var count = new Option<int>("--count", "-n") { Description = "Pings to send", DefaultValueFactory = _ => 10 };
+        var command = new Command("ping", "Measure libp2p ping round trips to a peer") { address, count };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var target = Multiaddr.Parse(parse.GetValue(address)!);
+            using var key = Ed25519KeyPair.Generate();
+            await using var host = new Libp2pHost(new Libp2pHostOptions { Identity = key });
+            await host.StartAsync([], cancellation);
+            console.Out.WriteLine($"PING {target.PeerId?.ToString() ?? target.ToString()}.");
+            var times = new List<TimeSpan>();
+            for (var i = 0; i < parse.GetValue(count); i++)
+            {
+                var rtt = (await host.PingAsync(target, 1, cancellation))[0];
+                times.Add(rtt);
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Pong received: time={rtt.TotalMilliseconds:F2} ms"));
+                console.Out.Flush();
+            }
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Average latency: {times.Average(t => t.TotalMilliseconds):F2}ms"));
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+}

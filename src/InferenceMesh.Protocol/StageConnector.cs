@@ -1,0 +1,25 @@
+using System.IO.Pipelines;
+
+namespace InferenceMesh.Protocol;
+
+/// <summary>The stage protocol's id on a libp2p stream.</summary>
+public static class StageProtocol
+{
+    public const string Id = "/inferencemesh/stage/1.0.0";
+}
+
+/// <summary>
+/// An <see cref="IStageConnector"/> over any way of opening a byte stream to a peer (a libp2p stream in a
+/// real mesh), optionally behind an emulated one-way link delay.
+/// </summary>
+/// <param name="open">Opens a stream to the peer at one of its addresses; safe to cancel.</param>
+public sealed class StageConnector(Func<string, IReadOnlyList<string>, CancellationToken, ValueTask<IDuplexPipe>> open, TimeSpan linkDelay = default, StageLimits? limits = null) : IStageConnector
+{
+    public TimeSpan LinkDelay => linkDelay;
+
+    public async ValueTask<StageChannel> ConnectAsync(string peerId, IReadOnlyList<string> addresses, CancellationToken cancellation) =>
+        new(Wrap(await open(peerId, addresses, cancellation).ConfigureAwait(false)), limits);
+
+    /// <summary>Applies the link delay to a stream opened by a peer (inbound), as <see cref="ConnectAsync"/> does to outbound ones.</summary>
+    public IDuplexPipe Wrap(IDuplexPipe stream) => linkDelay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, linkDelay) : stream;
+}
