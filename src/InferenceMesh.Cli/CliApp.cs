@@ -18,6 +18,9 @@ public static class CliApp
         root.Subcommands.Add(BenchCommand.Create(console));
         root.Subcommands.Add(NodeCommand.Create(console));
         root.Subcommands.Add(PingCommand.Create(console));
+        root.Subcommands.Add(SwarmCommand.Create(console));
+        root.Subcommands.Add(PromptCommand.Create(console));
+        root.Subcommands.Add(DemoCommand.Create(console));
         var parsed = root.Parse(args);
         var config = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);

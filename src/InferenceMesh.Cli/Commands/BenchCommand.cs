@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
+using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Client;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 
@@ -13,7 +15,140 @@ public static class BenchCommand
         var command = new Command("bench", "Measure speed; prints a Markdown table");
         command.Subcommands.Add(Generate(console));
         command.Subcommands.Add(Stage(console));
+        command.Subcommands.Add(Mesh(console));
         return command;
+    }
+
+    private static Command Mesh(ICliConsole console)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx)", Required = true };
+        var nodes = new Option<int>("--nodes") { Description = "Serving nodes in the loopback swarm", DefaultValueFactory = _ => 3 };
+        var tokens = new Option<int>("--tokens") { Description = "Positions per generation", DefaultValueFactory = _ => 64 };
+        var repeat = new Option<int>("--repeat") { Description = "Timed generations per configuration (median reported)", DefaultValueFactory = _ => 3 };
+        var delays = new Option<string>("--link-delays") { Description = "Comma-separated one-way link delays to measure, e.g. 0,20ms", DefaultValueFactory = _ => "0,20ms" };
+        var sessions = new Option<string>("--sessions") { Description = "Concurrent session counts for the aggregate throughput", DefaultValueFactory = _ => "1,4,16" };
+        var command = new Command("mesh", "Per-token latency in one process against a loopback swarm (chained and relayed), with emulated link delay, and aggregate tokens/s") { model, nodes, tokens, repeat, delays, sessions };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var directory = parse.GetValue(model)!;
+            var positions = parse.GetValue(tokens);
+            var runs = parse.GetValue(repeat);
+            var nodeCount = parse.GetValue(nodes);
+            var options = new GenerationOptions(positions, 0f);
+            console.Out.WriteLine($"model {directory}, {nodeCount} nodes on loopback, {positions} positions per generation, median of {runs}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
+            console.Out.WriteLine();
+
+            double local;
+            using (var single = LocalModel.Open(directory))
+            {
+                single.Generate("", options with { MaxTokens = 8 }).ToList();
+                local = Median(runs, () => single.Generate("", options).Count()) / positions;
+            }
+            console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor |");
+            console.Out.WriteLine("|---|---:|---:|---:|---:|");
+            console.Out.WriteLine($"| one process (unsplit) | – | {local:F3} | – | – |");
+
+            foreach (var delayText in parse.GetValue(delays)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                var delay = Durations.Parse(delayText);
+                var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-bench-{Guid.NewGuid():N}");
+                var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
+                try
+                {
+                    foreach (var mode in new[] { RouteMode.Chained, RouteMode.Relayed })
+                    {
+                        await using var client = await SwarmClient.ConnectAsync(swarm, delay, mode, cancellation);
+                        await client.Client.GenerateAsync("", options with { MaxTokens = 8 }, mode, cancellation).CountAsync(cancellation);
+                        var perToken = await MedianAsync(runs, () => client.Client.GenerateAsync("", options, mode, cancellation).CountAsync(cancellation).AsTask()) / positions;
+                        var hops = mode == RouteMode.Chained ? client.RouteLength + 1 : 2 * client.RouteLength;
+                        var floor = local + hops * delay.TotalMilliseconds;
+                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({client.RouteLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% |");
+                        if (delay == TimeSpan.Zero)
+                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – |");
+                    }
+                    if (delay == TimeSpan.Zero)
+                    {
+                        console.Out.WriteLine();
+                        console.Out.WriteLine("| concurrent sessions (chained) | aggregate tokens/s | ms/token per session |");
+                        console.Out.WriteLine("|---:|---:|---:|");
+                        await using var client = await SwarmClient.ConnectAsync(swarm, delay, RouteMode.Chained, cancellation);
+                        foreach (var count in parse.GetValue(sessions)!.Split(',').Select(int.Parse))
+                        {
+                            var watch = Stopwatch.StartNew();
+                            var generated = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => client.Client.GenerateAsync("", options, RouteMode.Chained, cancellation).CountAsync(cancellation).AsTask()));
+                            var seconds = watch.Elapsed.TotalSeconds;
+                            console.Out.WriteLine($"| {count} | {count * positions / seconds:F1} | {seconds * 1000 / positions:F2} |");
+                        }
+                        console.Out.WriteLine();
+                    }
+                }
+                finally
+                {
+                    await LocalSwarm.StopAsync(state);
+                    Directory.Delete(state, recursive: true);
+                }
+            }
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static double Median(int runs, Action run)
+    {
+        var times = new List<double>();
+        for (var r = 0; r < runs; r++)
+        {
+            var watch = Stopwatch.StartNew();
+            run();
+            times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    private static async Task<double> MedianAsync(int runs, Func<Task> run)
+    {
+        var times = new List<double>();
+        for (var r = 0; r < runs; r++)
+        {
+            var watch = Stopwatch.StartNew();
+            await run();
+            times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    /// <summary>A mesh client joined to a local swarm's DHT.</summary>
+    private sealed class SwarmClient : IAsyncDisposable
+    {
+        private SwarmClient(MeshPeer peer, MeshClient client, int routeLength)
+        {
+            Peer = peer;
+            Client = client;
+            RouteLength = routeLength;
+        }
+
+        public MeshPeer Peer { get; }
+        public MeshClient Client { get; }
+        public int RouteLength { get; }
+
+        public static async Task<SwarmClient> ConnectAsync(SwarmState swarm, TimeSpan delay, RouteMode mode, CancellationToken cancellation)
+        {
+            var key = P2P.Identity.Ed25519KeyPair.Generate();
+            var peer = await MeshPeer.StartAsync(key, [], [swarm.Bootstrap.DialAddress], P2P.Dht.DhtMode.Client, _ => { }, null, cancellation);
+            var manifest = Manifest.Load(swarm.Model);
+            var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) => (await peer.Host.PingAsync(addresses[0].WithPeerId(id), 1, ct))[0].TotalMilliseconds);
+            var client = MeshClient.Open(swarm.Model, Node.StageHosting.Connector(peer.Host, delay), directory, new MeshClientOptions(mode));
+            await using var probe = await client.OpenSessionAsync(8, mode, cancellation);
+            return new SwarmClient(peer, client, probe.Route.Count);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Peer.DisposeAsync();
+        }
     }
 
     private static Command Stage(ICliConsole console)

@@ -4,7 +4,8 @@ using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
 using InferenceMesh.P2P;
-using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.Protocol;
 using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.Cli.Commands;
@@ -16,6 +17,36 @@ namespace InferenceMesh.Cli.Commands;
 /// </summary>
 public static class NodeCommand
 {
+    /// <summary>Petals' rule over the spans the DHT lists now (an empty swarm gives the first blocks).</summary>
+    private static async Task<BlockRange> ChooseSpanAsync(MeshPeer peer, Manifest manifest, int count, CancellationToken cancellation)
+    {
+        var perBlock = await peer.Spans.ListServersAsync(manifest.ModelId, manifest.BlockCount, cancellation);
+        var servers = perBlock.SelectMany(b => b).Where(s => s.State == ServerState.Online).GroupBy(s => s.Peer).Select(g => (g.First().Span, g.First().Throughput));
+        return SpanChooser.Choose(manifest.BlockCount, count, servers);
+    }
+
+    /// <summary>Tokens per second through the span for one decode step, timed on a scratch session (what the node announces).</summary>
+    private static double MeasureThroughput(ServedSpan span)
+    {
+        var width = span.Manifest.Config?.Dim ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config");
+        var session = $"throughput-{Guid.NewGuid():N}";
+        try
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            const int steps = 4;
+            for (var position = 0; position < steps; position++)
+            {
+                var activation = TensorData.FromFloats([1, 1, width], new float[width]);
+                foreach (var stage in span.Stages) activation = stage.Run(session, activation, position);
+            }
+            return steps / Math.Max(watch.Elapsed.TotalSeconds, 1e-6);
+        }
+        finally
+        {
+            foreach (var stage in span.Stages) stage.CloseSession(session);
+        }
+    }
+
     public static Command Create(ICliConsole console)
     {
         var listen = new Option<string[]>("--listen") { Description = "Multiaddrs to listen on", DefaultValueFactory = _ => ["/ip4/127.0.0.1/tcp/0"], AllowMultipleArgumentsPerToken = true };
@@ -34,49 +65,53 @@ public static class NodeCommand
             var log = new Action<string>(line => { lock (console.Error) console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); });
             var identityPath = parse.GetValue(identity);
             using var key = identityPath is null ? Ed25519KeyPair.Generate() : KeyFile.LoadOrCreate(identityPath);
-            await using var host = new Libp2pHost(new Libp2pHostOptions { Identity = key, Log = log });
-            var connector = StageHosting.Connector(host, Durations.Parse(parse.GetValue(linkDelay)!));
-
-            ServedSpan? span = null;
+            var modelDirectory = parse.GetValue(model);
+            var manifest = modelDirectory is null ? null : Manifest.Load(modelDirectory);
             StageServer? server = null;
+            ServedSpan? span = null;
+            StageConnector? connector = null;
+            await using var peer = await MeshPeer.StartAsync(key, parse.GetValue(listen)!, parse.GetValue(bootstrap)!, DhtMode.Server, log,
+                host => connector = StageHosting.Connector(host, Durations.Parse(parse.GetValue(linkDelay)!)), cancellation);
             try
             {
-                if (parse.GetValue(model) is { } modelDirectory)
+                if (manifest is not null)
                 {
-                    var manifest = Manifest.Load(modelDirectory);
                     var range = parse.GetValue(blocks) is { } text
                         ? BlockRange.Parse(text)
-                        : SpanChooser.Choose(manifest.BlockCount, parse.GetValue(numBlocks) ?? manifest.BlockCount, []);
-                    span = ServedSpan.Load(modelDirectory, range, ExecutorKinds.Parse(parse.GetValue(executor)!), parse.GetValue(maxSessions), log);
-                    server = new StageServer(span, new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)), connector, log);
-                    StageHosting.Serve(host, server, connector);
-                    log($"serving blocks {span.Blocks} of model {manifest.ModelId}");
+                        : await ChooseSpanAsync(peer, manifest, parse.GetValue(numBlocks) ?? manifest.BlockCount, cancellation);
+                    span = ServedSpan.Load(modelDirectory!, range, ExecutorKinds.Parse(parse.GetValue(executor)!), parse.GetValue(maxSessions), log);
+                    server = new StageServer(span, new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)), connector!, log);
+                    StageHosting.Serve(peer.Host, server, connector!);
+                    var throughput = MeasureThroughput(span);
+                    log($"serving blocks {span.Blocks} of model {manifest.ModelId} at {throughput:F1} tokens/s");
+                    var online = server;
+                    _ = peer.Spans.RunAsync(() => new SpanAnnouncement(manifest.ModelId, span.Blocks, throughput, ServerState.Online,
+                        online.FreeKvBytes / span.KvBytesPerPosition(span.Blocks)), cancellation);
                 }
-                await host.StartAsync(parse.GetValue(listen)!.Select(Multiaddr.Parse), cancellation);
                 var ready = new Dictionary<string, object?>
                 {
                     ["event"] = "ready",
-                    ["peerId"] = host.PeerId.ToString(),
-                    ["listen"] = host.ListenAddresses.Select(a => a.ToString()).ToArray(),
+                    ["peerId"] = peer.Host.PeerId.ToString(),
+                    ["listen"] = peer.Host.ListenAddresses.Select(a => a.ToString()).ToArray(),
                 };
                 if (span is not null) ready["blocks"] = $"{span.Blocks.Start}:{span.Blocks.End}";
                 console.Out.WriteLine(JsonSerializer.Serialize(ready));
                 console.Out.Flush();
 
-                foreach (var peer in parse.GetValue(bootstrap)!)
-                {
-                    try
-                    {
-                        var connection = await host.DialAsync(Multiaddr.Parse(peer), cancellation);
-                        log($"joined through {connection.RemotePeer}");
-                    }
-                    catch (MeshException e)
-                    {
-                        log($"bootstrap {peer} failed: {e.Message}");
-                    }
-                }
                 await Task.Delay(Timeout.Infinite, cancellation).ContinueWith(_ => { }, TaskScheduler.Default);
                 log("stopping");
+                if (span is not null && manifest is not null)
+                {
+                    using var goodbye = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                    try
+                    {
+                        await peer.Spans.AnnounceAsync(new SpanAnnouncement(manifest.ModelId, span.Blocks, 0, ServerState.Offline, 0), goodbye.Token);
+                    }
+                    catch (Exception e) when (e is MeshException or OperationCanceledException)
+                    {
+                        log($"could not announce going offline: {e.Message}");
+                    }
+                }
                 return (int)ExitCode.Ok;
             }
             finally

@@ -1,0 +1,137 @@
+using System.CommandLine;
+using System.Text.Json;
+using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.Onnx;
+using InferenceMesh.P2P.Identity;
+using Spectre.Console;
+
+namespace InferenceMesh.Cli.Commands;
+
+/// <summary><c>inferencemesh swarm up|status|kill|down</c>: a local multi-process swarm on loopback for testers.</summary>
+public static class SwarmCommand
+{
+    public static readonly Option<string> StateDirectory = new("--state") { Description = "Folder holding the swarm's state file, keys and logs", DefaultValueFactory = _ => SwarmState.DefaultDirectory, Recursive = true };
+
+    public static Command Create(ICliConsole console)
+    {
+        var command = new Command("swarm", "Start, inspect and stop a local swarm of node processes") { StateDirectory };
+        command.Subcommands.Add(Up(console));
+        command.Subcommands.Add(Status(console));
+        command.Subcommands.Add(Kill(console));
+        command.Subcommands.Add(Down(console));
+        return command;
+    }
+
+    private static Command Up(ICliConsole console)
+    {
+        var nodes = new Option<int>("--nodes") { Description = "Serving nodes to start", DefaultValueFactory = _ => 3 };
+        var model = new Option<string>("--model") { Description = "Split model directory, or an imported one (split one block per stage into the state folder)", Required = true };
+        var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay on every stage stream, e.g. 20ms", DefaultValueFactory = _ => "0" };
+        var executor = new Option<string>("--executor") { Description = "What runs the blocks on every node", DefaultValueFactory = _ => "auto" };
+        var config = new Option<string?>("--config") { Description = "A JSON file under mesh-config/ with any of: nodes, linkDelay, executor, maxSessions, kvBudgetMb" };
+        var command = new Command("up", "Start a bootstrap node and N serving nodes on loopback, wait until every block is served") { nodes, model, linkDelay, executor, config };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var state = parse.GetValue(StateDirectory)!;
+            if (SwarmState.TryLoad(state) is { } running && running.Nodes.Concat([running.Bootstrap]).Any(n => n.IsRunning))
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"a swarm is already running from {state}; stop it with 'inferencemesh swarm down'");
+            var fromFile = SwarmSettingsFile.Load(parse.GetValue(config));
+            // Options given on the command line win over the config file, which wins over the defaults.
+            var settings = new SwarmSettings(
+                Given(parse, nodes) || fromFile.Nodes is null ? parse.GetValue(nodes) : fromFile.Nodes.Value,
+                Given(parse, linkDelay) || fromFile.LinkDelay is null ? parse.GetValue(linkDelay)! : fromFile.LinkDelay,
+                Given(parse, executor) || fromFile.Executor is null ? parse.GetValue(executor)! : fromFile.Executor,
+                fromFile.MaxSessions ?? 64, fromFile.KvBudgetMb ?? 1024);
+            Durations.Parse(settings.LinkDelay);
+            if (settings.Nodes < 1) throw new MeshException(MeshErrorCode.InvalidArgument, "--nodes must be at least 1");
+            var swarm = await LocalSwarm.StartAsync(settings, parse.GetValue(model)!, state, console, cancellation);
+            PrintTable(console, swarm);
+            console.Out.WriteLine($"swarm recorded in {SwarmState.PathIn(state)}; bootstrap {swarm.Bootstrap.DialAddress}");
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
+
+    private static Command Status(ICliConsole console)
+    {
+        var json = new Option<bool>("--json") { Description = "Print the swarm as JSON for scripts" };
+        var command = new Command("status", "Show the recorded swarm and which processes still run") { json };
+        command.SetAction(parse =>
+        {
+            var swarm = SwarmState.Load(parse.GetValue(StateDirectory)!);
+            if (parse.GetValue(json))
+            {
+                var rows = swarm.Nodes.Prepend(swarm.Bootstrap).Select(n => new { n.Name, n.PeerId, address = n.DialAddress, n.Blocks, n.Pid, state = n.IsRunning ? "running" : "stopped" });
+                console.Out.WriteLine(JsonSerializer.Serialize(new { swarm.Model, swarm.ModelId, swarm.BlockCount, swarm.LinkDelay, nodes = rows }));
+            }
+            else PrintTable(console, swarm);
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static Command Kill(ICliConsole console)
+    {
+        var peer = new Argument<string>("peer") { Description = "Node name (node-2) or PeerId" };
+        var command = new Command("kill", "SIGKILL one node of the swarm") { peer };
+        command.SetAction(async parse =>
+        {
+            var swarm = SwarmState.Load(parse.GetValue(StateDirectory)!);
+            var name = parse.GetValue(peer)!;
+            var target = swarm.Nodes.Prepend(swarm.Bootstrap).FirstOrDefault(n => n.Name == name || n.PeerId == name)
+                ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"no node '{name}' in the swarm; 'inferencemesh swarm status' lists them");
+            if (!NodeLauncher.Stop(target.Pid, force: true))
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"{target.Name} (pid {target.Pid}) is not running");
+            await NodeLauncher.WaitForExitAsync(target.Pid, TimeSpan.FromSeconds(10));
+            console.Out.WriteLine($"killed {target.Name} {target.PeerId} (pid {target.Pid})");
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static Command Down(ICliConsole console)
+    {
+        var command = new Command("down", "Stop every process of the swarm (SIGTERM, then SIGKILL after 10 s) and forget it");
+        command.SetAction(async parse =>
+        {
+            var count = await LocalSwarm.StopAsync(parse.GetValue(StateDirectory)!);
+            console.Out.WriteLine($"stopped {count} processes");
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static void PrintTable(ICliConsole console, SwarmState swarm)
+    {
+        console.Out.WriteLine($"{"name",-10} {"peer",-54} {"blocks",-8} {"state",-8} address");
+        foreach (var node in swarm.Nodes.Prepend(swarm.Bootstrap))
+            console.Out.WriteLine($"{node.Name,-10} {node.PeerId,-54} {(node.Blocks is null ? "-" : BlockRange.Parse(node.Blocks).ToString()),-8} {(node.IsRunning ? "running" : "stopped"),-8} {node.DialAddress}");
+    }
+
+
+    /// <summary>A swarm configuration file (mesh-config/*.json); every field optional, unknown fields refused.</summary>
+    internal sealed record SwarmSettingsFile(int? Nodes, string? LinkDelay, string? Executor, int? MaxSessions, int? KvBudgetMb)
+    {
+        public static SwarmSettingsFile Load(string? file)
+        {
+            if (file is null) return new SwarmSettingsFile(null, null, null, null, null);
+            if (!File.Exists(file)) throw new MeshException(MeshErrorCode.InvalidArgument, $"swarm config {file} does not exist");
+            try
+            {
+                return JsonSerializer.Deserialize<SwarmSettingsFile>(File.ReadAllText(file), new JsonSerializerOptions
+                {
+                    PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+                    UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+                }) ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"swarm config {file} is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"swarm config {file}: {e.Message}");
+            }
+        }
+    }
+}

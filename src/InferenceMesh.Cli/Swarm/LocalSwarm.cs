@@ -1,0 +1,127 @@
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.Onnx;
+using InferenceMesh.P2P.Identity;
+using Spectre.Console;
+
+namespace InferenceMesh.Cli.Swarm;
+
+/// <summary>Settings of a local swarm: from the command line, a mesh-config file, or defaults.</summary>
+public sealed record SwarmSettings(int Nodes, string LinkDelay, string Executor, int MaxSessions, int KvBudgetMb);
+
+/// <summary>Starts and stops local swarms of <c>inferencemesh node</c> processes (used by <c>swarm</c> and <c>demo</c>).</summary>
+public static class LocalSwarm
+{
+    /// <summary>Starts a bootstrap node and the serving nodes, waits until every block is served, records the swarm. Safe to cancel (started processes are killed).</summary>
+    public static async Task<SwarmState> StartAsync(SwarmSettings settings, string model, string state, ICliConsole console, CancellationToken cancellation)
+    {
+        Directory.CreateDirectory(state);
+        var split = PerBlockSplit(model, state, console);
+        var manifest = Manifest.Load(split);
+        var progress = new SwarmProgress(console);
+
+        var bootstrap = await progress.Step("starting the bootstrap node", () => NodeLauncher.StartAsync("bootstrap", ["--identity", Identity(state, 0), "--link-delay", settings.LinkDelay],
+            Path.Combine(state, "bootstrap.log"), Identity(state, 0), null, TimeSpan.FromSeconds(60), cancellation));
+        var started = new List<SwarmProcess>();
+        var perNode = (manifest.BlockCount + settings.Nodes - 1) / settings.Nodes;
+        try
+        {
+            for (var i = 1; i <= settings.Nodes; i++)
+            {
+                // Petals' rule over the spans started so far: the same choice a node makes from the DHT, made here so it is deterministic.
+                var blocks = SpanChooser.Choose(manifest.BlockCount, Math.Min(perNode, manifest.BlockCount), started.Select(n => (BlockRange.Parse(n.Blocks!), 1.0)));
+                var name = $"node-{i}";
+                var identity = Identity(state, i);
+                string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
+                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString()];
+                started.Add(await progress.Step($"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
+            }
+            await progress.Step("waiting until the DHT lists every block", () => WaitForCoverageAsync(bootstrap.DialAddress, manifest, TimeSpan.FromSeconds(60), cancellation));
+        }
+        catch
+        {
+            foreach (var process in started.Append(bootstrap)) NodeLauncher.Stop(process.Pid, force: true);
+            throw;
+        }
+        var swarm = new SwarmState(split, manifest.ModelId, manifest.BlockCount, settings.LinkDelay, bootstrap, started, DateTimeOffset.UtcNow);
+        swarm.Save(state);
+        return swarm;
+    }
+
+    /// <summary>Asks the DHT, as a client would, until every block has an online server.</summary>
+    private static async Task<bool> WaitForCoverageAsync(string bootstrap, Manifest manifest, TimeSpan timeout, CancellationToken cancellation)
+    {
+        using var key = Ed25519KeyPair.Generate();
+        await using var peer = await MeshPeer.StartAsync(key, [], [bootstrap], P2P.Dht.DhtMode.Client, _ => { }, null, cancellation);
+        var deadline = DateTime.UtcNow + timeout;
+        var uncovered = new List<int>();
+        while (DateTime.UtcNow < deadline)
+        {
+            var perBlock = await peer.Spans.ListServersAsync(manifest.ModelId, manifest.BlockCount, cancellation);
+            uncovered = Enumerable.Range(0, manifest.BlockCount).Where(b => !perBlock[b].Any(s => s.State == P2P.Dht.ServerState.Online)).ToList();
+            if (uncovered.Count == 0) return true;
+            await Task.Delay(250, cancellation);
+        }
+        throw new MeshException(MeshErrorCode.Timeout, $"after {timeout.TotalSeconds:F0} s the DHT lists no server for blocks {string.Join(", ", uncovered)}");
+    }
+
+    /// <summary>Stops every process of the recorded swarm (SIGTERM, SIGKILL after 10 s) and deletes the record; returns how many there were.</summary>
+    public static async Task<int> StopAsync(string directory)
+    {
+        var swarm = SwarmState.Load(directory);
+        var all = swarm.Nodes.Prepend(swarm.Bootstrap).ToList();
+        foreach (var process in all) NodeLauncher.Stop(process.Pid, force: false);
+        await Task.WhenAll(all.Select(p => NodeLauncher.WaitForExitAsync(p.Pid, TimeSpan.FromSeconds(10))));
+        foreach (var process in all.Where(p => p.IsRunning)) NodeLauncher.Stop(process.Pid, force: true);
+        File.Delete(SwarmState.PathIn(directory));
+        return all.Count;
+    }
+
+    /// <summary>Fixed identities: node i of a swarm always has the same PeerId (its key is derived from its index).</summary>
+    private static string Identity(string state, int index)
+    {
+        var path = Path.Combine(state, $"node-{index}.key");
+        if (!File.Exists(path))
+        {
+            var seed = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"inferencemesh swarm node {index}"));
+            using var key = Ed25519KeyPair.FromSeed(seed);
+            KeyFile.Save(path, key);
+        }
+        return Path.GetFullPath(path);
+    }
+
+    /// <summary>A split directory whose stages are single blocks (so any span can be served), splitting an imported model if needed.</summary>
+    private static string PerBlockSplit(string model, string state, ICliConsole console)
+    {
+        if (File.Exists(Path.Combine(model, Manifest.FileName)))
+        {
+            var manifest = Manifest.Load(model, verifyFiles: false);
+            if (manifest.BlockStages.All(s => s.Blocks!.Value.Count == 1)) return Path.GetFullPath(model);
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"{model} is split into multi-block stages; give the imported model directory or split it with --stages {manifest.BlockCount}");
+        }
+        var source = Path.Combine(model, ModelStore.ModelFile);
+        if (!File.Exists(source))
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"{model} holds neither manifest.json nor model.onnx");
+        var target = Path.GetFullPath(Path.Combine(state, "model"));
+        if (!File.Exists(Path.Combine(target, Manifest.FileName)))
+        {
+            console.Error.WriteLine($"splitting {source} one block per stage into {target}");
+            ModelStore.Split(source, n => BlockRange.SplitEvenly(n, n), target);
+        }
+        return target;
+    }
+
+    /// <summary>Progress where a person waits: a spinner in a terminal, plain lines otherwise.</summary>
+    private sealed class SwarmProgress(ICliConsole console)
+    {
+        public async Task<T> Step<T>(string what, Func<Task<T>> run)
+        {
+            if (!console.IsInteractive)
+            {
+                console.Error.WriteLine(what);
+                return await run();
+            }
+            return await AnsiConsole.Status().StartAsync(what, _ => run());
+        }
+    }
+}

@@ -1,0 +1,297 @@
+using System.Globalization;
+using System.Text;
+using InferenceMesh.Core;
+using InferenceMesh.P2P.Identity;
+
+namespace InferenceMesh.P2P.Dht;
+
+/// <summary>Lifecycle state of a server for a span, as announced.</summary>
+public enum ServerState
+{
+    /// <summary>Loading weights; not ready for sessions.</summary>
+    Joining = 0,
+    /// <summary>Serving.</summary>
+    Online = 1,
+    /// <summary>Leaving or drained; clients should route elsewhere.</summary>
+    Offline = 2,
+}
+
+/// <summary>
+/// One server's announcement for one block (Petals' ServerInfo): who, where, which span it serves, how
+/// fast, in what state, how much KV cache it can still give, and until when the announcement holds.
+/// Signed by the server's Ed25519 identity when published; checked on every read.
+/// </summary>
+public sealed record ServerInfo
+{
+    /// <summary>The server; an Ed25519 identity-multihash PeerId (its public key checks the signature).</summary>
+    public required PeerId Peer { get; init; }
+
+    /// <summary>Addresses to dial it on.</summary>
+    public IReadOnlyList<Multiaddr> Addresses { get; init; } = [];
+
+    /// <summary>The model (Manifest.ModelId, lower-case hex sha256).</summary>
+    public required string ModelId { get; init; }
+
+    /// <summary>The block this entry is keyed under (0-based).</summary>
+    public required int Block { get; init; }
+
+    /// <summary>The whole span the server serves; contains <see cref="Block"/>.</summary>
+    public required BlockRange Span { get; init; }
+
+    /// <summary>Measured throughput, in tokens per second through the whole span.</summary>
+    public double Throughput { get; init; }
+
+    /// <summary>Lifecycle state.</summary>
+    public ServerState State { get; init; } = ServerState.Online;
+
+    /// <summary>Free KV-cache room, in tokens (positions) it can still accept across sessions.</summary>
+    public long FreeCacheTokens { get; init; }
+
+    /// <summary>When it was signed; of two entries from one server the later wins.</summary>
+    public required DateTimeOffset IssuedAt { get; init; }
+
+    /// <summary>When it lapses (issued + TTL, 120 s by default).</summary>
+    public required DateTimeOffset ExpiresAt { get; init; }
+
+    internal byte[] EncodeBody()
+    {
+        var w = new KadProtoWriter();
+        w.WriteBytes(1, Peer.Span);
+        foreach (var a in Addresses) w.WriteBytes(2, a.Span);
+        w.WriteString(3, ModelId);
+        w.WriteVarint(4, (ulong)Block);
+        w.WriteVarint(5, (ulong)Span.Start);
+        w.WriteVarint(6, (ulong)Span.End);
+        w.WriteFixed64(7, BitConverter.DoubleToUInt64Bits(Throughput));
+        w.WriteVarint(8, (ulong)State);
+        w.WriteVarint(9, (ulong)Math.Max(0, FreeCacheTokens));
+        w.WriteVarint(10, (ulong)IssuedAt.ToUnixTimeMilliseconds());
+        w.WriteVarint(11, (ulong)ExpiresAt.ToUnixTimeMilliseconds());
+        return w.ToArray();
+    }
+
+    internal static ServerInfo DecodeBody(ReadOnlySpan<byte> body)
+    {
+        var r = new KadProtoReader(body);
+        PeerId? peer = null;
+        var addrs = new List<Multiaddr>();
+        string? model = null;
+        ulong block = 0, start = 0, end = 0, state = 0, free = 0, issued = 0, expires = 0;
+        double throughput = 0;
+        while (r.TryReadTag(out var field))
+        {
+            switch (field)
+            {
+                case 1:
+                    try { peer = PeerId.FromBytes(r.ReadBytes()); }
+                    catch (P2PException e) { throw new DhtException(DhtErrorCode.InvalidRecord, "span entry PeerId is malformed", e); }
+                    break;
+                case 2:
+                    var a = r.ReadBytes();
+                    if (addrs.Count >= SpanRecordValidator.MaxAddresses) break;
+                    try { addrs.Add(Multiaddr.FromBytes(a)); } catch (P2PException) { }
+                    break;
+                case 3: model = r.ReadString(); break;
+                case 4: block = r.ReadVarintField(); break;
+                case 5: start = r.ReadVarintField(); break;
+                case 6: end = r.ReadVarintField(); break;
+                case 7: throughput = BitConverter.UInt64BitsToDouble(r.ReadFixed64Field()); break;
+                case 8: state = r.ReadVarintField(); break;
+                case 9: free = r.ReadVarintField(); break;
+                case 10: issued = r.ReadVarintField(); break;
+                case 11: expires = r.ReadVarintField(); break;
+                default: r.Skip(); break;
+            }
+        }
+        if (peer is null || model is null || block > int.MaxValue || start > int.MaxValue || end > int.MaxValue || state > 2
+            || issued > long.MaxValue / 2 || expires > long.MaxValue / 2 || free > long.MaxValue || end <= start
+            || !double.IsFinite(throughput) || throughput < 0)
+            throw new DhtException(DhtErrorCode.InvalidRecord, "span entry lacks a field or has one out of range");
+        return new ServerInfo
+        {
+            Peer = peer,
+            Addresses = addrs,
+            ModelId = model,
+            Block = (int)block,
+            Span = new BlockRange((int)start, (int)end),
+            Throughput = throughput,
+            State = (ServerState)state,
+            FreeCacheTokens = (long)free,
+            IssuedAt = DateTimeOffset.FromUnixTimeMilliseconds((long)issued),
+            ExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds((long)expires),
+        };
+    }
+}
+
+/// <summary>
+/// The <c>/span/&lt;modelId&gt;/&lt;block&gt;</c> namespace: a record value is a list of signed
+/// <see cref="ServerInfo"/> entries, one per server of that block. Values merge (each server adds or
+/// refreshes its own entry); entries with a bad signature, a mismatched key, an expired or over-long
+/// lifetime are dropped and counted. A value is valid when at least one entry is. Thread-safe.
+/// </summary>
+public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRecordValidator
+{
+    /// <summary>The namespace.</summary>
+    public const string Namespace = "span";
+
+    /// <summary>Most entries (servers) kept per block.</summary>
+    public const int MaxEntries = 64;
+
+    /// <summary>Most addresses kept per entry.</summary>
+    public const int MaxAddresses = 8;
+
+    /// <summary>Largest value accepted, in bytes.</summary>
+    public const int MaxValueLength = 64 * 1024;
+
+    /// <summary>Largest signed entry, in bytes.</summary>
+    public const int MaxEntryLength = 2048;
+
+    private static readonly byte[] SignaturePrefix = "inferencemesh-span:"u8.ToArray();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private long _badSignatures, _expired, _malformed;
+
+    /// <summary>Longest lifetime (expiry minus issue time) accepted for an entry.</summary>
+    public TimeSpan MaxTtl { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Tolerated clock skew for an entry issued in the future.</summary>
+    public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Entries dropped for a bad signature.</summary>
+    public long BadSignatures => Interlocked.Read(ref _badSignatures);
+
+    /// <summary>Entries dropped because they had expired.</summary>
+    public long ExpiredEntries => Interlocked.Read(ref _expired);
+
+    /// <summary>Entries dropped as malformed or not matching their key.</summary>
+    public long MalformedEntries => Interlocked.Read(ref _malformed);
+
+    /// <summary>The record key of a block: <c>/span/&lt;modelId&gt;/&lt;block&gt;</c>.</summary>
+    public static byte[] KeyFor(string modelId, int block)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(modelId);
+        ArgumentOutOfRangeException.ThrowIfNegative(block);
+        if (modelId.Contains('/'))
+            throw new ArgumentException("a ModelId has no slashes", nameof(modelId));
+        return System.Text.Encoding.UTF8.GetBytes($"/{Namespace}/{modelId}/{block.ToString(CultureInfo.InvariantCulture)}");
+    }
+
+    /// <summary>Signs <paramref name="info"/> with <paramref name="identity"/> (whose PeerId must be <see cref="ServerInfo.Peer"/>); returns the signed entry.</summary>
+    public static byte[] Sign(ServerInfo info, Ed25519KeyPair identity)
+    {
+        if (info.Peer != identity.PeerId)
+            throw new ArgumentException("a server signs only its own ServerInfo", nameof(info));
+        var body = info.EncodeBody();
+        var w = new KadProtoWriter();
+        w.WriteBytes(1, body);
+        w.WriteBytes(2, identity.Sign([.. SignaturePrefix, .. body]));
+        return w.ToArray();
+    }
+
+    /// <summary>A record value holding the given signed entries.</summary>
+    public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries)
+    {
+        var w = new KadProtoWriter();
+        foreach (var e in signedEntries) w.WriteBytes(1, e);
+        return w.ToArray();
+    }
+
+    /// <summary>The valid, unexpired entries of a value; the rest are dropped and counted. Throws <see cref="DhtException"/> (InvalidRecord) when the value itself is malformed.</summary>
+    public IReadOnlyList<ServerInfo> ReadEntries(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) =>
+        [.. Parse(key, value).Select(e => e.Info)];
+
+    private List<(ServerInfo Info, byte[] Signed)> Parse(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        if (value.Length > MaxValueLength)
+            throw new DhtException(DhtErrorCode.InvalidRecord, $"span record of {value.Length} bytes exceeds {MaxValueLength}");
+        var (model, block) = ParseKey(key);
+        var now = _time.GetUtcNow();
+        var result = new List<(ServerInfo, byte[])>();
+        var r = new KadProtoReader(value);
+        var count = 0;
+        while (r.TryReadTag(out var field))
+        {
+            if (field != 1) { r.Skip(); continue; }
+            var signed = r.ReadBytes();
+            if (++count > MaxEntries * 2)
+                throw new DhtException(DhtErrorCode.InvalidRecord, $"span record holds more than {MaxEntries * 2} entries");
+            var info = CheckEntry(signed, model, block, now);
+            if (info is not null)
+                result.Add((info, signed.ToArray()));
+        }
+        return result;
+    }
+
+    private ServerInfo? CheckEntry(ReadOnlySpan<byte> signed, string model, int block, DateTimeOffset now)
+    {
+        if (signed.Length > MaxEntryLength) { Interlocked.Increment(ref _malformed); return null; }
+        ReadOnlySpan<byte> body = default, sig = default;
+        ServerInfo info;
+        try
+        {
+            var r = new KadProtoReader(signed);
+            while (r.TryReadTag(out var f))
+            {
+                if (f == 1) body = r.ReadBytes();
+                else if (f == 2) sig = r.ReadBytes();
+                else r.Skip();
+            }
+            info = ServerInfo.DecodeBody(body);
+        }
+        catch (DhtException)
+        {
+            Interlocked.Increment(ref _malformed);
+            return null;
+        }
+        var pk = info.Peer.TryGetEd25519PublicKey();
+        if (pk is null || !Libp2pKeys.VerifyEd25519(pk, [.. SignaturePrefix, .. body], sig))
+        {
+            Interlocked.Increment(ref _badSignatures);
+            return null;
+        }
+        if (info.ModelId != model || info.Block != block || !info.Span.Contains(block))
+        {
+            Interlocked.Increment(ref _malformed);
+            return null;
+        }
+        if (info.ExpiresAt <= now || info.ExpiresAt - info.IssuedAt > MaxTtl || info.IssuedAt > now + MaxClockSkew)
+        {
+            Interlocked.Increment(ref _expired);
+            return null;
+        }
+        return info;
+    }
+
+    private static (string Model, int Block) ParseKey(ReadOnlySpan<byte> key)
+    {
+        string text;
+        try { text = new UTF8Encoding(false, true).GetString(key); }
+        catch (ArgumentException e) { throw new DhtException(DhtErrorCode.InvalidRecord, "span key is not UTF-8", e); }
+        var parts = text.Split('/');
+        if (parts.Length != 4 || parts[0].Length != 0 || parts[1] != Namespace || parts[2].Length == 0
+            || !int.TryParse(parts[3], NumberStyles.None, CultureInfo.InvariantCulture, out var block))
+            throw new DhtException(DhtErrorCode.InvalidRecord, "span key is not /span/<modelId>/<block>");
+        return (parts[2], block);
+    }
+
+    public void Validate(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        if (Parse(key, value).Count == 0)
+            throw new DhtException(DhtErrorCode.InvalidRecord, "span record holds no valid, unexpired entry");
+    }
+
+    public int Select(ReadOnlySpan<byte> key, IReadOnlyList<byte[]> values) => 0;
+
+    /// <summary>Union of both values' valid entries, the latest per server, at most <see cref="MaxEntries"/> (latest expiring kept); empty when none is left. <paramref name="incoming"/> may be empty (prunes <paramref name="existing"/>).</summary>
+    public byte[] Merge(ReadOnlySpan<byte> key, ReadOnlySpan<byte> existing, ReadOnlySpan<byte> incoming)
+    {
+        var byPeer = new Dictionary<PeerId, (ServerInfo Info, byte[] Signed)>();
+        foreach (var e in Parse(key, existing).Concat(Parse(key, incoming)))
+            if (!byPeer.TryGetValue(e.Info.Peer, out var cur) || e.Info.IssuedAt > cur.Info.IssuedAt)
+                byPeer[e.Info.Peer] = e;
+        if (byPeer.Count == 0)
+            return [];
+        var kept = byPeer.Values.OrderByDescending(e => e.Info.ExpiresAt).Take(MaxEntries)
+            .OrderBy(e => e.Info.Peer.ToString(), StringComparer.Ordinal).Select(e => e.Signed);
+        return EncodeValue(kept);
+    }
+}

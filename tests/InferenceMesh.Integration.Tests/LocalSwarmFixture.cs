@@ -1,0 +1,53 @@
+using InferenceMesh.Cli;
+using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Client;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Integration.Tests;
+
+/// <summary>A real local swarm: a bootstrap process and N node processes on loopback, joined over libp2p and the DHT.</summary>
+public sealed class LocalSwarmHandle : IAsyncDisposable
+{
+    private LocalSwarmHandle(string state, SwarmState swarm)
+    {
+        State = state;
+        Swarm = swarm;
+    }
+
+    public string State { get; }
+    public SwarmState Swarm { get; }
+
+    public static async Task<LocalSwarmHandle> StartAsync(int nodes, string linkDelay = "0")
+    {
+        var state = TestModels.NewTempDirectory($"swarm{nodes}");
+        var console = new WriterCliConsole(TextWriter.Null, TextWriter.Null);
+        var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodes, linkDelay, "ort", 64, 256), TestModels.Stories260K, state, console, CancellationToken.None);
+        return new LocalSwarmHandle(state, swarm);
+    }
+
+    /// <summary>Runs the CLI in this process against the swarm.</summary>
+    public async Task<(int Code, string Out, string Error)> RunAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await CliApp.RunAsync([.. args, "--state", State], new WriterCliConsole(output, error));
+        return (code, output.ToString(), error.ToString());
+    }
+
+    /// <summary>A client joined to the swarm's DHT, for tests that watch the route.</summary>
+    public async Task<(MeshPeer Peer, MeshClient Client)> ClientAsync(RouteMode mode)
+    {
+        var key = Ed25519KeyPair.Generate();
+        var peer = await MeshPeer.StartAsync(key, [], [Swarm.Bootstrap.DialAddress], DhtMode.Client, _ => { }, null, CancellationToken.None);
+        var manifest = Manifest.Load(Swarm.Model);
+        var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) => (await peer.Host.PingAsync(addresses[0].WithPeerId(id), 1, ct))[0].TotalMilliseconds);
+        var client = MeshClient.Open(Swarm.Model, StageHosting.Connector(peer.Host), directory, new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(20)));
+        return (peer, client);
+    }
+
+    public async ValueTask DisposeAsync() => await LocalSwarm.StopAsync(State);
+}
