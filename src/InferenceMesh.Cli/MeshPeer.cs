@@ -21,6 +21,9 @@ public sealed class MeshPeer : IAsyncDisposable
         dht.Start();
     }
 
+    /// <summary>A free-form record namespace (<c>/mesh/…</c>) every mesh peer stores, for tools and tests.</summary>
+    public const string MeshNamespace = "mesh";
+
     public Libp2pHost Host { get; }
     public KadDht Dht { get; }
     public SpanDirectory Spans { get; }
@@ -37,7 +40,9 @@ public sealed class MeshPeer : IAsyncDisposable
             var dht = new KadDht(host.PeerId, network, new KadDhtOptions
             {
                 Mode = mode,
-                Validators = RecordValidators.WithDefaults().Add(SpanRecordValidator.Namespace, new SpanRecordValidator()),
+                Validators = RecordValidators.WithDefaults()
+                    .Add(SpanRecordValidator.Namespace, new SpanRecordValidator())
+                    .Add(MeshNamespace, new OpaqueRecordValidator()),
             });
             beforeListening?.Invoke(host);
             await host.StartAsync(listen.Select(Multiaddr.Parse), cancellation).ConfigureAwait(false);

@@ -10,7 +10,9 @@ namespace InferenceMesh.Compute;
 /// <param name="MaxSessions">Sessions with a live KV cache; one more is refused with <see cref="MeshErrorCode.LimitExceeded"/>.</param>
 /// <param name="MaxSequence">Longest cached length in positions per session.</param>
 /// <param name="IntraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose (one per core).</param>
-public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, int IntraOpThreads = 0);
+/// <param name="AllowSpinning">Let ONNX Runtime's threads spin between runs: fastest alone, but several processes on few
+/// cores (a node, its neighbours, the client) then steal each other's time, so mesh processes turn it off.</param>
+public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, int IntraOpThreads = 0, bool AllowSpinning = true);
 
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
@@ -31,6 +33,7 @@ public sealed class OrtStageExecutor : IStageExecutor
         Stage = stage;
         this.options = options ?? new OrtExecutorOptions();
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = this.options.IntraOpThreads };
+        if (!this.options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         try
         {
             session = new InferenceSession(model, sessionOptions);

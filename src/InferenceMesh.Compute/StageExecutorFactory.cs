@@ -11,12 +11,15 @@ namespace InferenceMesh.Compute;
 public sealed class StageExecutorFactory : IDisposable
 {
     private readonly Action<string> log;
+    private readonly OrtExecutorOptions ortOptions;
     private IlgpuDevice? device;
 
-    public StageExecutorFactory(ExecutorKind requested, Action<string>? log = null)
+    /// <param name="ortOptions">Threading of the ONNX Runtime executors; their limits come from each <see cref="Create"/> call.</param>
+    public StageExecutorFactory(ExecutorKind requested, Action<string>? log = null, OrtExecutorOptions? ortOptions = null)
     {
         Choice = ExecutorKinds.Resolve(requested);
         this.log = log ?? (_ => { });
+        this.ortOptions = ortOptions ?? new OrtExecutorOptions();
     }
 
     public ExecutorChoice Choice { get; }
@@ -40,7 +43,7 @@ public sealed class StageExecutorFactory : IDisposable
                 log($"stage {stage.File} runs on ONNX Runtime: {e.Message}");
             }
         }
-        return new OrtStageExecutor(stage, model, new OrtExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence));
+        return new OrtStageExecutor(stage, model, ortOptions with { MaxSessions = maxSessions, MaxSequence = maxSequence });
     }
 
     public void Dispose()

@@ -64,7 +64,8 @@ public sealed class ServedSpan : IDisposable
         if (chosen.Count == 0 || chosen[0].Blocks!.Value.Start != blocks.Start || chosen[^1].Blocks!.Value.End != blocks.End)
             throw new MeshException(MeshErrorCode.InvalidArgument,
                 $"blocks {blocks} do not fall on the stage boundaries of {directory} ({string.Join(' ', manifest.BlockStages.Select(s => s.Blocks))}); split it with --stages {manifest.BlockCount}");
-        var factory = new StageExecutorFactory(executor, log);
+        // A node shares the machine with its neighbours and clients: ONNX Runtime must not spin between steps.
+        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(AllowSpinning: false));
         var executors = new List<IStageExecutor>();
         try
         {

@@ -3,18 +3,27 @@ using BenchmarkDotNet.Attributes;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Identity;
 using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Benchmarks;
 
 /// <summary>
-/// The mesh's overhead per hop without sockets or compute: one step through a real <see cref="StageServer"/>
-/// whose stage returns its input, over in-memory pipes (framing, MessagePack, session queue, reply).
+/// The mesh's overhead per hop without compute: one step through a real <see cref="StageServer"/> whose stage
+/// returns its input, over in-memory pipes (framing, MessagePack, session queue, reply) and over a real libp2p
+/// connection on loopback (TCP, Noise, Yamux) between two hosts in this process.
 /// </summary>
 [MemoryDiagnoser]
 public class HopBenchmarks
 {
+    [Params("memory", "libp2p")]
+    public string Transport { get; set; } = "memory";
+
     private StageServer server = null!;
+    private Libp2pHost? serverHost;
+    private Libp2pHost? clientHost;
     private StageChannel client = null!;
     private Step step = null!;
     private ulong next;
@@ -28,10 +37,22 @@ public class HopBenchmarks
         var stage = new StageDescriptor(StageKind.Blocks, new BlockRange(0, 1), "echo", "", "in", "out", [], [], [], []);
         var manifest = new Manifest(1, "echo", 1, new ModelConfig(Width, Width, 1, 1, 1, 512, 4096, 1e-5f, 1e4f), "", null, [stage]);
         server = new StageServer(new ServedSpan(manifest, [new EchoExecutor(stage)]), new NodeOptions(), new NoConnector());
-        var toServer = new Pipe();
-        var toClient = new Pipe();
-        _ = server.ServeAsync(new StageChannel(new Duplex(toServer.Reader, toClient.Writer)));
-        client = new StageChannel(new Duplex(toClient.Reader, toServer.Writer));
+        if (Transport == "memory")
+        {
+            var toServer = new Pipe();
+            var toClient = new Pipe();
+            _ = server.ServeAsync(new StageChannel(new Duplex(toServer.Reader, toClient.Writer)));
+            client = new StageChannel(new Duplex(toClient.Reader, toServer.Writer));
+        }
+        else
+        {
+            serverHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
+            clientHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
+            StageHosting.Serve(serverHost, server, StageHosting.Connector(serverHost));
+            await serverHost.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")]);
+            await clientHost.StartAsync([]);
+            client = await StageHosting.Connector(clientHost).ConnectAsync(serverHost.PeerId.ToString(), serverHost.ListenAddresses.Select(a => a.ToString()).ToList(), CancellationToken.None);
+        }
         await client.SendAsync(new OpenSession(1, "s", manifest.ModelId, new BlockRange(0, 1), 4096));
         await client.ReceiveAsync();
         step = new Step(0, "s", 0, TensorData.FromFloats([1, 1, Width], new float[Width]), []);
@@ -49,6 +70,8 @@ public class HopBenchmarks
     {
         await client.DisposeAsync();
         await server.DisposeAsync();
+        if (clientHost is not null) await clientHost.DisposeAsync();
+        if (serverHost is not null) await serverHost.DisposeAsync();
     }
 
     private sealed class EchoExecutor(StageDescriptor stage) : IStageExecutor

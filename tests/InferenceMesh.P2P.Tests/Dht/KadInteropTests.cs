@@ -148,12 +148,5 @@ public sealed class KadInteropTests(ITestOutputHelper output)
         }
     }
 
-    // CIDv1 base32 ('b' prefix): version varint, codec varint, then the multihash.
-    private static byte[] CidMultihash(string cid)
-    {
-        var bytes = InferenceMesh.P2P.Encoding.Base32.Decode(cid.AsSpan(1));
-        InferenceMesh.P2P.Encoding.Varint.Read(bytes, out var n1);
-        InferenceMesh.P2P.Encoding.Varint.Read(bytes.AsSpan(n1), out var n2);
-        return bytes[(n1 + n2)..];
-    }
+    private static byte[] CidMultihash(string cid) => InferenceMesh.P2P.Encoding.Cid.Multihash(cid);
 }
