@@ -29,12 +29,15 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
         return new LocalSwarmHandle(state, swarm);
     }
 
-    /// <summary>Runs the CLI in this process against the swarm.</summary>
-    public async Task<(int Code, string Out, string Error)> RunAsync(params string[] args)
+    /// <summary>Runs the CLI in this process against the swarm (its state folder is passed to verbs that take one).</summary>
+    public Task<(int Code, string Out, string Error)> RunAsync(params string[] args) =>
+        RunCliAsync(args[0] is "prompt" or "swarm" ? [.. args, "--state", State] : args);
+
+    public static async Task<(int Code, string Out, string Error)> RunCliAsync(string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        var code = await CliApp.RunAsync([.. args, "--state", State], new WriterCliConsole(output, error));
+        var code = await CliApp.RunAsync(args, new WriterCliConsole(output, error));
         return (code, output.ToString(), error.ToString());
     }
 
