@@ -56,7 +56,7 @@ public sealed class MeshClient : IAsyncDisposable
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
         var tokenizer = Llama2cTokenizer.Load(Path.Combine(splitDirectory, manifest.TokenizerFile ?? ModelStore.TokenizerFile), config.Vocab);
-        var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, AllowSpinning: false);
+        var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, IntraOpThreads: 1, AllowSpinning: false);
         var headStage = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions);
         try
         {

@@ -65,7 +65,7 @@ public sealed class ServedSpan : IDisposable
             throw new MeshException(MeshErrorCode.InvalidArgument,
                 $"blocks {blocks} do not fall on the stage boundaries of {directory} ({string.Join(' ', manifest.BlockStages.Select(s => s.Blocks))}); split it with --stages {manifest.BlockCount}");
         // A node shares the machine with its neighbours and clients: ONNX Runtime must not spin between steps.
-        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(AllowSpinning: false));
+        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(IntraOpThreads: 1, AllowSpinning: false));
         var executors = new List<IStageExecutor>();
         try
         {
