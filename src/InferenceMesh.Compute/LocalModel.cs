@@ -33,7 +33,8 @@ public sealed class LocalModel : IDisposable
             throw new MeshException(MeshErrorCode.InvalidArgument, $"model directory {directory} does not exist");
         var description = ModelStore.TryReadDescription(directory);
         var executors = new List<IStageExecutor>();
-        var factory = new StageExecutorFactory(executor, log);
+        // Several ONNX Runtime sessions run one after another here: spinning threads of one would steal the cores of the next.
+        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(AllowSpinning: stages is null && !File.Exists(Path.Combine(directory, Manifest.FileName))));
         log?.Invoke(factory.Choice.Reason);
         try
         {

@@ -7,7 +7,8 @@ namespace InferenceMesh.Compute;
 /// <param name="MaxTokens">Positions in all, prompt included (llama2.c's "steps"); capped at the model's context.</param>
 /// <param name="Temperature">0 = greedy.</param>
 /// <param name="TopP">Nucleus mass in (0, 1); 0 or 1 samples from the whole distribution.</param>
-public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 0f, float TopP = 0.9f, ulong Seed = 42);
+/// <param name="StopAtEndOfText">Stop when the model emits BOS or EOS (llama2.c stops at BOS); benchmarks turn it off to run every position.</param>
+public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 0f, float TopP = 0.9f, ulong Seed = 42, bool StopAtEndOfText = true);
 
 /// <summary>
 /// The generation loop of llama2.c over any token-to-logits step function: the prompt is prefilled in one
@@ -48,7 +49,7 @@ public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
             var logits = await step(pending, position, cancellation).ConfigureAwait(false);
             position += pending.Length;
             var next = sampler.Sample(logits);
-            if (next is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos) yield break;
+            if (options.StopAtEndOfText && next is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos) yield break;
             var text = decoder.Append(tokenizer.DecodeBytes(tokens[^1], next));
             tokens.Add(next);
             if (text.Length > 0) yield return text;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using InferenceMesh.Core;
 using MessagePack;
 
@@ -24,8 +25,10 @@ public static class StageCodec
         var header = new ArrayBufferWriter<byte>(256);
         var writer = new MessagePackWriter(header);
         var payload = WriteFields(ref writer, message);
-        if (payload is not null) writer.WriteBinHeader(payload.Length);
         writer.Flush();
+        // MessagePackWriter.WriteBinHeader reserves room for the whole payload in the header buffer; the
+        // payload goes straight to the output instead, so the bin header is written by hand.
+        if (payload is not null) WriteBinHeader(header, payload.Length);
         var bodyLength = (long)header.WrittenCount + (payload?.Length ?? 0);
         if (bodyLength > limits.MaxFrameBytes)
             throw new MeshException(MeshErrorCode.LimitExceeded, $"{message.Kind} frame of {bodyLength} bytes exceeds the {limits.MaxFrameBytes}-byte limit");
@@ -112,6 +115,16 @@ public static class StageCodec
         foreach (var d in activation.Shape) w.Write(d);
         w.Write("p");
         return activation.Bytes;
+    }
+
+    private static void WriteBinHeader(IBufferWriter<byte> output, int length)
+    {
+        var span = output.GetSpan(5);
+        int written;
+        if (length <= byte.MaxValue) { span[0] = MessagePackCode.Bin8; span[1] = (byte)length; written = 2; }
+        else if (length <= ushort.MaxValue) { span[0] = MessagePackCode.Bin16; BinaryPrimitives.WriteUInt16BigEndian(span[1..], (ushort)length); written = 3; }
+        else { span[0] = MessagePackCode.Bin32; BinaryPrimitives.WriteUInt32BigEndian(span[1..], (uint)length); written = 5; }
+        output.Advance(written);
     }
 
     private static void Kind(ref MessagePackWriter w, StageMessage m) { w.Write("t"); w.Write(m.Kind); }

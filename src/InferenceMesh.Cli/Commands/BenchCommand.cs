@@ -34,7 +34,7 @@ public static class BenchCommand
             var positions = parse.GetValue(tokens);
             var runs = parse.GetValue(repeat);
             var nodeCount = parse.GetValue(nodes);
-            var options = new GenerationOptions(positions, 0f);
+            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false);
             console.Out.WriteLine($"model {directory}, {nodeCount} nodes on loopback, {positions} positions per generation, median of {runs}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
             console.Out.WriteLine();
 
@@ -225,7 +225,7 @@ public static class BenchCommand
             {
                 cancellation.ThrowIfCancellationRequested();
                 using var local = LocalModel.Open(directory, count);
-                var options = new GenerationOptions(positions, 0f);
+                var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false);
                 local.Generate("", options with { MaxTokens = Math.Min(16, positions) }).ToList();
                 var times = new List<double>();
                 var generated = 0;

@@ -20,6 +20,7 @@ public static class SwarmCommand
         command.Subcommands.Add(Up(console));
         command.Subcommands.Add(Status(console));
         command.Subcommands.Add(Kill(console));
+        command.Subcommands.Add(Restart(console));
         command.Subcommands.Add(Down(console));
         return command;
     }
@@ -88,6 +89,19 @@ public static class SwarmCommand
                 throw new MeshException(MeshErrorCode.InvalidArgument, $"{target.Name} (pid {target.Pid}) is not running");
             await NodeLauncher.WaitForExitAsync(target.Pid, TimeSpan.FromSeconds(10));
             console.Out.WriteLine($"killed {target.Name} {target.PeerId} (pid {target.Pid})");
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    private static Command Restart(ICliConsole console)
+    {
+        var peer = new Argument<string>("peer") { Description = "Node name (node-2) or PeerId" };
+        var command = new Command("restart", "Start a stopped node again with its identity and blocks") { peer };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var node = await LocalSwarm.RestartAsync(parse.GetValue(StateDirectory)!, parse.GetValue(peer)!, cancellation);
+            console.Out.WriteLine($"restarted {node.Name} {node.PeerId} (pid {node.Pid}) serving {BlockRange.Parse(node.Blocks!)}");
             return (int)ExitCode.Ok;
         });
         return command;

@@ -65,6 +65,23 @@ public static class LocalSwarm
         throw new MeshException(MeshErrorCode.Timeout, $"after {timeout.TotalSeconds:F0} s the DHT lists no server for blocks {string.Join(", ", uncovered)}");
     }
 
+    /// <summary>
+    /// Starts a stopped node of the recorded swarm again, with its identity, blocks and settings, and waits
+    /// until the DHT lists every block again. Safe to cancel.
+    /// </summary>
+    public static async Task<SwarmProcess> RestartAsync(string directory, string name, CancellationToken cancellation)
+    {
+        var swarm = SwarmState.Load(directory);
+        var node = swarm.Nodes.FirstOrDefault(n => n.Name == name || n.PeerId == name)
+            ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"no serving node '{name}' in the swarm; 'inferencemesh swarm status' lists them");
+        if (node.IsRunning)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"{node.Name} (pid {node.Pid}) is still running");
+        var restarted = await NodeLauncher.StartAsync(node.Name, node.Arguments, node.LogFile, node.IdentityFile, node.Blocks, TimeSpan.FromSeconds(120), cancellation);
+        (swarm with { Nodes = swarm.Nodes.Select(n => n.Name == node.Name ? restarted : n).ToList() }).Save(directory);
+        await WaitForCoverageAsync(swarm.Bootstrap.DialAddress, Manifest.Load(swarm.Model), TimeSpan.FromSeconds(60), cancellation);
+        return restarted;
+    }
+
     /// <summary>Stops every process of the recorded swarm (SIGTERM, SIGKILL after 10 s) and deletes the record; returns how many there were.</summary>
     public static async Task<int> StopAsync(string directory)
     {

@@ -22,7 +22,8 @@ public static class NodeLauncher
     /// <summary>Starts a node and waits for its <c>{"event":"ready"}</c> line. Safe to cancel (the process is then killed).</summary>
     public static async Task<SwarmProcess> StartAsync(string name, IReadOnlyList<string> nodeArguments, string logFile, string identityFile, string? blocks, TimeSpan timeout, CancellationToken cancellation)
     {
-        File.WriteAllText(logFile, "");
+        File.AppendAllText(logFile, "");
+        var skip = File.ReadLines(logFile).Count();
         var command = string.Join(' ', SelfCommand().Concat(["node", .. nodeArguments]).Select(Quote));
         var start = new ProcessStartInfo("setsid", ["sh", "-c", $"exec {command} >>{Quote(logFile)} 2>&1 </dev/null"])
         {
@@ -35,13 +36,13 @@ public static class NodeLauncher
             while (DateTime.UtcNow < deadline)
             {
                 cancellation.ThrowIfCancellationRequested();
-                foreach (var line in File.ReadLines(logFile))
+                foreach (var line in File.ReadLines(logFile).Skip(skip))
                 {
                     if (!line.StartsWith("{\"event\":\"ready\"", StringComparison.Ordinal)) continue;
                     using var ready = JsonDocument.Parse(line);
                     var peerId = ready.RootElement.GetProperty("peerId").GetString()!;
                     var listen = ready.RootElement.GetProperty("listen").EnumerateArray().Select(e => e.GetString()!).ToList();
-                    return new SwarmProcess(name, peerId, listen, process.Id, blocks, logFile, identityFile);
+                    return new SwarmProcess(name, peerId, listen, process.Id, blocks, logFile, identityFile, nodeArguments);
                 }
                 if (process.HasExited)
                     throw new MeshException(MeshErrorCode.InvalidArgument, $"{name} exited with code {process.ExitCode} before it was ready: {LastLines(logFile)}");

@@ -5,8 +5,9 @@ using InferenceMesh.Core;
 namespace InferenceMesh.Cli.Swarm;
 
 /// <summary>One process of a local swarm.</summary>
-/// <param name="Blocks">The blocks it serves, <c>[s,e)</c>; null for the bootstrap node.</param>
-public sealed record SwarmProcess(string Name, string PeerId, IReadOnlyList<string> Listen, int Pid, string? Blocks, string LogFile, string IdentityFile)
+/// <param name="Blocks">The blocks it serves, <c>start:end</c>; null for the bootstrap node.</param>
+/// <param name="Arguments">The <c>node</c> arguments it was started with (a restart uses them again).</param>
+public sealed record SwarmProcess(string Name, string PeerId, IReadOnlyList<string> Listen, int Pid, string? Blocks, string LogFile, string IdentityFile, IReadOnlyList<string> Arguments)
 {
     /// <summary>The first listen address with <c>/p2p/&lt;peer&gt;</c>, as other peers dial it.</summary>
     public string DialAddress => Listen.Count > 0 ? $"{Listen[0]}/p2p/{PeerId}" : "";
