@@ -39,28 +39,42 @@ public static class UnsignedVarint
     }
 
     /// <summary>
-    /// Reads a varint: true with the value when complete; false when more bytes are needed (the reader is
-    /// left where it was). A varint over 9 bytes or not minimally encoded is a <see cref="MeshErrorCode.ProtocolViolation"/>.
+    /// Reads a varint from the front of <paramref name="source"/>: true with the value and its length when
+    /// complete, false when the span ends first. Over 9 bytes or not minimally encoded is a
+    /// <see cref="MeshErrorCode.ProtocolViolation"/>.
     /// </summary>
-    public static bool TryRead(ref SequenceReader<byte> reader, out ulong value)
+    public static bool TryRead(ReadOnlySpan<byte> source, out ulong value, out int length)
     {
         value = 0;
-        var start = reader.Consumed;
-        for (var i = 0; i < MaxBytes; i++)
+        for (var i = 0; i < source.Length; i++)
         {
-            if (!reader.TryRead(out var b))
-            {
-                reader.Rewind(reader.Consumed - start);
-                return false;
-            }
+            if (i >= MaxBytes)
+                throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes");
+            var b = source[i];
             value |= (ulong)(b & 0x7F) << (7 * i);
             if ((b & 0x80) == 0)
             {
                 if (b == 0 && i > 0)
                     throw new MeshException(MeshErrorCode.ProtocolViolation, "varint is not minimally encoded");
+                length = i + 1;
                 return true;
             }
         }
-        throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes");
+        if (source.Length >= MaxBytes)
+            throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes");
+        length = 0;
+        return false;
+    }
+
+    /// <summary>Reads a varint from a sequence: true when complete (the reader moves past it); false when more bytes are needed (the reader stays).</summary>
+    public static bool TryRead(ref SequenceReader<byte> reader, out ulong value)
+    {
+        Span<byte> head = stackalloc byte[MaxBytes];
+        var available = (int)Math.Min(MaxBytes, reader.Remaining);
+        reader.TryCopyTo(head[..available]);
+        if (!TryRead(head[..available], out value, out var length))
+            return false;
+        reader.Advance(length);
+        return true;
     }
 }

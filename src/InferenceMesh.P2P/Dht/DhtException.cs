@@ -33,6 +33,9 @@ public sealed class DhtException : MeshException
     /// <summary>The precise DHT reason.</summary>
     public DhtErrorCode DhtCode { get; }
 
+    /// <summary>The error for a message that does not decode (what the shared protobuf reader raises in the DHT).</summary>
+    internal static readonly Func<string, Exception> InvalidMessage = why => new DhtException(DhtErrorCode.InvalidMessage, why);
+
     private static MeshErrorCode ToMeshCode(DhtErrorCode code) => code switch
     {
         DhtErrorCode.LimitExceeded => MeshErrorCode.LimitExceeded,

@@ -97,12 +97,12 @@ public sealed record KadMessage
     /// <summary>Encodes the message (no length prefix).</summary>
     public byte[] Encode()
     {
-        var w = new KadProtoWriter();
+        var w = new ProtoWriter();
         WriteTo(w);
         return w.ToArray();
     }
 
-    internal void WriteTo(KadProtoWriter w)
+    internal void WriteTo(ProtoWriter w)
     {
         if (Type != KadMessageType.PutValue)
             w.WriteVarint(1, (ulong)Type);
@@ -110,7 +110,7 @@ public sealed record KadMessage
             w.WriteBytes(2, Key);
         if (Record is { } r)
         {
-            var rw = new KadProtoWriter();
+            var rw = new ProtoWriter();
             if (r.Key.Length > 0) rw.WriteBytes(1, r.Key);
             if (r.Value.Length > 0) rw.WriteBytes(2, r.Value);
             if (r.TimeReceived.Length > 0) rw.WriteString(5, r.TimeReceived);
@@ -124,7 +124,7 @@ public sealed record KadMessage
 
     private static byte[] EncodePeer(KadPeer p)
     {
-        var w = new KadProtoWriter(64);
+        var w = new ProtoWriter(64);
         w.WriteBytes(1, p.Id.Span);
         foreach (var a in p.Addresses) w.WriteBytes(2, a.Span);
         if (p.Connection != KadConnectionType.NotConnected)
@@ -142,7 +142,7 @@ public sealed record KadMessage
         limits ??= KadMessageLimits.Default;
         if (data.Length > limits.MaxMessageSize)
             throw new DhtException(DhtErrorCode.LimitExceeded, $"DHT message of {data.Length} bytes exceeds {limits.MaxMessageSize}");
-        var r = new KadProtoReader(data);
+        var r = new ProtoReader(data, DhtException.InvalidMessage);
         var type = KadMessageType.PutValue;
         byte[] key = [];
         KadRecord? record = null;
@@ -191,7 +191,7 @@ public sealed record KadMessage
         };
     }
 
-    private static byte[] ReadKey(ref KadProtoReader r, KadMessageLimits limits)
+    private static byte[] ReadKey(ref ProtoReader r, KadMessageLimits limits)
     {
         var k = r.ReadBytes();
         if (k.Length > limits.MaxKeyLength)
@@ -201,7 +201,7 @@ public sealed record KadMessage
 
     private static KadRecord DecodeRecord(ReadOnlySpan<byte> data, KadMessageLimits limits)
     {
-        var r = new KadProtoReader(data);
+        var r = new ProtoReader(data, DhtException.InvalidMessage);
         byte[] key = [], value = [];
         var time = "";
         while (r.TryReadTag(out var field))
@@ -219,7 +219,7 @@ public sealed record KadMessage
 
     private static KadPeer? DecodePeer(ReadOnlySpan<byte> data, KadMessageLimits limits)
     {
-        var r = new KadProtoReader(data);
+        var r = new ProtoReader(data, DhtException.InvalidMessage);
         PeerId? id = null;
         var bad = false;
         List<Multiaddr>? addrs = null;
@@ -259,7 +259,7 @@ public static class KadFraming
     /// <summary>Writes one framed message.</summary>
     public static void Write(IBufferWriter<byte> output, KadMessage message)
     {
-        var w = new KadProtoWriter();
+        var w = new ProtoWriter();
         message.WriteTo(w);
         Varint.Write(output, (ulong)w.Length);
         output.Write(w.WrittenSpan);

@@ -3,6 +3,7 @@ using System.Text;
 using InferenceMesh.Core;
 using InferenceMesh.P2P.Identity;
 
+using InferenceMesh.P2P.Encoding;
 namespace InferenceMesh.P2P.Dht;
 
 /// <summary>Lifecycle state of a server for a span, as announced.</summary>
@@ -55,7 +56,7 @@ public sealed record ServerInfo
 
     internal byte[] EncodeBody()
     {
-        var w = new KadProtoWriter();
+        var w = new ProtoWriter();
         w.WriteBytes(1, Peer.Span);
         foreach (var a in Addresses) w.WriteBytes(2, a.Span);
         w.WriteString(3, ModelId);
@@ -72,7 +73,7 @@ public sealed record ServerInfo
 
     internal static ServerInfo DecodeBody(ReadOnlySpan<byte> body)
     {
-        var r = new KadProtoReader(body);
+        var r = new ProtoReader(body, DhtException.InvalidMessage);
         PeerId? peer = null;
         var addrs = new List<Multiaddr>();
         string? model = null;
@@ -181,7 +182,7 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
         if (info.Peer != identity.PeerId)
             throw new ArgumentException("a server signs only its own ServerInfo", nameof(info));
         var body = info.EncodeBody();
-        var w = new KadProtoWriter();
+        var w = new ProtoWriter();
         w.WriteBytes(1, body);
         w.WriteBytes(2, identity.Sign([.. SignaturePrefix, .. body]));
         return w.ToArray();
@@ -190,7 +191,7 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
     /// <summary>A record value holding the given signed entries.</summary>
     public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries)
     {
-        var w = new KadProtoWriter();
+        var w = new ProtoWriter();
         foreach (var e in signedEntries) w.WriteBytes(1, e);
         return w.ToArray();
     }
@@ -206,7 +207,7 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
         var (model, block) = ParseKey(key);
         var now = _time.GetUtcNow();
         var result = new List<(ServerInfo, byte[])>();
-        var r = new KadProtoReader(value);
+        var r = new ProtoReader(value, DhtException.InvalidMessage);
         var count = 0;
         while (r.TryReadTag(out var field))
         {
@@ -228,7 +229,7 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
         ServerInfo info;
         try
         {
-            var r = new KadProtoReader(signed);
+            var r = new ProtoReader(signed, DhtException.InvalidMessage);
             while (r.TryReadTag(out var f))
             {
                 if (f == 1) body = r.ReadBytes();
