@@ -32,8 +32,12 @@ public class P2PBenchmarks(ITestOutputHelper output)
             server.SetHandler(InteropTests.Bulk, InteropTests.ServeBulkAsync);
             await server.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
             var hs = await HandshakeMedianAsync(client, server.ListenAddresses[0], ct);
-            var mbps = await ThroughputAsync(await client.DialAsync(TestHosts.Dialable(server), ct), ct);
+            var conn = await client.DialAsync(TestHosts.Dialable(server), ct);
+            var mbps = await ThroughputAsync(conn, ct);
             rows.Add($"| C# → C# | {hs:F2} | {mbps:F0} |");
+            // The same stream without SHA-256 on either end: what the stack itself carries.
+            server.SetHandler(Discard, ServeDiscardAsync);
+            rows.Add($"| C# → C#, no hashing | – | {await DiscardThroughputAsync(conn, ct):F0} |");
         }
 
         await using (var js = JsPeer.Start(new { mode = "listen" }))
@@ -93,6 +97,36 @@ public class P2PBenchmarks(ITestOutputHelper output)
         Assert.True(await InteropTests.SendBulkAsync(conn, 16 * 1024 * 1024, 1, ct)); // warm-up
         var sw = Stopwatch.StartNew();
         Assert.True(await InteropTests.SendBulkAsync(conn, Bytes, 2, ct));
+        return Bytes / 1e6 / sw.Elapsed.TotalSeconds;
+    }
+
+    private const string Discard = "/inferencemesh/bench/discard/1.0.0";
+
+    private static async Task ServeDiscardAsync(Libp2pStream s, CancellationToken ct)
+    {
+        long total = 0;
+        while (true)
+        {
+            var r = await s.Input.ReadAsync(ct);
+            total += r.Buffer.Length;
+            s.Input.AdvanceTo(r.Buffer.End);
+            if (r.IsCompleted) break;
+        }
+        await s.Output.WriteAsync(BitConverter.GetBytes(total), ct);
+        await s.Output.CompleteAsync();
+    }
+
+    private static async Task<double> DiscardThroughputAsync(Libp2pConnection conn, CancellationToken ct)
+    {
+        var chunk = new byte[65536];
+        new Random(1).NextBytes(chunk);
+        var sw = Stopwatch.StartNew();
+        await using var s = await conn.OpenStreamAsync(Discard, ct);
+        for (var sent = 0; sent < Bytes; sent += chunk.Length)
+            await s.Output.WriteAsync(chunk, ct);
+        await s.Output.CompleteAsync();
+        var received = BitConverter.ToInt64(await HostTests.ReadAllAsync(s.Input, ct));
+        Assert.Equal(Bytes, received);
         return Bytes / 1e6 / sw.Elapsed.TotalSeconds;
     }
 
