@@ -42,15 +42,8 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
     }
 
     /// <summary>A client joined to the swarm's DHT, for tests that watch the route.</summary>
-    public async Task<(MeshPeer Peer, MeshClient Client)> ClientAsync(RouteMode mode)
-    {
-        var key = Ed25519KeyPair.Generate();
-        var peer = await MeshPeer.StartAsync(key, [], [Swarm.Bootstrap.DialAddress], DhtMode.Client, _ => { }, null, CancellationToken.None);
-        var manifest = Manifest.Load(Swarm.Model);
-        var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) => (await peer.Host.PingAsync(addresses[0].WithPeerId(id), 1, ct))[0].TotalMilliseconds);
-        var client = MeshClient.Open(Swarm.Model, StageHosting.Connector(peer.Host), directory, new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(20)));
-        return (peer, client);
-    }
+    public Task<MeshClientConnection> ClientAsync(RouteMode mode) =>
+        MeshClientConnection.ConnectAsync([Swarm.Bootstrap.DialAddress], Swarm.Model, new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(20)), TimeSpan.Zero, _ => { }, CancellationToken.None);
 
     public async ValueTask DisposeAsync() => await LocalSwarm.StopAsync(State);
 }

@@ -39,11 +39,10 @@ public sealed class SwarmTests
             var random = new Random(trial);
             var mode = trial % 2 == 0 ? RouteMode.Chained : RouteMode.Relayed;
             var prompt = trial % 4 < 2 ? "" : "Once upon a time";
-            var (peer, client) = await swarm.ClientAsync(mode);
             string victim;
-            await using (peer)
-            await using (client)
+            await using (var connection = await swarm.ClientAsync(mode))
             {
+                var client = connection.Client;
                 await using var session = await client.OpenSessionAsync(256);
                 victim = session.Route.First(h => h.Blocks.Start == 0).Server.PeerId;
                 var killAt = random.Next(1, 250);

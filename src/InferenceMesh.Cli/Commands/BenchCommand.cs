@@ -57,7 +57,9 @@ public static class BenchCommand
                 {
                     foreach (var mode in new[] { RouteMode.Chained, RouteMode.Relayed })
                     {
-                        await using var client = await SwarmClient.ConnectAsync(swarm, delay, mode, cancellation);
+                        await using var client = await MeshClientConnection.ConnectAsync([swarm.Bootstrap.DialAddress], swarm.Model, new MeshClientOptions(mode), delay, _ => { }, cancellation);
+                        int routeLength;
+                        await using (var probe = await client.Client.OpenSessionAsync(8, mode, cancellation)) routeLength = probe.Route.Count;
                         await client.Client.GenerateAsync("", options with { MaxTokens = 8 }, mode, cancellation).CountAsync(cancellation);
                         // Route planning and session opening happen once per generation; time the steps alone.
                         var perToken = await MedianAsync(runs, async () =>
@@ -67,9 +69,9 @@ public static class BenchCommand
                             await new TextGenerator(client.Client.Tokenizer, positions).GenerateAsync("", options, session.StepAsync, cancellation).CountAsync(cancellation);
                             return watch.Elapsed.TotalMilliseconds;
                         }) / positions;
-                        var hops = mode == RouteMode.Chained ? client.RouteLength + 1 : 2 * client.RouteLength;
+                        var hops = mode == RouteMode.Chained ? routeLength + 1 : 2 * routeLength;
                         var floor = local + hops * delay.TotalMilliseconds;
-                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({client.RouteLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% |");
+                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% |");
                         if (delay == TimeSpan.Zero)
                             console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – |");
                     }
@@ -78,7 +80,7 @@ public static class BenchCommand
                         console.Out.WriteLine();
                         console.Out.WriteLine("| concurrent sessions (chained) | aggregate tokens/s | ms/token per session |");
                         console.Out.WriteLine("|---:|---:|---:|");
-                        await using var client = await SwarmClient.ConnectAsync(swarm, delay, RouteMode.Chained, cancellation);
+                        await using var client = await MeshClientConnection.ConnectAsync([swarm.Bootstrap.DialAddress], swarm.Model, new MeshClientOptions(RouteMode.Chained), delay, _ => { }, cancellation);
                         foreach (var count in parse.GetValue(sessions)!.Split(',').Select(int.Parse))
                         {
                             var watch = Stopwatch.StartNew();
@@ -120,38 +122,6 @@ public static class BenchCommand
         for (var r = 0; r < runs; r++) times.Add(await run());
         times.Sort();
         return times[times.Count / 2];
-    }
-
-    /// <summary>A mesh client joined to a local swarm's DHT.</summary>
-    private sealed class SwarmClient : IAsyncDisposable
-    {
-        private SwarmClient(MeshPeer peer, MeshClient client, int routeLength)
-        {
-            Peer = peer;
-            Client = client;
-            RouteLength = routeLength;
-        }
-
-        public MeshPeer Peer { get; }
-        public MeshClient Client { get; }
-        public int RouteLength { get; }
-
-        public static async Task<SwarmClient> ConnectAsync(SwarmState swarm, TimeSpan delay, RouteMode mode, CancellationToken cancellation)
-        {
-            var key = P2P.Identity.Ed25519KeyPair.Generate();
-            var peer = await MeshPeer.StartAsync(key, [], [swarm.Bootstrap.DialAddress], P2P.Dht.DhtMode.Client, _ => { }, null, cancellation);
-            var manifest = Manifest.Load(swarm.Model);
-            var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) => (await peer.Host.PingAsync(addresses[0].WithPeerId(id), 1, ct))[0].TotalMilliseconds);
-            var client = MeshClient.Open(swarm.Model, Node.StageHosting.Connector(peer.Host, delay), directory, new MeshClientOptions(mode));
-            await using var probe = await client.OpenSessionAsync(8, mode, cancellation);
-            return new SwarmClient(peer, client, probe.Route.Count);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await Client.DisposeAsync();
-            await Peer.DisposeAsync();
-        }
     }
 
     private static Command Stage(ICliConsole console)

@@ -4,9 +4,6 @@ using InferenceMesh.Cli.Swarm;
 using InferenceMesh.Client;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
-using InferenceMesh.Node;
-using InferenceMesh.P2P.Dht;
-using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.Cli.Commands;
 
@@ -45,16 +42,9 @@ public static class PromptCommand
                 var other => throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown route '{other}'; expected chained or relayed"),
             };
             var verbose = parse.GetValue(CliApp.Verbose);
-            using var key = Ed25519KeyPair.Generate();
-            await using var peer = await MeshPeer.StartAsync(key, [], peers, DhtMode.Client, line => { if (verbose) console.Error.WriteLine(line); }, null, cancellation);
-            var connector = StageHosting.Connector(peer.Host, delay.Length == 0 ? TimeSpan.Zero : Durations.Parse(delay));
-            var manifest = Manifest.Load(modelDirectory);
-            var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) =>
-            {
-                var rtt = await peer.Host.PingAsync((addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address")).WithPeerId(id), 1, ct);
-                return rtt[0].TotalMilliseconds;
-            });
-            await using var client = MeshClient.Open(modelDirectory, connector, directory, new MeshClientOptions(mode));
+            await using var connection = await MeshClientConnection.ConnectAsync(peers, modelDirectory, new MeshClientOptions(mode),
+                delay.Length == 0 ? TimeSpan.Zero : Durations.Parse(delay), line => { if (verbose) console.Error.WriteLine(line); }, cancellation);
+            var client = connection.Client;
             var options = new GenerationOptions(parse.GetValue(GenerateCommand.MaxTokens), parse.GetValue(GenerateCommand.Temperature), parse.GetValue(GenerateCommand.TopP), parse.GetValue(GenerateCommand.Seed));
             var watch = Stopwatch.StartNew();
             var pieces = 0;
