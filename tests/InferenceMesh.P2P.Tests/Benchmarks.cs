@@ -24,7 +24,7 @@ public class P2PBenchmarks(ITestOutputHelper output)
         var ct = TestHosts.Token(300);
         var rows = new List<string> { "| pair | handshake median (ms) | one stream (MB/s) |", "|---|---|---|" };
 
-        rows.Add($"| raw TCP (C#) | – | {await RawTcpAsync():F0} |");
+        rows.Add($"| raw TCP (C#) | – | {await MedianOf3Async(RawTcpAsync):F0} |");
 
         await using (var server = TestHosts.Create())
         await using (var client = TestHosts.Create())
@@ -37,7 +37,7 @@ public class P2PBenchmarks(ITestOutputHelper output)
             rows.Add($"| C# → C# | {hs:F2} | {mbps:F0} |");
             // The same stream without SHA-256 on either end: what the stack itself carries.
             server.SetHandler(Discard, ServeDiscardAsync);
-            rows.Add($"| C# → C#, no hashing | – | {await DiscardThroughputAsync(conn, ct):F0} |");
+            rows.Add($"| C# → C#, no hashing | – | {await MedianOf3Async(() => DiscardThroughputAsync(conn, ct)):F0} |");
         }
 
         await using (var js = JsPeer.Start(new { mode = "listen" }))
@@ -128,6 +128,14 @@ public class P2PBenchmarks(ITestOutputHelper output)
         var received = BitConverter.ToInt64(await HostTests.ReadAllAsync(s.Input, ct));
         Assert.Equal(Bytes, received);
         return Bytes / 1e6 / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Median of three runs: throughput on this VM moves a lot from one run to the next.</summary>
+    private static async Task<double> MedianOf3Async(Func<Task<double>> run)
+    {
+        var runs = new[] { await run(), await run(), await run() };
+        Array.Sort(runs);
+        return runs[1];
     }
 
     private static async Task<double> RawTcpAsync()
