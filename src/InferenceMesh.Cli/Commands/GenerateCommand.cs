@@ -21,8 +21,9 @@ public static class GenerateCommand
         command.SetAction((parse, cancellation) =>
         {
             var verbose = parse.GetValue(CliApp.Verbose);
-            using var local = LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages), ExecutorKinds.Parse(parse.GetValue(Executor)!),
-                line => { if (verbose) console.Error.WriteLine(line); });
+            var executor = ExecutorKinds.Parse(parse.GetValue(Executor)!);
+            using var local = Progress.Run(console, $"loading {parse.GetValue(model)}", () => LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages), executor,
+                line => { if (verbose) console.Error.WriteLine(line); }), plainLine: false);
             var options = new GenerationOptions(parse.GetValue(MaxTokens), parse.GetValue(Temperature), parse.GetValue(TopP), parse.GetValue(Seed));
             foreach (var text in local.Generate(parse.GetValue(prompt)!, options))
             {

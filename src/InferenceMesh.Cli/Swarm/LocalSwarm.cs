@@ -2,7 +2,6 @@ using InferenceMesh.Core;
 using InferenceMesh.Node;
 using InferenceMesh.Onnx;
 using InferenceMesh.P2P.Identity;
-using Spectre.Console;
 
 namespace InferenceMesh.Cli.Swarm;
 
@@ -18,9 +17,8 @@ public static class LocalSwarm
         Directory.CreateDirectory(state);
         var split = PerBlockSplit(model, state, console);
         var manifest = Manifest.Load(split);
-        var progress = new SwarmProgress(console);
-
-        var bootstrap = await progress.Step("starting the bootstrap node", () => NodeLauncher.StartAsync("bootstrap", ["--identity", Identity(state, 0), "--link-delay", settings.LinkDelay],
+        
+        var bootstrap = await Progress.RunAsync(console, "starting the bootstrap node", () => NodeLauncher.StartAsync("bootstrap", ["--identity", Identity(state, 0), "--link-delay", settings.LinkDelay],
             Path.Combine(state, "bootstrap.log"), Identity(state, 0), null, TimeSpan.FromSeconds(60), cancellation));
         var started = new List<SwarmProcess>();
         var perNode = (manifest.BlockCount + settings.Nodes - 1) / settings.Nodes;
@@ -34,9 +32,9 @@ public static class LocalSwarm
                 var identity = Identity(state, i);
                 string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
                     "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString()];
-                started.Add(await progress.Step($"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
+                started.Add(await Progress.RunAsync(console, $"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
             }
-            await progress.Step("waiting until the DHT lists every block", () => WaitForCoverageAsync(bootstrap.DialAddress, manifest, TimeSpan.FromSeconds(60), cancellation));
+            await Progress.RunAsync(console, "waiting until the DHT lists every block", () => WaitForCoverageAsync(bootstrap.DialAddress, manifest, TimeSpan.FromSeconds(60), cancellation));
         }
         catch
         {
@@ -126,19 +124,5 @@ public static class LocalSwarm
             ModelStore.Split(source, n => BlockRange.SplitEvenly(n, n), target);
         }
         return target;
-    }
-
-    /// <summary>Progress where a person waits: a spinner in a terminal, plain lines otherwise.</summary>
-    private sealed class SwarmProgress(ICliConsole console)
-    {
-        public async Task<T> Step<T>(string what, Func<Task<T>> run)
-        {
-            if (!console.IsInteractive)
-            {
-                console.Error.WriteLine(what);
-                return await run();
-            }
-            return await AnsiConsole.Status().StartAsync(what, _ => run());
-        }
     }
 }
