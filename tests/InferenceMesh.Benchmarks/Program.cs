@@ -1,3 +1,7 @@
 using BenchmarkDotNet.Running;
+using InferenceMesh.Benchmarks;
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+if (args.Length > 0 && args[0] == "p2p-throughput")
+    return await Libp2pThroughput.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 2048, args.Length > 2 ? int.Parse(args[2]) : 1024, args.Length > 3 ? int.Parse(args[3]) : 64);
+BenchmarkSwitcher.FromAssembly(typeof(Libp2pThroughput).Assembly).Run(args);
+return 0;
