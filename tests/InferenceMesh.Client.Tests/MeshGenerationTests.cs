@@ -81,6 +81,28 @@ public sealed class MeshGenerationTests
         }
     }
 
+    [Theory]
+    [InlineData(RouteMode.Chained)]
+    [InlineData(RouteMode.Relayed)]
+    public async Task StalledNodeTimesOutAndIsReplaced(RouteMode mode)
+    {
+        var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(1)));
+        await using (mesh)
+        await using (client)
+        {
+            string victim;
+            await using (var probe = await client.OpenSessionAsync(256)) victim = probe.Route[0].Server.PeerId;
+            var pieces = new List<string>();
+            await foreach (var piece in client.GenerateAsync("", Greedy))
+            {
+                pieces.Add(piece);
+                if (pieces.Count == 40) mesh.Stall(victim);
+            }
+            Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(pieces));
+            Assert.True(client.Recoveries >= 1, $"stalling {victim} caused no recovery");
+        }
+    }
+
     [Fact]
     public async Task WithNoSpareTheErrorNamesTheUncoveredBlocks()
     {

@@ -19,6 +19,9 @@ public sealed class InMemoryMesh : IAsyncDisposable
     public sealed record MeshNode(string PeerId, ServedSpan Span, StageServer Server)
     {
         public bool Dead { get; set; }
+
+        /// <summary>Completed never: a stalled node's outgoing bytes wait on it.</summary>
+        internal TaskCompletionSource? Stall { get; set; }
     }
 
     private sealed record Link(string From, string To, Pipe Forward, Pipe Backward);
@@ -36,6 +39,15 @@ public sealed class InMemoryMesh : IAsyncDisposable
 
     /// <summary>The connector a peer uses to open streams to others.</summary>
     public IStageConnector ConnectorFor(string peerId) => new Connector(this, peerId);
+
+    /// <summary>
+    /// Makes a node hang as a wedged process would: its connections stay open and it keeps reading, but nothing it
+    /// sends (replies, pushes) arrives any more.
+    /// </summary>
+    public void Stall(string peerId)
+    {
+        lock (gate) nodes.Single(n => n.PeerId == peerId).Stall = new TaskCompletionSource();
+    }
 
     public void Kill(string peerId)
     {
@@ -66,9 +78,37 @@ public sealed class InMemoryMesh : IAsyncDisposable
         }
         var forward = new Pipe();
         var backward = new Pipe();
+        var serverOutput = new Pipe();
         lock (gate) links.Add(new Link(from, to, forward, backward));
-        _ = target.Server.ServeAsync(new StageChannel(new DuplexPipe(forward.Reader, backward.Writer)));
-        return new DuplexPipe(backward.Reader, forward.Writer);
+        // The server writes through a pump that a stall can hold; the link's own pipes are what Kill breaks.
+        _ = PumpAsync(serverOutput.Reader, backward.Writer, target);
+        _ = target.Server.ServeAsync(new StageChannel(new DuplexPipe(forward.Reader, serverOutput.Writer)));
+        var callerOutput = new Pipe();
+        var caller = nodes.SingleOrDefault(n => n.PeerId == from);
+        if (caller is null) return new DuplexPipe(backward.Reader, forward.Writer);
+        _ = PumpAsync(callerOutput.Reader, forward.Writer, caller);
+        return new DuplexPipe(backward.Reader, callerOutput.Writer);
+    }
+
+    private static async Task PumpAsync(PipeReader source, PipeWriter target, MeshNode sender)
+    {
+        try
+        {
+            while (true)
+            {
+                var read = await source.ReadAsync();
+                if (sender.Stall is { } stall) await stall.Task;
+                foreach (var segment in read.Buffer) await target.WriteAsync(segment);
+                source.AdvanceTo(read.Buffer.End);
+                if (read.IsCompleted) break;
+            }
+            await target.CompleteAsync();
+        }
+        catch (Exception e)
+        {
+            await target.CompleteAsync(e);
+            await source.CompleteAsync(e);
+        }
     }
 
     private StageChannel Connect(string from, string to) => new(ConnectRaw(from, to));
