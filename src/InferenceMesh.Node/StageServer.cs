@@ -168,6 +168,8 @@ public sealed class StageServer : IAsyncDisposable
                 compute.Release();
             }
             // The client keeps every span's output as the next span's replay input, even when the step goes on.
+            // It is sent before the push so that, on the client's stream, it always precedes a NextHopFailed
+            // error about this step: recovery then finds the failed hop's input and blames the right server.
             await SendQuietlyAsync(session.Owner, new StepResult(work.StepId, session.Id, session.Blocks.End, output)).ConfigureAwait(false);
             if (work.Route.Count > 0) await PushAsync(session, work, output).ConfigureAwait(false);
         }
