@@ -57,7 +57,8 @@ public sealed class ServedSpan : IDisposable
     }
 
     /// <summary>Loads the block stages of <paramref name="blocks"/> from a split directory; the range must fall on stage boundaries.</summary>
-    public static ServedSpan Load(string directory, BlockRange blocks, ExecutorKind executor = ExecutorKind.Ort, int maxSessions = 64, Action<string>? log = null)
+    /// <param name="threads">ONNX Runtime threads per stage run (0: one per core).</param>
+    public static ServedSpan Load(string directory, BlockRange blocks, ExecutorKind executor = ExecutorKind.Ort, int maxSessions = 64, Action<string>? log = null, int threads = 1)
     {
         var manifest = Manifest.Load(directory);
         var chosen = manifest.BlockStages.Where(s => s.Blocks!.Value.Start >= blocks.Start && s.Blocks!.Value.End <= blocks.End).ToList();
@@ -65,7 +66,7 @@ public sealed class ServedSpan : IDisposable
             throw new MeshException(MeshErrorCode.InvalidArgument,
                 $"blocks {blocks} do not fall on the stage boundaries of {directory} ({string.Join(' ', manifest.BlockStages.Select(s => s.Blocks))}); split it with --stages {manifest.BlockCount}");
         // A node shares the machine with its neighbours and clients: ONNX Runtime must not spin between steps.
-        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(IntraOpThreads: 1, AllowSpinning: false));
+        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(IntraOpThreads: threads, AllowSpinning: false));
         var executors = new List<IStageExecutor>();
         try
         {

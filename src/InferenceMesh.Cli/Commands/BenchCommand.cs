@@ -27,7 +27,8 @@ public static class BenchCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed generations per configuration (median reported)", DefaultValueFactory = _ => 3 };
         var delays = new Option<string>("--link-delays") { Description = "Comma-separated one-way link delays to measure, e.g. 0,20ms", DefaultValueFactory = _ => "0,20ms" };
         var sessions = new Option<string>("--sessions") { Description = "Concurrent session counts for the aggregate throughput", DefaultValueFactory = _ => "1,4,16" };
-        var command = new Command("mesh", "Per-token latency in one process against a loopback swarm (chained and relayed), with emulated link delay, and aggregate tokens/s") { model, nodes, tokens, repeat, delays, sessions };
+        var threads = new Option<int>("--node-threads") { Description = "ONNX Runtime threads per stage run on each node (0: one per core)", DefaultValueFactory = _ => 1 };
+        var command = new Command("mesh", "Per-token latency in one process against a loopback swarm (chained and relayed), with emulated link delay, and aggregate tokens/s") { model, nodes, tokens, repeat, delays, sessions, threads };
         command.SetAction(async (parse, cancellation) =>
         {
             var directory = parse.GetValue(model)!;
@@ -52,7 +53,7 @@ public static class BenchCommand
             {
                 var delay = Durations.Parse(delayText);
                 var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-bench-{Guid.NewGuid():N}");
-                var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
+                var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024, parse.GetValue(threads)), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
                 try
                 {
                     foreach (var mode in new[] { RouteMode.Chained, RouteMode.Relayed })

@@ -58,8 +58,9 @@ public static class NodeCommand
         var executor = new Option<string>("--executor") { Description = "What runs the blocks: auto, ort or ilgpu", DefaultValueFactory = _ => "auto" };
         var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay added to every stage stream this node sends on, e.g. 20ms", DefaultValueFactory = _ => "0" };
         var maxSessions = new Option<int>("--max-sessions") { Description = "Sessions served at once", DefaultValueFactory = _ => 64 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per stage run (0: one per core); 1 suits several nodes on one machine", DefaultValueFactory = _ => 1 };
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads };
         command.SetAction(async (parse, cancellation) =>
         {
             var log = new Action<string>(line => { lock (console.Error) console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); });
@@ -79,7 +80,7 @@ public static class NodeCommand
                     var range = parse.GetValue(blocks) is { } text
                         ? BlockRange.Parse(text)
                         : await ChooseSpanAsync(peer, manifest, parse.GetValue(numBlocks) ?? manifest.BlockCount, cancellation);
-                    span = ServedSpan.Load(modelDirectory!, range, ExecutorKinds.Parse(parse.GetValue(executor)!), parse.GetValue(maxSessions), log);
+                    span = ServedSpan.Load(modelDirectory!, range, ExecutorKinds.Parse(parse.GetValue(executor)!), parse.GetValue(maxSessions), log, parse.GetValue(threads));
                     server = new StageServer(span, new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)), connector!, log);
                     StageHosting.Serve(peer.Host, server, connector!);
                     var throughput = MeasureThroughput(span);

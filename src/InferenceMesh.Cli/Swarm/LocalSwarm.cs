@@ -6,7 +6,8 @@ using InferenceMesh.P2P.Identity;
 namespace InferenceMesh.Cli.Swarm;
 
 /// <summary>Settings of a local swarm: from the command line, a mesh-config file, or defaults.</summary>
-public sealed record SwarmSettings(int Nodes, string LinkDelay, string Executor, int MaxSessions, int KvBudgetMb);
+/// <param name="Threads">ONNX Runtime threads per stage run on each node (0: one per core).</param>
+public sealed record SwarmSettings(int Nodes, string LinkDelay, string Executor, int MaxSessions, int KvBudgetMb, int Threads = 1);
 
 /// <summary>Starts and stops local swarms of <c>inferencemesh node</c> processes (used by <c>swarm</c> and <c>demo</c>).</summary>
 public static class LocalSwarm
@@ -31,7 +32,7 @@ public static class LocalSwarm
                 var name = $"node-{i}";
                 var identity = Identity(state, i);
                 string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
-                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString()];
+                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString(), "--threads", settings.Threads.ToString()];
                 started.Add(await Progress.RunAsync(console, $"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
             }
             await Progress.RunAsync(console, "waiting until the DHT lists every block", () => WaitForCoverageAsync(bootstrap.DialAddress, manifest, TimeSpan.FromSeconds(60), cancellation));
