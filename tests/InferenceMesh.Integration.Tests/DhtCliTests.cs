@@ -51,4 +51,20 @@ public sealed class DhtCliTests
         Assert.StartsWith("/ip4/127.0.0.1/tcp/", ready.GetProperty("listen")[0].GetString());
         Assert.Equal("0:5", ready.GetProperty("blocks").GetString());
     }
+
+    [Theory]
+    [InlineData("TERM")]
+    [InlineData("INT")]
+    public async Task NodeStopsCleanlyOnSignal(string signal)
+    {
+        var cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [cli, "node"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var ready = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.StartsWith("{\"event\":\"ready\"", ready);
+        using (var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", process.Id.ToString()])) await kill!.WaitForExitAsync();
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
+        Assert.Equal(0, process.ExitCode);
+        Assert.Contains("stopping", await process.StandardError.ReadToEndAsync());
+    }
 }
