@@ -465,7 +465,14 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
             error = e is P2PException ? e : new P2PException(P2PErrorCode.ConnectionClosed, $"connection write failed: {e.Message}", e);
         }
         await reader.CompleteAsync(error).ConfigureAwait(false);
-        await output.CompleteAsync().ConfigureAwait(false);
+        try
+        {
+            // Completing flushes what is left; a remote that already closed makes that fail, which is no error here.
+            await output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
         _conn.ShutdownWrite(); // the remote reads EOF once everything sent has arrived
     }
 

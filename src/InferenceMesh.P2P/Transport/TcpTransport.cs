@@ -119,7 +119,14 @@ internal sealed class TcpConnection : ITransportConnection
             return ValueTask.CompletedTask;
         Abort();
         Input.Complete();
-        Output.Complete();
+        try
+        {
+            // Completing the writer flushes what is left into a socket that may already be closed.
+            Output.Complete();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+        }
         _stream.Dispose();
         _socket.Dispose();
         return ValueTask.CompletedTask;
