@@ -84,20 +84,22 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
     internal void OnData(in ReadOnlySequence<byte> data)
     {
         bool discard;
+        // The write happens under the same lock as the reset/FIN that complete the writer: a PipeWriter written
+        // and completed at once loses track of the segment it was filling (a pooled buffer never returned).
         lock (_sync)
         {
             discard = _readerDone || _reset is not null || _remoteFin;
-            if (!discard) _buffered += data.Length;
+            if (!discard)
+            {
+                _buffered += data.Length;
+                var w = _inbound.Writer;
+                foreach (var seg in data)
+                    w.Write(seg.Span);
+                _ = w.FlushAsync(); // never waits: pauseWriterThreshold is 0, the window bounds the buffer
+            }
         }
         if (discard)
-        {
             OnConsumed(data.Length); // keep the remote's window open for data nobody reads
-            return;
-        }
-        var w = _inbound.Writer;
-        foreach (var seg in data)
-            w.Write(seg.Span);
-        _ = w.FlushAsync(); // never waits: pauseWriterThreshold is 0, the window bounds the buffer
     }
 
     internal void OnWindowUpdate(uint delta)
@@ -132,8 +134,8 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
             if (_remoteFin || _reset is not null) return;
             _remoteFin = true;
             closed = _localFin;
+            _inbound.Writer.Complete();
         }
-        _inbound.Writer.Complete();
         if (closed) Closed();
     }
 
@@ -159,7 +161,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
             try { _session.EnqueueControl(new YamuxHeader(0, YamuxFrameType.WindowUpdate, YamuxFlags.Rst, Id, 0)); }
             catch (P2PException) { /* session is going down anyway */ }
         }
-        _inbound.Writer.Complete(remote ? null : reason);
+        lock (_sync) _inbound.Writer.Complete(remote ? null : reason);
         _outbound.Reader.CancelPendingRead();
         waiter?.TrySetException(reason);
         Closed();
