@@ -34,6 +34,8 @@ public sealed class YamuxSession : IAsyncDisposable
     private int _pingId;
     private int _streamCount;
     private volatile bool _remoteGoAway;
+    // Set under the write lock once our GoAway is written: it must be the last frame the remote sees.
+    private bool _goAwaySent;
     private volatile bool _closed;
     private int _disposed;
     private int _started;
@@ -376,6 +378,8 @@ public sealed class YamuxSession : IAsyncDisposable
                 await _writeLock.WaitAsync().ConfigureAwait(false);
                 try
                 {
+                    if (_goAwaySent)
+                        break;
                     var output = _pipe.Output;
                     while (reader.TryRead(out var h))
                     {
@@ -417,7 +421,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            if (_closed)
+            if (_closed || _goAwaySent)
                 throw new P2PException(P2PErrorCode.ConnectionClosed, "Yamux session closed", _error);
             var output = _pipe.Output;
             header.Write(output.GetSpan(YamuxHeader.Size));
@@ -442,7 +446,17 @@ public sealed class YamuxSession : IAsyncDisposable
                 return;
             try
             {
+                if (_goAwaySent)
+                    return;
+                _goAwaySent = true;
                 var output = _pipe.Output;
+                // Control frames queued before the GoAway (an ACK to a SYN just read) go out first.
+                while (_control.Reader.TryRead(out var queued))
+                {
+                    Interlocked.Decrement(ref _queuedControl);
+                    queued.Write(output.GetSpan(YamuxHeader.Size));
+                    output.Advance(YamuxHeader.Size);
+                }
                 new YamuxHeader(0, YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(output.GetSpan(YamuxHeader.Size));
                 output.Advance(YamuxHeader.Size);
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
