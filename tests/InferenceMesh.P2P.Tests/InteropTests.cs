@@ -46,15 +46,22 @@ public class InteropTests
     }
 
     /// <summary>Bulk client: send the pattern, half-close, compare the digest.</summary>
-    internal static async Task<bool> SendBulkAsync(Libp2pConnection conn, int size, int seed, CancellationToken ct)
+    internal static Task<bool> SendBulkAsync(Libp2pConnection conn, int size, int seed, CancellationToken ct)
     {
         var data = Pattern(size, seed);
+        return SendDataAsync(conn, data, SHA256.HashData(data), ct);
+    }
+
+    /// <summary>Sends prepared bytes, half-closes, and compares the digest the server answers with <paramref name="expected"/>.</summary>
+    internal static async Task<bool> SendDataAsync(Libp2pConnection conn, byte[] data, byte[] expected, CancellationToken ct)
+    {
+        var size = data.Length;
         await using var s = await conn.OpenStreamAsync(Bulk, ct);
         for (var off = 0; off < size; off += 65536)
             await s.Output.WriteAsync(data.AsMemory(off, Math.Min(65536, size - off)), ct);
         await s.Output.CompleteAsync();
         var digest = await HostTests.ReadAllAsync(s.Input, ct);
-        return digest.AsSpan().SequenceEqual(SHA256.HashData(data));
+        return digest.AsSpan().SequenceEqual(expected);
     }
 
     [Theory]

@@ -284,7 +284,8 @@ public static class Noise
 /// An authenticated, encrypted duplex pipe over a raw connection, after a Noise handshake. Plaintext
 /// written to <see cref="Output"/> is cut into transport messages of at most 65,519 bytes; inbound
 /// messages are decrypted into <see cref="Input"/>. A message that fails authentication ends
-/// <see cref="Input"/> with a <see cref="P2PException"/> (ProtocolViolation).
+/// <see cref="Input"/> with a <see cref="P2PException"/> (ProtocolViolation). Plaintext is encrypted on the
+/// writer's own thread when it flushes (no pump in between); <see cref="Output"/> takes one writer at a time.
 /// </summary>
 public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
 {
@@ -293,9 +294,8 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
     private readonly CipherState _send;
     private readonly CipherState _recv;
     private readonly Pipe _inbound;
-    private readonly Pipe _outbound;
+    private readonly NoiseTransportWriter _outbound;
     private readonly Task _readPump;
-    private readonly Task _writePump;
     private int _disposed;
 
     internal NoiseSecureChannel(ITransportConnection conn, CipherState send, CipherState recv, PeerId remotePeer,
@@ -308,9 +308,8 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
         RemoteMuxers = remoteMuxers;
         SelectedMuxer = selectedMuxer;
         _inbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, minimumSegmentSize: 65536, useSynchronizationContext: false));
-        _outbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, minimumSegmentSize: 65536, useSynchronizationContext: false));
+        _outbound = new NoiseTransportWriter(conn, send);
         _readPump = Task.Run(ReadPumpAsync);
-        _writePump = Task.Run(WritePumpAsync);
     }
 
     /// <summary>The authenticated remote PeerId.</summary>
@@ -326,7 +325,7 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
     public ITransportConnection Transport => _conn;
 
     public PipeReader Input => _inbound.Reader;
-    public PipeWriter Output => _outbound.Writer;
+    public PipeWriter Output => _outbound;
 
     private async Task ReadPumpAsync()
     {
@@ -404,78 +403,6 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
         return true;
     }
 
-    private async Task WritePumpAsync()
-    {
-        var reader = _outbound.Reader;
-        var output = _conn.Output;
-        Exception? error = null;
-        try
-        {
-            while (true)
-            {
-                var result = await reader.ReadAsync().ConfigureAwait(false);
-                var buffer = result.Buffer;
-                try
-                {
-                    if (result.IsCanceled)
-                        break;
-                    while (!buffer.IsEmpty)
-                    {
-                        var n = (int)Math.Min(buffer.Length, MaxPlaintext);
-                        var chunk = buffer.Slice(0, n);
-                        var span = output.GetSpan(2 + n + CipherState.TagLength);
-                        BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)(n + CipherState.TagLength));
-                        if (chunk.IsSingleSegment)
-                        {
-                            _send.Encrypt(default, chunk.FirstSpan, span[2..]);
-                        }
-                        else
-                        {
-                            var tmp = ArrayPool<byte>.Shared.Rent(n);
-                            try
-                            {
-                                chunk.CopyTo(tmp);
-                                _send.Encrypt(default, tmp.AsSpan(0, n), span[2..]);
-                            }
-                            finally
-                            {
-                                ArrayPool<byte>.Shared.Return(tmp);
-                            }
-                        }
-                        output.Advance(2 + n + CipherState.TagLength);
-                        buffer = buffer.Slice(n);
-                    }
-                }
-                finally
-                {
-                    reader.AdvanceTo(buffer.Start, buffer.End);
-                }
-                var flush = await output.FlushAsync().ConfigureAwait(false);
-                if (flush.IsCompleted || flush.IsCanceled)
-                {
-                    error = new P2PException(P2PErrorCode.ConnectionClosed, "connection closed by the remote");
-                    break;
-                }
-                if (result.IsCompleted)
-                    break;
-            }
-        }
-        catch (Exception e)
-        {
-            error = e is P2PException ? e : new P2PException(P2PErrorCode.ConnectionClosed, $"connection write failed: {e.Message}", e);
-        }
-        await reader.CompleteAsync(error).ConfigureAwait(false);
-        try
-        {
-            // Completing flushes what is left; a remote that already closed makes that fail, which is no error here.
-            await output.CompleteAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
-        {
-        }
-        _conn.ShutdownWrite(); // the remote reads EOF once everything sent has arrived
-    }
-
     /// <summary>
     /// Closes the channel: lets queued plaintext drain for up to <paramref name="drainTimeout"/>
     /// (default 1 s), then closes the connection. The owner of <see cref="Input"/> and <see cref="Output"/>
@@ -485,18 +412,10 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        await _outbound.Writer.CompleteAsync().ConfigureAwait(false);
-        try
-        {
-            await _writePump.WaitAsync(drainTimeout ?? TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            _conn.Output.CancelPendingFlush();
-        }
+        await _outbound.DrainAndCompleteAsync(drainTimeout ?? TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         _conn.Abort();
         _conn.Input.CancelPendingRead();
-        await Task.WhenAll(_readPump, _writePump).ConfigureAwait(false);
+        await _readPump.ConfigureAwait(false);
         await _conn.DisposeAsync().ConfigureAwait(false);
         _send.Dispose();
         _recv.Dispose();
@@ -504,4 +423,181 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
 
     /// <summary>Same as <see cref="CloseAsync"/> with the default drain time.</summary>
     public ValueTask DisposeAsync() => CloseAsync();
+}
+
+/// <summary>
+/// The sending half of a <see cref="NoiseSecureChannel"/>: buffers plaintext and, on flush, seals it into
+/// transport messages of at most 65,519 plaintext bytes written straight into the connection's writer.
+/// One writer at a time, as for any <see cref="PipeWriter"/>. Socket failures surface as
+/// <see cref="P2PException"/> (ConnectionClosed).
+/// </summary>
+internal sealed class NoiseTransportWriter : PipeWriter
+{
+    private const int MaxPlaintext = Noise.MaxTransportMessage - CipherState.TagLength;
+    private readonly ITransportConnection _conn;
+    private readonly CipherState _send;
+    // Guards the cipher and the completed flag: completing from CloseAsync may race a late writer.
+    private readonly Lock _sync = new();
+    // Not pooled: a late writer after close must never scribble on a buffer someone else now holds.
+    private byte[] _plain = new byte[MaxPlaintext];
+    private int _buffered;
+    private volatile bool _completed;
+
+    public NoiseTransportWriter(ITransportConnection conn, CipherState send)
+    {
+        _conn = conn;
+        _send = send;
+    }
+
+    public override Memory<byte> GetMemory(int sizeHint = 0)
+    {
+        EnsureRoom(Math.Max(sizeHint, 1));
+        return _plain.AsMemory(_buffered);
+    }
+
+    public override Span<byte> GetSpan(int sizeHint = 0)
+    {
+        EnsureRoom(Math.Max(sizeHint, 1));
+        return _plain.AsSpan(_buffered);
+    }
+
+    public override void Advance(int bytes)
+    {
+        if ((uint)bytes > (uint)(_plain.Length - _buffered))
+            throw new ArgumentOutOfRangeException(nameof(bytes), "advanced past the buffer");
+        _buffered += bytes;
+    }
+
+    private void EnsureRoom(int sizeHint)
+    {
+        if (_completed)
+            throw new P2PException(P2PErrorCode.ConnectionClosed, "Noise channel closed");
+        if (_plain.Length - _buffered >= sizeHint)
+            return;
+        if (_buffered > 0)
+            Seal();
+        if (_plain.Length < sizeHint)
+        {
+            // A caller asked for one span larger than a message: Seal cuts it into several.
+            _plain = new byte[sizeHint];
+        }
+    }
+
+    /// <summary>Encrypts everything buffered into the connection's writer, without flushing it.</summary>
+    private void Seal()
+    {
+        lock (_sync)
+        {
+            if (_completed)
+                throw new P2PException(P2PErrorCode.ConnectionClosed, "Noise channel closed");
+            try
+            {
+                var output = _conn.Output;
+                for (var offset = 0; offset < _buffered;)
+                {
+                    var n = Math.Min(_buffered - offset, MaxPlaintext);
+                    var span = output.GetSpan(2 + n + CipherState.TagLength);
+                    BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)(n + CipherState.TagLength));
+                    _send.Encrypt(default, _plain.AsSpan(offset, n), span[2..]);
+                    output.Advance(2 + n + CipherState.TagLength);
+                    offset += n;
+                }
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new P2PException(P2PErrorCode.ConnectionClosed, "connection closed", e);
+            }
+            _buffered = 0;
+        }
+    }
+
+    public override async ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (_buffered > 0)
+            Seal();
+        try
+        {
+            var result = await _conn.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return new FlushResult(result.IsCanceled, result.IsCompleted);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            throw new P2PException(P2PErrorCode.ConnectionClosed, $"connection write failed: {e.Message}", e);
+        }
+    }
+
+    public override void CancelPendingFlush()
+    {
+        if (_completed)
+            return;
+        // A socket writer completed meanwhile has disposed what cancels its flush: nothing is pending then.
+        try { _conn.Output.CancelPendingFlush(); }
+        catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>Seals what is buffered and ends the write side: the remote reads EOF after it.</summary>
+    public override void Complete(Exception? exception = null)
+    {
+        if (_buffered > 0 && !_completed)
+        {
+            try { Seal(); }
+            catch (P2PException) { /* the connection is gone; nothing to send it on */ }
+        }
+        if (!MarkCompleted())
+            return;
+        CompleteConnectionOutput();
+    }
+
+    private bool MarkCompleted()
+    {
+        lock (_sync)
+        {
+            if (_completed) return false;
+            _completed = true;
+            _buffered = 0;
+            return true;
+        }
+    }
+
+    private void CompleteConnectionOutput()
+    {
+        try
+        {
+            // Completing flushes what is left; a remote that already closed makes that fail, which is no error here.
+            _conn.Output.Complete();
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+        _conn.ShutdownWrite();
+    }
+
+    /// <summary>
+    /// Sends what is still buffered, waiting at most <paramref name="timeout"/> for the connection to take
+    /// it, then ends the write side. Called by the channel's close, after the owner stopped writing.
+    /// </summary>
+    internal async ValueTask DrainAndCompleteAsync(TimeSpan timeout)
+    {
+        if (_completed)
+            return;
+        var flush = FlushAsync().AsTask();
+        try
+        {
+            await flush.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The remote does not read: give up on it rather than hold the close.
+            CancelPendingFlush();
+            _conn.Abort();
+        }
+        catch (P2PException)
+        {
+            // The connection is already gone.
+        }
+        try { await flush.ConfigureAwait(false); }
+        catch (P2PException) { }
+        if (MarkCompleted())
+            CompleteConnectionOutput();
+    }
 }

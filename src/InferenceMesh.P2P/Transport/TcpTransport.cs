@@ -91,7 +91,7 @@ internal sealed class TcpConnection : ITransportConnection
     {
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: false);
-        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: 65536, minimumReadSize: 4096, leaveOpen: true));
+        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(pool, minimumBufferSize: 65536, leaveOpen: true));
         LocalAddress = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.LocalEndPoint!);
         RemoteAddress = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.RemoteEndPoint!);
