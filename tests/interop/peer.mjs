@@ -4,6 +4,7 @@
 //                                                          stdin line "handle <protocol>" adds a handler (identify-push)
 //   {"mode":"dial","target":"/ip4/../p2p/..","early":true,"streams":64,"size":4194304}
 //   {"mode":"dial","target":"..","handshakes":50,"size":268435456}   benchmark: handshake median, one-stream MB/s
+//                                                          with the digest checked, then with a discard sink
 // The process stays up until stdin closes (listen mode) or the dial run ends (dial mode).
 
 // js-libp2p 3.x needs Promise.withResolvers (Node 22); polyfill it for Node 20 before loading it.
@@ -25,6 +26,7 @@ const { multiaddr } = await import('@multiformats/multiaddr')
 const { createHash } = await import('node:crypto')
 
 const BULK = '/inferencemesh/test/bulk/1.0.0'
+const DISCARD = '/inferencemesh/bench/discard/1.0.0'
 const config = JSON.parse(process.argv[2] ?? '{}')
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
@@ -47,6 +49,42 @@ async function serveBulk (stream) {
 }
 await node.handle(BULK, (stream) => serveBulk(stream).catch(e => process.stderr.write(`bulk handler: ${e}\n`)),
   { maxInboundStreams: 256, maxOutboundStreams: 256 })
+
+// Discard protocol: the other side counts the bytes and answers the count as a little-endian int64.
+async function serveDiscard (stream) {
+  let total = 0
+  for await (const chunk of stream) total += chunk.byteLength
+  const reply = Buffer.alloc(8)
+  reply.writeBigInt64LE(BigInt(total))
+  stream.send(reply)
+  await stream.close()
+}
+await node.handle(DISCARD, (stream) => serveDiscard(stream).catch(e => process.stderr.write(`discard handler: ${e}\n`)))
+
+async function sendDiscard (conn, data) {
+  const stream = await conn.newStream(DISCARD)
+  for (let off = 0; off < data.length; off += 65536) {
+    if (!stream.send(data.subarray(off, Math.min(data.length, off + 65536)))) await stream.onDrain()
+  }
+  await stream.close()
+  const parts = []
+  for await (const chunk of stream) parts.push(Buffer.from(chunk.subarray ? chunk.subarray() : chunk))
+  return Number(Buffer.concat(parts).readBigInt64LE(0)) === data.length
+}
+
+// Untimed warm-up, then the median of three timed runs (the C# rows are measured the same way).
+async function medianOf3 (run) {
+  if (!(await run())) return { ok: false, ms: 0 }
+  const runs = []
+  let ok = true
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now()
+    ok = (await run()) && ok
+    runs.push(performance.now() - t)
+  }
+  runs.sort((a, b) => a - b)
+  return { ok, ms: runs[1] }
+}
 
 const identified = Promise.withResolvers()
 node.addEventListener('peer:identify', (evt) => {
@@ -125,9 +163,10 @@ if (config.mode === 'listen') {
       const c = await node.dial(target)
       const data = pattern(config.size, 1)
       const expected = createHash('sha256').update(data).digest('hex')
-      t0 = performance.now()
-      const ok = await sendData(c, data, expected)
-      out({ event: 'throughput', ok, ms: performance.now() - t0, bytes: config.size })
+      const hashed = await medianOf3(() => sendData(c, data, expected))
+      out({ event: 'throughput', ok: hashed.ok, ms: hashed.ms, bytes: config.size })
+      const discarded = await medianOf3(() => sendDiscard(c, data))
+      out({ event: 'discard', ok: discarded.ok, ms: discarded.ms, bytes: config.size })
       await node.stop()
       process.exit(0)
     }

@@ -40,9 +40,10 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
         IsInbound = inbound;
         _acked = inbound; // we ACK inbound streams ourselves at once
         var pool = session.Pool;
-        _inbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, minimumSegmentSize: 4096, useSynchronizationContext: false));
+        var segment = session.Options.StreamSegmentSize;
+        _inbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, minimumSegmentSize: segment, useSynchronizationContext: false));
         _outbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: session.Options.StreamWriteBuffer,
-            resumeWriterThreshold: session.Options.StreamWriteBuffer / 2, minimumSegmentSize: 4096, useSynchronizationContext: false));
+            resumeWriterThreshold: session.Options.StreamWriteBuffer / 2, minimumSegmentSize: segment, useSynchronizationContext: false));
         _reader = new WindowedReader(this, _inbound.Reader);
     }
 

@@ -284,8 +284,9 @@ public static class Noise
 /// An authenticated, encrypted duplex pipe over a raw connection, after a Noise handshake. Plaintext
 /// written to <see cref="Output"/> is cut into transport messages of at most 65,519 bytes; inbound
 /// messages are decrypted into <see cref="Input"/>. A message that fails authentication ends
-/// <see cref="Input"/> with a <see cref="P2PException"/> (ProtocolViolation). Plaintext is encrypted on the
-/// writer's own thread when it flushes (no pump in between); <see cref="Output"/> takes one writer at a time.
+/// <see cref="Input"/> with a <see cref="P2PException"/> (ProtocolViolation). There are no pumps: plaintext
+/// is encrypted on the writer's thread when it flushes and decrypted on the reader's thread when it reads,
+/// which saves two thread hops per message. Each side takes one reader and one writer at a time.
 /// </summary>
 public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
 {
@@ -293,9 +294,8 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
     private readonly ITransportConnection _conn;
     private readonly CipherState _send;
     private readonly CipherState _recv;
-    private readonly Pipe _inbound;
+    private readonly NoiseTransportReader _inbound;
     private readonly NoiseTransportWriter _outbound;
-    private readonly Task _readPump;
     private int _disposed;
 
     internal NoiseSecureChannel(ITransportConnection conn, CipherState send, CipherState recv, PeerId remotePeer,
@@ -307,9 +307,8 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
         RemotePeer = remotePeer;
         RemoteMuxers = remoteMuxers;
         SelectedMuxer = selectedMuxer;
-        _inbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, minimumSegmentSize: 65536, useSynchronizationContext: false));
+        _inbound = new NoiseTransportReader(conn, recv, pool);
         _outbound = new NoiseTransportWriter(conn, send);
-        _readPump = Task.Run(ReadPumpAsync);
     }
 
     /// <summary>The authenticated remote PeerId.</summary>
@@ -324,84 +323,8 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
     /// <summary>The underlying raw connection's addresses.</summary>
     public ITransportConnection Transport => _conn;
 
-    public PipeReader Input => _inbound.Reader;
+    public PipeReader Input => _inbound;
     public PipeWriter Output => _outbound;
-
-    private async Task ReadPumpAsync()
-    {
-        var input = _conn.Input;
-        var writer = _inbound.Writer;
-        Exception? error = null;
-        try
-        {
-            while (true)
-            {
-                var result = await input.ReadAsync().ConfigureAwait(false);
-                var buffer = result.Buffer;
-                try
-                {
-                    if (result.IsCanceled)
-                        break;
-                    while (TryDecryptFrame(ref buffer, writer)) { }
-                    if (result.IsCompleted)
-                    {
-                        if (!buffer.IsEmpty)
-                            error = new P2PException(P2PErrorCode.ProtocolViolation, "connection ended inside a Noise message");
-                        break;
-                    }
-                }
-                finally
-                {
-                    input.AdvanceTo(buffer.Start, buffer.End);
-                }
-                var flush = await writer.FlushAsync().ConfigureAwait(false);
-                if (flush.IsCompleted)
-                    break;
-            }
-        }
-        catch (Exception e)
-        {
-            error = e is P2PException ? e : new P2PException(P2PErrorCode.ConnectionClosed, $"connection read failed: {e.Message}", e);
-        }
-        await input.CompleteAsync().ConfigureAwait(false);
-        await writer.CompleteAsync(error).ConfigureAwait(false);
-    }
-
-    private bool TryDecryptFrame(ref ReadOnlySequence<byte> buffer, PipeWriter writer)
-    {
-        if (buffer.Length < 2)
-            return false;
-        var len = Noise.ReadU16(buffer);
-        if (len < CipherState.TagLength)
-            throw new P2PException(P2PErrorCode.ProtocolViolation, $"Noise transport message of {len} bytes is shorter than its tag");
-        if (buffer.Length < 2 + len)
-            return false;
-        var frame = buffer.Slice(2, len);
-        var dest = writer.GetSpan(len - CipherState.TagLength);
-        bool ok;
-        if (frame.IsSingleSegment)
-        {
-            ok = _recv.Decrypt(default, frame.FirstSpan, dest);
-        }
-        else
-        {
-            var tmp = ArrayPool<byte>.Shared.Rent(len);
-            try
-            {
-                frame.CopyTo(tmp);
-                ok = _recv.Decrypt(default, tmp.AsSpan(0, len), dest);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(tmp);
-            }
-        }
-        if (!ok)
-            throw new P2PException(P2PErrorCode.ProtocolViolation, "Noise transport message failed authentication");
-        writer.Advance(len - CipherState.TagLength);
-        buffer = buffer.Slice(2 + len);
-        return true;
-    }
 
     /// <summary>
     /// Closes the channel: lets queued plaintext drain for up to <paramref name="drainTimeout"/>
@@ -414,8 +337,7 @@ public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
             return;
         await _outbound.DrainAndCompleteAsync(drainTimeout ?? TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         _conn.Abort();
-        _conn.Input.CancelPendingRead();
-        await _readPump.ConfigureAwait(false);
+        _inbound.Close();
         await _conn.DisposeAsync().ConfigureAwait(false);
         _send.Dispose();
         _recv.Dispose();
@@ -599,5 +521,160 @@ internal sealed class NoiseTransportWriter : PipeWriter
         catch (P2PException) { }
         if (MarkCompleted())
             CompleteConnectionOutput();
+    }
+}
+
+/// <summary>
+/// The receiving half of a <see cref="NoiseSecureChannel"/>: when its reader needs bytes it reads the
+/// connection and decrypts every whole transport message there into a plaintext pipe, on the reader's
+/// own thread. Reading nothing, it reads nothing from the socket, so backpressure reaches TCP. One reader
+/// at a time. A failed authentication or a connection that ends inside a message ends the plaintext with
+/// a <see cref="P2PException"/>.
+/// </summary>
+internal sealed class NoiseTransportReader : PipeReader
+{
+    private readonly ITransportConnection _conn;
+    private readonly CipherState _recv;
+    // No pause threshold: how much it holds is bounded by what one connection read decrypts.
+    private readonly Pipe _plain;
+    private ReadOnlySequence<byte> _lastBuffer;
+    private bool _lastFromPlain;
+    private bool _needMore = true;
+    private bool _inputEnded;
+
+    public NoiseTransportReader(ITransportConnection conn, CipherState recv, MemoryPool<byte> pool)
+    {
+        _conn = conn;
+        _recv = recv;
+        _plain = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, minimumSegmentSize: 65536, useSynchronizationContext: false));
+    }
+
+    public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            if ((!_needMore || _inputEnded) && TryReadPlain(out var ready))
+                return ready;
+            ReadResult result;
+            try
+            {
+                result = await _conn.Input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+            {
+                throw new P2PException(P2PErrorCode.ConnectionClosed, $"connection read failed: {e.Message}", e);
+            }
+            if (result.IsCanceled)
+            {
+                _conn.Input.AdvanceTo(result.Buffer.Start);
+                if (TryReadPlain(out var held))
+                    return new ReadResult(held.Buffer, isCanceled: true, held.IsCompleted);
+                _lastFromPlain = false;
+                return new ReadResult(default, isCanceled: true, isCompleted: false);
+            }
+            DecryptAvailable(result);
+            await _plain.Writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            _needMore = false;
+        }
+    }
+
+    private void DecryptAvailable(ReadResult result)
+    {
+        var buffer = result.Buffer;
+        Exception? error = null;
+        try
+        {
+            while (TryDecryptFrame(ref buffer)) { }
+            if (result.IsCompleted && !buffer.IsEmpty)
+                error = new P2PException(P2PErrorCode.ProtocolViolation, "connection ended inside a Noise message");
+        }
+        catch (P2PException e)
+        {
+            error = e;
+        }
+        _conn.Input.AdvanceTo(buffer.Start, buffer.End);
+        if (error is not null || result.IsCompleted)
+        {
+            _inputEnded = true;
+            _plain.Writer.Complete(error);
+        }
+    }
+
+    private bool TryDecryptFrame(ref ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.Length < 2)
+            return false;
+        var len = Noise.ReadU16(buffer);
+        if (len < CipherState.TagLength)
+            throw new P2PException(P2PErrorCode.ProtocolViolation, $"Noise transport message of {len} bytes is shorter than its tag");
+        if (buffer.Length < 2 + len)
+            return false;
+        var frame = buffer.Slice(2, len);
+        var writer = _plain.Writer;
+        var dest = writer.GetSpan(len - CipherState.TagLength);
+        bool ok;
+        if (frame.IsSingleSegment)
+        {
+            ok = _recv.Decrypt(default, frame.FirstSpan, dest);
+        }
+        else
+        {
+            var tmp = ArrayPool<byte>.Shared.Rent(len);
+            try
+            {
+                frame.CopyTo(tmp);
+                ok = _recv.Decrypt(default, tmp.AsSpan(0, len), dest);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(tmp);
+            }
+        }
+        if (!ok)
+            throw new P2PException(P2PErrorCode.ProtocolViolation, "Noise transport message failed authentication");
+        writer.Advance(len - CipherState.TagLength);
+        buffer = buffer.Slice(2 + len);
+        return true;
+    }
+
+    private bool TryReadPlain(out ReadResult result)
+    {
+        if (!_plain.Reader.TryRead(out result))
+            return false;
+        _lastBuffer = result.Buffer;
+        _lastFromPlain = true;
+        return true;
+    }
+
+    public override bool TryRead(out ReadResult result)
+    {
+        if (!_needMore || _inputEnded)
+            return TryReadPlain(out result);
+        result = default;
+        return false;
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        if (!_lastFromPlain)
+            return;
+        // Everything looked at and still not enough: the next read must bring new bytes, not the same ones.
+        _needMore = examined.Equals(_lastBuffer.End);
+        _lastFromPlain = false;
+        _plain.Reader.AdvanceTo(consumed, examined);
+    }
+
+    /// <summary>Stops a pending read: it returns with <see cref="ReadResult.IsCanceled"/> set.</summary>
+    public override void CancelPendingRead() => _conn.Input.CancelPendingRead();
+
+    public override void Complete(Exception? exception = null) => _plain.Reader.Complete(exception);
+
+    /// <summary>Ends the plaintext pipe so its buffers go back to the pool. The reader must have stopped.</summary>
+    internal void Close()
+    {
+        _plain.Writer.Complete();
+        _plain.Reader.Complete();
     }
 }
