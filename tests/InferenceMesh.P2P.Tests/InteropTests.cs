@@ -109,7 +109,15 @@ public class InteropTests
         Assert.Contains("/late/1.0.0", conn.RemoteInfo!.Protocols);
 
         // 64 concurrent streams x 4 MiB, checksummed by js.
-        var results = await Task.WhenAll(Enumerable.Range(1, Streams).Select(i => SendBulkAsync(conn, Size, i, ct))).Within(80);
+        bool[] results;
+        try
+        {
+            results = await Task.WhenAll(Enumerable.Range(1, Streams).Select(i => SendBulkAsync(conn, Size, i, ct))).Within(80);
+        }
+        catch (P2PException e)
+        {
+            throw new Xunit.Sdk.XunitException($"bulk streams to js failed: {e.Message}\njs stderr:\n{js.Stderr}", e);
+        }
         Assert.All(results, Assert.True);
         Assert.DoesNotContain(log.Lines, l => !l.Contains("identify"));
     }

@@ -10,6 +10,9 @@ namespace InferenceMesh.P2P.Tests;
 /// <summary>A MemoryPool that counts what is rented and not yet returned.</summary>
 public sealed class TrackingMemoryPool : MemoryPool<byte>
 {
+    // Where each outstanding buffer was rented, when TRACK_POOL_STACKS=1 (costly, so off by default).
+    private static readonly bool CaptureStacks = Environment.GetEnvironmentVariable("TRACK_POOL_STACKS") == "1";
+    private readonly ConcurrentDictionary<Owner, string> _stacks = new();
     private int _outstanding;
     private long _rented;
 
@@ -21,7 +24,9 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
     {
         Interlocked.Increment(ref _outstanding);
         Interlocked.Increment(ref _rented);
-        return new Owner(this, ArrayPool<byte>.Shared.Rent(minBufferSize <= 0 ? 4096 : minBufferSize));
+        var owner = new Owner(this, ArrayPool<byte>.Shared.Rent(minBufferSize <= 0 ? 4096 : minBufferSize));
+        if (CaptureStacks) _stacks[owner] = Environment.StackTrace;
+        return owner;
     }
 
     protected override void Dispose(bool disposing) { }
@@ -31,7 +36,8 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
     {
         for (var i = 0; i < 100 && Outstanding != 0; i++)
             await Task.Delay(50);
-        Assert.True(Outstanding == 0, $"{Outstanding} pooled buffers not returned (of {Rented} rented)");
+        Assert.True(Outstanding == 0, $"{Outstanding} pooled buffers not returned (of {Rented} rented)" +
+            (CaptureStacks ? "; rented at:\n" + string.Join("\n---\n", _stacks.Values) : "; set TRACK_POOL_STACKS=1 to see where they were rented"));
     }
 
     private sealed class Owner(TrackingMemoryPool pool, byte[] array) : IMemoryOwner<byte>
@@ -44,6 +50,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
             var a = Interlocked.Exchange(ref _array, null);
             if (a is null) return;
             ArrayPool<byte>.Shared.Return(a);
+            pool._stacks.TryRemove(this, out _);
             Interlocked.Decrement(ref pool._outstanding);
         }
     }

@@ -572,19 +572,23 @@ internal sealed class NoiseTransportReader : PipeReader
                 _lastFromPlain = false;
                 return new ReadResult(default, isCanceled: true, isCompleted: false);
             }
-            DecryptAvailable(result);
-            await _plain.Writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
-            _needMore = false;
+            if (DecryptAvailable(result) > 0)
+            {
+                await _plain.Writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                _needMore = false;
+            }
         }
     }
 
-    private void DecryptAvailable(ReadResult result)
+    /// <summary>Decrypts every whole message in <paramref name="result"/>; returns how many.</summary>
+    private int DecryptAvailable(ReadResult result)
     {
         var buffer = result.Buffer;
+        var messages = 0;
         Exception? error = null;
         try
         {
-            while (TryDecryptFrame(ref buffer)) { }
+            while (TryDecryptFrame(ref buffer)) messages++;
             if (result.IsCompleted && !buffer.IsEmpty)
                 error = new P2PException(P2PErrorCode.ProtocolViolation, "connection ended inside a Noise message");
         }
@@ -598,6 +602,7 @@ internal sealed class NoiseTransportReader : PipeReader
             _inputEnded = true;
             _plain.Writer.Complete(error);
         }
+        return messages;
     }
 
     private bool TryDecryptFrame(ref ReadOnlySequence<byte> buffer)
