@@ -31,13 +31,6 @@ public sealed record YamuxOptions
     /// <summary>Bytes an application may write to a stream ahead of the wire before its FlushAsync waits.</summary>
     public int StreamWriteBuffer { get; init; } = 1024 * 1024;
 
-    /// <summary>
-    /// Size of each buffer a stream's pipes take from the pool while bytes are in flight (idle streams hold
-    /// none; a stream holding a few bytes still holds one whole buffer). 64 KiB carried about 1.3× the
-    /// one-stream throughput of 4 KiB on loopback (docs/BENCHMARKS.md).
-    /// </summary>
-    public int StreamSegmentSize { get; init; } = 64 * 1024;
-
     /// <summary>Most control frames (window updates, pings, resets) queued unsent; a peer that makes more is cut off.</summary>
     public int MaxQueuedControlFrames { get; init; } = 16 * 1024;
 
@@ -51,7 +44,7 @@ public sealed record YamuxOptions
     {
         if (MaxStreamWindow < InitialWindow)
             throw new ArgumentOutOfRangeException(nameof(MaxStreamWindow), "must be at least 256 KiB");
-        if (MaxConcurrentStreams < 1 || MaxUnackedOutboundStreams < 1 || MaxFrameSize < 1024 || StreamWriteBuffer < 1024 || StreamSegmentSize < 1024)
+        if (MaxConcurrentStreams < 1 || MaxUnackedOutboundStreams < 1 || MaxFrameSize < 1024 || StreamWriteBuffer < 1024)
             throw new ArgumentOutOfRangeException(nameof(MaxConcurrentStreams), "Yamux limits must be positive");
     }
 }
