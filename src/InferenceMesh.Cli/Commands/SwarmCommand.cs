@@ -2,10 +2,6 @@ using System.CommandLine;
 using System.Text.Json;
 using InferenceMesh.Cli.Swarm;
 using InferenceMesh.Core;
-using InferenceMesh.Node;
-using InferenceMesh.Onnx;
-using InferenceMesh.P2P.Identity;
-using Spectre.Console;
 
 namespace InferenceMesh.Cli.Commands;
 
