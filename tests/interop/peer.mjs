@@ -7,22 +7,7 @@
 //                                                          with the digest checked, then with a discard sink
 // The process stays up until stdin closes (listen mode) or the dial run ends (dial mode).
 
-// js-libp2p 3.x needs Promise.withResolvers (Node 22); polyfill it for Node 20 before loading it.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function () {
-    let resolve, reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
-
-const { createLibp2p } = await import('libp2p')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify, identifyPush } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
-const { multiaddr } = await import('@multiformats/multiaddr')
+import { createLibp2p, tcp, noise, yamux, identify, identifyPush, ping, multiaddr } from './libp2p-modules.mjs'
 const { createHash } = await import('node:crypto')
 
 const BULK = '/inferencemesh/test/bulk/1.0.0'

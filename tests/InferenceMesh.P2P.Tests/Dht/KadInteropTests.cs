@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
@@ -10,7 +9,7 @@ namespace InferenceMesh.P2P.Tests.Dht;
 
 /// <summary>
 /// C# DHT peers and a js-libp2p @libp2p/kad-dht 16.x server in one DHT on /ipfs/kad/1.0.0, both directions.
-/// The js side comes from tests/interop (npm ci --prefix tests/interop), or from the folder INFERENCEMESH_KAD_INTEROP names.
+/// The js side is tests/interop/kad-peer.mjs with the packages of <c>npm ci --prefix tests/interop</c>.
 /// </summary>
 public sealed class KadInteropTests(ITestOutputHelper output)
 {
@@ -19,8 +18,6 @@ public sealed class KadInteropTests(ITestOutputHelper output)
         private readonly Process _process;
         private readonly ITestOutputHelper _output;
 
-        private string? _script;
-
         private JsKadPeer(Process p, ITestOutputHelper output) { _process = p; _output = output; }
 
         public PeerId PeerId { get; private set; } = null!;
@@ -28,10 +25,7 @@ public sealed class KadInteropTests(ITestOutputHelper output)
 
         public static async Task<JsKadPeer> StartAsync(string dir, ITestOutputHelper output)
         {
-            // node resolves packages from the script's folder upwards, so the script runs from inside dir
-            var script = Path.Combine(dir, $".kad-peer-{Environment.ProcessId}.mjs");
-            File.Copy(ScriptPath(), script, overwrite: true);
-            var psi = new ProcessStartInfo("node", [script])
+            var psi = new ProcessStartInfo("node", [Path.Combine(dir, "kad-peer.mjs")])
             {
                 RedirectStandardInput = true,
                 RedirectStandardOutput = true,
@@ -41,7 +35,7 @@ public sealed class KadInteropTests(ITestOutputHelper output)
             var p = Process.Start(psi)!;
             p.ErrorDataReceived += (_, e) => { if (e.Data is not null) try { output.WriteLine("js: " + e.Data); } catch (InvalidOperationException) { } };
             p.BeginErrorReadLine();
-            var peer = new JsKadPeer(p, output) { _script = script };
+            var peer = new JsKadPeer(p, output);
             var ready = await peer.ReadAsync();
             peer.PeerId = PeerId.Parse(ready.GetProperty("peerId").GetString()!);
             peer.Address = Multiaddr.Parse(ready.GetProperty("addrs")[0].GetString()!).WithPeerId(peer.PeerId);
@@ -70,10 +64,7 @@ public sealed class KadInteropTests(ITestOutputHelper output)
             try { _process.StandardInput.Close(); } catch (IOException) { }
             if (!_process.WaitForExit(5000)) _process.Kill(entireProcessTree: true);
             _process.Dispose();
-            if (_script is not null) File.Delete(_script);
         }
-
-        private static string ScriptPath([CallerFilePath] string here = "") => Path.Combine(Path.GetDirectoryName(here)!, "interop", "kad-peer.mjs");
     }
 
     private static async Task<(Libp2pHost Host, KadDht Dht, Ed25519KeyPair Key)> StartCSharpAsync()
@@ -94,7 +85,7 @@ public sealed class KadInteropTests(ITestOutputHelper output)
     [Fact]
     public async Task CSharp_and_js_kad_dht_peers_share_one_dht()
     {
-        var dir = Environment.GetEnvironmentVariable("INFERENCEMESH_KAD_INTEROP") is { Length: > 0 } configured ? configured : JsPeer.InteropDir();
+        var dir = JsPeer.InteropDir();
         if (!Directory.Exists(Path.Combine(dir, "node_modules", "@libp2p", "kad-dht")))
             Assert.Fail($"@libp2p/kad-dht is not installed in {dir}/node_modules: run `npm ci --prefix tests/interop` (needs Node >= 20).");
         await using var js = await JsKadPeer.StartAsync(dir, output);

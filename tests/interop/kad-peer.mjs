@@ -1,21 +1,8 @@
-// js-libp2p kad-dht peer (server mode) for KadInteropTests. Copied next to a node_modules that holds
-// libp2p 3.x, @libp2p/tcp, noise, yamux, identify, ping and @libp2p/kad-dht 16.x, then run with node.
+// js-libp2p kad-dht peer (server mode) for KadInteropTests, run from tests/interop after
+// `npm ci --prefix tests/interop` (libp2p 3.x and @libp2p/kad-dht 16.x).
 // Prints {"event":"ready",...}; then reads one JSON command per stdin line and answers one JSON line each.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function () {
-    let resolve, reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
-const { createLibp2p } = await import('libp2p')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
+import { createLibp2p, tcp, noise, yamux, identify, ping, multiaddr } from './libp2p-modules.mjs'
 const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
-const { multiaddr } = await import('@multiformats/multiaddr')
 const { peerIdFromString } = await import('@libp2p/peer-id')
 const { CID } = await import('multiformats/cid')
 const readline = await import('node:readline')
