@@ -10,7 +10,7 @@ namespace InferenceMesh.P2P.Tests;
 /// <summary>A MemoryPool that counts what is rented and not yet returned.</summary>
 public sealed class TrackingMemoryPool : MemoryPool<byte>
 {
-    // Where each outstanding buffer was rented, when TRACK_POOL_STACKS=1 (costly, so off by default).
+    // Each outstanding buffer's requested size, or where it was rented when TRACK_POOL_STACKS=1 (costly, so off by default).
     private static readonly bool CaptureStacks = Environment.GetEnvironmentVariable("TRACK_POOL_STACKS") == "1";
     private readonly ConcurrentDictionary<Owner, string> _stacks = new();
     private int _outstanding;
@@ -25,7 +25,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
         Interlocked.Increment(ref _outstanding);
         Interlocked.Increment(ref _rented);
         var owner = new Owner(this, ArrayPool<byte>.Shared.Rent(minBufferSize <= 0 ? 4096 : minBufferSize));
-        if (CaptureStacks) _stacks[owner] = Environment.StackTrace;
+        _stacks[owner] = CaptureStacks ? Environment.StackTrace : $"{minBufferSize} bytes asked";
         return owner;
     }
 
@@ -37,7 +37,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
         for (var i = 0; i < 100 && Outstanding != 0; i++)
             await Task.Delay(50);
         Assert.True(Outstanding == 0, $"{Outstanding} pooled buffers not returned (of {Rented} rented)" +
-            (CaptureStacks ? "; rented at:\n" + string.Join("\n---\n", _stacks.Values) : "; set TRACK_POOL_STACKS=1 to see where they were rented"));
+            "; rented as:\n" + string.Join("\n---\n", _stacks.Values) + (CaptureStacks ? "" : "\n(set TRACK_POOL_STACKS=1 to see where they were rented)"));
     }
 
     private sealed class Owner(TrackingMemoryPool pool, byte[] array) : IMemoryOwner<byte>

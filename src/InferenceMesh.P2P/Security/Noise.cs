@@ -467,7 +467,27 @@ internal sealed class NoiseTransportWriter : PipeWriter
         }
         if (!MarkCompleted())
             return;
-        CompleteConnectionOutput();
+        CompleteConnectionOutput(null);
+    }
+
+    /// <summary>Sends what is buffered, then ends the write side; a connection that fails meanwhile is no error here.</summary>
+    public override async ValueTask CompleteAsync(Exception? exception = null)
+    {
+        if (_completed)
+            return;
+        Exception? failed = null;
+        try
+        {
+            var result = await FlushAsync().ConfigureAwait(false);
+            if (result.IsCanceled || result.IsCompleted)
+                failed = new P2PException(P2PErrorCode.ConnectionClosed, "connection closed before the last bytes were sent");
+        }
+        catch (P2PException e)
+        {
+            failed = e;
+        }
+        if (MarkCompleted())
+            CompleteConnectionOutput(failed);
     }
 
     private bool MarkCompleted()
@@ -481,12 +501,15 @@ internal sealed class NoiseTransportWriter : PipeWriter
         }
     }
 
-    private void CompleteConnectionOutput()
+    /// <param name="failed">
+    /// Why the last flush failed, or null. The socket writer's Complete writes what it still holds and, should
+    /// that write fail, keeps its pooled buffers; completing it with the failure discards them instead.
+    /// </param>
+    private void CompleteConnectionOutput(Exception? failed)
     {
         try
         {
-            // Completing flushes what is left; a remote that already closed makes that fail, which is no error here.
-            _conn.Output.Complete();
+            _conn.Output.Complete(failed);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
         {
@@ -503,24 +526,26 @@ internal sealed class NoiseTransportWriter : PipeWriter
         if (_completed)
             return;
         var flush = FlushAsync().AsTask();
+        Exception? failed = null;
         try
         {
             await flush.WaitAsync(timeout).ConfigureAwait(false);
         }
-        catch (TimeoutException)
+        catch (TimeoutException e)
         {
             // The remote does not read: give up on it rather than hold the close.
+            failed = e;
             CancelPendingFlush();
             _conn.Abort();
         }
-        catch (P2PException)
+        catch (P2PException e)
         {
-            // The connection is already gone.
+            failed = e; // the connection is already gone
         }
         try { await flush.ConfigureAwait(false); }
         catch (P2PException) { }
         if (MarkCompleted())
-            CompleteConnectionOutput();
+            CompleteConnectionOutput(failed);
     }
 }
 

@@ -121,8 +121,9 @@ internal sealed class TcpConnection : ITransportConnection
         Input.Complete();
         try
         {
-            // Completing the writer flushes what is left into a socket that may already be closed.
-            Output.Complete();
+            // The socket is closed: completing with an error discards what is left (and returns its pooled
+            // buffers) instead of writing it, which would fail and keep them.
+            Output.Complete(new ObjectDisposedException(nameof(TcpConnection)));
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
