@@ -72,6 +72,49 @@ public class HostileInputTests
     }
 
     [Fact]
+    public async Task A_Remote_That_Never_Reads_Does_Not_Hold_The_Close()
+    {
+        // The remote completes the Noise handshake over TCP and then reads nothing, so our socket fills up and
+        // the stream's writer blocks inside a socket flush. Closing must still end in bounded time and give
+        // every pooled buffer back.
+        var pool = new TrackingMemoryPool();
+        var tcp = new TcpTransport(pool);
+        await using var listener = await tcp.ListenAsync(Multiaddr.Parse("/ip4/127.0.0.1/tcp/0"), default);
+        var accept = listener.AcceptAsync(default).AsTask();
+        var rawA = await tcp.DialAsync(listener.ListenAddress, default);
+        var rawB = await accept;
+        using var keyA = Ed25519KeyPair.Generate();
+        using var keyB = Ed25519KeyPair.Generate();
+        using var noiseA = new NoiseIdentity(keyA);
+        using var noiseB = new NoiseIdentity(keyB);
+        var responding = Noise.RespondAsync(rawB, noiseB, [], pool, default);
+        var channelA = await Noise.InitiateAsync(rawA, noiseA, [], keyB.PeerId, pool, default);
+        var channelB = await responding;
+
+        var session = new YamuxSession(channelA, isClient: true, new YamuxOptions { Pool = pool });
+        session.Start();
+        var stream = await session.OpenStreamAsync();
+        var chunk = new byte[64 * 1024];
+        var writing = Task.Run(async () =>
+        {
+            for (var i = 0; i < 4096; i++)
+                if ((await stream.Output.WriteAsync(chunk)).IsCompleted) return;
+        });
+        // Wait until the socket and the stream's buffer are full: the writer stops making progress.
+        await Task.WhenAny(writing, Task.Delay(TimeSpan.FromSeconds(2)));
+        Assert.False(writing.IsCompleted, "256 MiB should not fit into a socket nobody reads");
+
+        var closing = System.Diagnostics.Stopwatch.StartNew();
+        await session.DisposeAsync().AsTask().Within(15);
+        await channelA.CloseAsync().AsTask().Within(5);
+        Assert.True(closing.Elapsed < TimeSpan.FromSeconds(10), $"closing took {closing.Elapsed}");
+        await Assert.ThrowsAnyAsync<Exception>(() => writing.Within(10));
+        await stream.DisposeAsync();
+        await channelB.CloseAsync(TimeSpan.Zero);
+        await pool.AssertAllReturnedAsync();
+    }
+
+    [Fact]
     public async Task Yamux_Reused_Stream_Id() =>
         Assert.Contains("reused stream id 1", (await SessionFailsWith(Frame(0, 1, YamuxFlags.Syn, 1, 0), Frame(0, 1, YamuxFlags.Syn, 1, 0))).Message);
 

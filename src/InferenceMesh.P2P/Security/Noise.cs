@@ -290,7 +290,6 @@ public static class Noise
 /// </summary>
 public sealed class NoiseSecureChannel : IDuplexPipe, IAsyncDisposable
 {
-    private const int MaxPlaintext = Noise.MaxTransportMessage - CipherState.TagLength;
     private readonly ITransportConnection _conn;
     private readonly CipherState _send;
     private readonly CipherState _recv;
@@ -457,7 +456,10 @@ internal sealed class NoiseTransportWriter : PipeWriter
         catch (ObjectDisposedException) { }
     }
 
-    /// <summary>Seals what is buffered and ends the write side: the remote reads EOF after it.</summary>
+    /// <summary>
+    /// Seals what is buffered and ends the write side: the remote reads EOF after it. What is left goes out
+    /// with a blocking socket write; <see cref="CompleteAsync"/> bounds the wait instead.
+    /// </summary>
     public override void Complete(Exception? exception = null)
     {
         if (_buffered > 0 && !_completed)
@@ -470,25 +472,8 @@ internal sealed class NoiseTransportWriter : PipeWriter
         CompleteConnectionOutput(null);
     }
 
-    /// <summary>Sends what is buffered, then ends the write side; a connection that fails meanwhile is no error here.</summary>
-    public override async ValueTask CompleteAsync(Exception? exception = null)
-    {
-        if (_completed)
-            return;
-        Exception? failed = null;
-        try
-        {
-            var result = await FlushAsync().ConfigureAwait(false);
-            if (result.IsCanceled || result.IsCompleted)
-                failed = new P2PException(P2PErrorCode.ConnectionClosed, "connection closed before the last bytes were sent");
-        }
-        catch (P2PException e)
-        {
-            failed = e;
-        }
-        if (MarkCompleted())
-            CompleteConnectionOutput(failed);
-    }
+    /// <summary>Sends what is buffered for up to a second, then ends the write side; a remote that does not read is cut off.</summary>
+    public override ValueTask CompleteAsync(Exception? exception = null) => DrainAndCompleteAsync(TimeSpan.FromSeconds(1));
 
     private bool MarkCompleted()
     {
@@ -519,7 +504,7 @@ internal sealed class NoiseTransportWriter : PipeWriter
 
     /// <summary>
     /// Sends what is still buffered, waiting at most <paramref name="timeout"/> for the connection to take
-    /// it, then ends the write side. Called by the channel's close, after the owner stopped writing.
+    /// it (then aborting the connection), and ends the write side. The owner must have stopped writing.
     /// </summary>
     internal async ValueTask DrainAndCompleteAsync(TimeSpan timeout)
     {
@@ -529,7 +514,9 @@ internal sealed class NoiseTransportWriter : PipeWriter
         Exception? failed = null;
         try
         {
-            await flush.WaitAsync(timeout).ConfigureAwait(false);
+            var result = await flush.WaitAsync(timeout).ConfigureAwait(false);
+            if (result.IsCanceled || result.IsCompleted)
+                failed = new P2PException(P2PErrorCode.ConnectionClosed, "connection closed before the last bytes were sent");
         }
         catch (TimeoutException e)
         {
