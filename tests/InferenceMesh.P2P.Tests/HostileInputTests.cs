@@ -78,18 +78,8 @@ public class HostileInputTests
         // the stream's writer blocks inside a socket flush. Closing must still end in bounded time and give
         // every pooled buffer back.
         var pool = new TrackingMemoryPool();
-        var tcp = new TcpTransport(pool);
-        await using var listener = await tcp.ListenAsync(Multiaddr.Parse("/ip4/127.0.0.1/tcp/0"), default);
-        var accept = listener.AcceptAsync(default).AsTask();
-        var rawA = await tcp.DialAsync(listener.ListenAddress, default);
-        var rawB = await accept;
-        using var keyA = Ed25519KeyPair.Generate();
-        using var keyB = Ed25519KeyPair.Generate();
-        using var noiseA = new NoiseIdentity(keyA);
-        using var noiseB = new NoiseIdentity(keyB);
-        var responding = Noise.RespondAsync(rawB, noiseB, [], pool, default);
-        var channelA = await Noise.InitiateAsync(rawA, noiseA, [], keyB.PeerId, pool, default);
-        var channelB = await responding;
+        var noise = await NoiseTcpPair.CreateAsync(pool);
+        var channelA = noise.Initiator;
 
         var session = new YamuxSession(channelA, isClient: true, new YamuxOptions { Pool = pool });
         session.Start();
@@ -110,7 +100,7 @@ public class HostileInputTests
         Assert.True(closing.Elapsed < TimeSpan.FromSeconds(10), $"closing took {closing.Elapsed}");
         await Assert.ThrowsAnyAsync<Exception>(() => writing.Within(10));
         await stream.DisposeAsync();
-        await channelB.CloseAsync(TimeSpan.Zero);
+        await noise.DisposeAsync();
         await pool.AssertAllReturnedAsync();
     }
 

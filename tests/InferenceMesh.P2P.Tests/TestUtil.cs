@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Muxing;
+using InferenceMesh.P2P.Security;
 using InferenceMesh.P2P.Transport;
 
 namespace InferenceMesh.P2P.Tests;
@@ -12,7 +13,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
 {
     // Each outstanding buffer's requested size, or where it was rented when TRACK_POOL_STACKS=1 (costly, so off by default).
     private static readonly bool CaptureStacks = Environment.GetEnvironmentVariable("TRACK_POOL_STACKS") == "1";
-    private readonly ConcurrentDictionary<Owner, string> _stacks = new();
+    private readonly ConcurrentDictionary<Owner, string> _rentals = new();
     private int _outstanding;
     private long _rented;
 
@@ -25,7 +26,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
         Interlocked.Increment(ref _outstanding);
         Interlocked.Increment(ref _rented);
         var owner = new Owner(this, ArrayPool<byte>.Shared.Rent(minBufferSize <= 0 ? 4096 : minBufferSize));
-        _stacks[owner] = CaptureStacks ? Environment.StackTrace : $"{minBufferSize} bytes asked";
+        _rentals[owner] = CaptureStacks ? Environment.StackTrace : $"{minBufferSize} bytes asked";
         return owner;
     }
 
@@ -37,7 +38,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
         for (var i = 0; i < 100 && Outstanding != 0; i++)
             await Task.Delay(50);
         Assert.True(Outstanding == 0, $"{Outstanding} pooled buffers not returned (of {Rented} rented)" +
-            "; rented as:\n" + string.Join("\n---\n", _stacks.Values) + (CaptureStacks ? "" : "\n(set TRACK_POOL_STACKS=1 to see where they were rented)"));
+            "; rented as:\n" + string.Join("\n---\n", _rentals.Values) + (CaptureStacks ? "" : "\n(set TRACK_POOL_STACKS=1 to see where they were rented)"));
     }
 
     private sealed class Owner(TrackingMemoryPool pool, byte[] array) : IMemoryOwner<byte>
@@ -50,7 +51,7 @@ public sealed class TrackingMemoryPool : MemoryPool<byte>
             var a = Interlocked.Exchange(ref _array, null);
             if (a is null) return;
             ArrayPool<byte>.Shared.Return(a);
-            pool._stacks.TryRemove(this, out _);
+            pool._rentals.TryRemove(this, out _);
             Interlocked.Decrement(ref pool._outstanding);
         }
     }
@@ -61,6 +62,46 @@ public sealed class LogSink
 {
     public ConcurrentQueue<string> Lines { get; } = new();
     public void Add(string line) => Lines.Enqueue(line);
+}
+
+/// <summary>Two Noise channels over a loopback TCP connection, with the keys they were made from.</summary>
+public sealed class NoiseTcpPair : IAsyncDisposable
+{
+    private readonly IDisposable[] _keys;
+
+    private NoiseTcpPair(NoiseSecureChannel initiator, NoiseSecureChannel responder, IDisposable[] keys)
+    {
+        Initiator = initiator;
+        Responder = responder;
+        _keys = keys;
+    }
+
+    public NoiseSecureChannel Initiator { get; }
+    public NoiseSecureChannel Responder { get; }
+
+    public static async Task<NoiseTcpPair> CreateAsync(MemoryPool<byte> pool)
+    {
+        var tcp = new TcpTransport(pool);
+        await using var listener = await tcp.ListenAsync(Multiaddr.Parse("/ip4/127.0.0.1/tcp/0"), default);
+        var accept = listener.AcceptAsync(default).AsTask();
+        var rawA = await tcp.DialAsync(listener.ListenAddress, default);
+        var rawB = await accept;
+        var keyA = Ed25519KeyPair.Generate();
+        var keyB = Ed25519KeyPair.Generate();
+        var noiseA = new NoiseIdentity(keyA);
+        var noiseB = new NoiseIdentity(keyB);
+        var responding = Noise.RespondAsync(rawB, noiseB, [], pool, default);
+        var initiator = await Noise.InitiateAsync(rawA, noiseA, [], keyB.PeerId, pool, default);
+        return new NoiseTcpPair(initiator, await responding, [noiseA, noiseB, keyA, keyB]);
+    }
+
+    /// <summary>Closes both channels (each waits up to a second for unsent bytes).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await Initiator.CloseAsync();
+        await Responder.CloseAsync();
+        foreach (var k in _keys) k.Dispose();
+    }
 }
 
 public static class TestHosts

@@ -31,24 +31,9 @@ public sealed class MuxerPair : IAsyncDisposable
                 cleanup.Add(cb.DisposeAsync);
                 break;
             case "noise-tcp":
-                var tcp = new TcpTransport(pool);
-                await using (var listener = await tcp.ListenAsync(Multiaddr.Parse("/ip4/127.0.0.1/tcp/0"), default))
-                {
-                    var accept = listener.AcceptAsync(default).AsTask();
-                    var ra = await tcp.DialAsync(listener.ListenAddress, default);
-                    var rb = await accept;
-                    var ka = Ed25519KeyPair.Generate();
-                    var kb = Ed25519KeyPair.Generate();
-                    var na = new NoiseIdentity(ka);
-                    var nb = new NoiseIdentity(kb);
-                    var sb = Noise.RespondAsync(rb, nb, [], pool, default);
-                    var sa = await Noise.InitiateAsync(ra, na, [], kb.PeerId, pool, default);
-                    var sbr = await sb;
-                    (pa, pb) = (sa, sbr);
-                    cleanup.Add(() => sa.CloseAsync());
-                    cleanup.Add(() => sbr.CloseAsync());
-                    cleanup.Add(() => { na.Dispose(); nb.Dispose(); ka.Dispose(); kb.Dispose(); return ValueTask.CompletedTask; });
-                }
+                var noise = await NoiseTcpPair.CreateAsync(pool);
+                (pa, pb) = (noise.Initiator, noise.Responder);
+                cleanup.Add(noise.DisposeAsync);
                 break;
             default:
                 throw new ArgumentException(stack);

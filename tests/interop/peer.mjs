@@ -47,14 +47,8 @@ async function serveDiscard (stream) {
 await node.handle(DISCARD, (stream) => serveDiscard(stream).catch(e => process.stderr.write(`discard handler: ${e}\n`)))
 
 async function sendDiscard (conn, data) {
-  const stream = await conn.newStream(DISCARD)
-  for (let off = 0; off < data.length; off += 65536) {
-    if (!stream.send(data.subarray(off, Math.min(data.length, off + 65536)))) await stream.onDrain()
-  }
-  await stream.close()
-  const parts = []
-  for await (const chunk of stream) parts.push(Buffer.from(chunk.subarray ? chunk.subarray() : chunk))
-  return Number(Buffer.concat(parts).readBigInt64LE(0)) === data.length
+  const reply = await sendAndReadReply(conn, DISCARD, data)
+  return Number(reply.readBigInt64LE(0)) === data.length
 }
 
 // Untimed warm-up, then the median of three timed runs (the C# rows are measured the same way).
@@ -100,16 +94,20 @@ async function sendBulk (conn, size, seed) {
 
 // Sends prepared bytes and checks the digest the other side answers: the benchmark times only this.
 async function sendData (conn, data, expected) {
-  const size = data.length
-  const stream = await conn.newStream(BULK, { maxOutboundStreams: 256 })
-  for (let off = 0; off < size; off += 65536) {
-    if (!stream.send(data.subarray(off, Math.min(size, off + 65536)))) await stream.onDrain()
+  const reply = await sendAndReadReply(conn, BULK, data)
+  return reply.toString('hex') === expected
+}
+
+// Opens a stream for the protocol, sends the bytes, half-closes, and returns everything the other side answers.
+async function sendAndReadReply (conn, protocol, data) {
+  const stream = await conn.newStream(protocol, { maxOutboundStreams: 256 })
+  for (let off = 0; off < data.length; off += 65536) {
+    if (!stream.send(data.subarray(off, Math.min(data.length, off + 65536)))) await stream.onDrain()
   }
   await stream.close()
   const parts = []
   for await (const chunk of stream) parts.push(Buffer.from(chunk.subarray ? chunk.subarray() : chunk))
-  const got = Buffer.concat(parts).toString('hex')
-  return got === expected
+  return Buffer.concat(parts)
 }
 
 if (config.mode === 'listen') {

@@ -381,12 +381,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     if (_goAwaySent)
                         break;
                     var output = _pipe.Output;
-                    while (reader.TryRead(out var h))
-                    {
-                        Interlocked.Decrement(ref _queuedControl);
-                        h.Write(output.GetSpan(YamuxHeader.Size));
-                        output.Advance(YamuxHeader.Size);
-                    }
+                    WriteQueuedControl(output);
                     var r = await output.FlushAsync().ConfigureAwait(false);
                     if (r.IsCompleted || r.IsCanceled)
                         break;
@@ -400,6 +395,17 @@ public sealed class YamuxSession : IAsyncDisposable
         catch (Exception e) when (e is InvalidOperationException or P2PException or IOException or ObjectDisposedException)
         {
             // The output ended; the read loop reports why.
+        }
+    }
+
+    /// <summary>Writes every queued control frame into <paramref name="output"/> without flushing; the caller holds the write lock.</summary>
+    private void WriteQueuedControl(PipeWriter output)
+    {
+        while (_control.Reader.TryRead(out var h))
+        {
+            Interlocked.Decrement(ref _queuedControl);
+            h.Write(output.GetSpan(YamuxHeader.Size));
+            output.Advance(YamuxHeader.Size);
         }
     }
 
@@ -450,13 +456,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     return;
                 _goAwaySent = true;
                 var output = _pipe.Output;
-                // Control frames queued before the GoAway (an ACK to a SYN just read) go out first.
-                while (_control.Reader.TryRead(out var queued))
-                {
-                    Interlocked.Decrement(ref _queuedControl);
-                    queued.Write(output.GetSpan(YamuxHeader.Size));
-                    output.Advance(YamuxHeader.Size);
-                }
+                WriteQueuedControl(output); // an ACK to a SYN just read goes out ahead of the GoAway
                 new YamuxHeader(0, YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(output.GetSpan(YamuxHeader.Size));
                 output.Advance(YamuxHeader.Size);
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));

@@ -41,7 +41,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
         IsInbound = inbound;
         _acked = inbound; // we ACK inbound streams ourselves at once
         var pool = session.Pool;
-        // Small segments suit the mesh's small messages; large payloads get buffers sized for them (OnData, FrameSizedWriter).
+        // Small segments suit the mesh's small messages; large payloads get buffers sized for them (WriteInSizedBuffers).
         const int segment = 4096;
         _inbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, minimumSegmentSize: segment, useSynchronizationContext: false));
         _outbound = new Pipe(new PipeOptions(pool, pauseWriterThreshold: session.Options.StreamWriteBuffer,
@@ -97,18 +97,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
             {
                 _buffered += data.Length;
                 var w = _inbound.Writer;
-                // A large payload goes into one buffer sized for it, small ones share the small segments.
-                var span = w.GetSpan((int)Math.Min(data.Length, _session.Options.MaxFrameSize));
-                if (data.Length <= span.Length)
-                {
-                    data.CopyTo(span);
-                    w.Advance((int)data.Length);
-                }
-                else
-                {
-                    foreach (var seg in data)
-                        w.Write(seg.Span);
-                }
+                WriteInSizedBuffers(w, data, _session.Options.MaxFrameSize);
                 _ = w.FlushAsync(); // never waits: pauseWriterThreshold is 0, the window bounds the buffer
             }
         }
@@ -421,16 +410,24 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
 
         public override ValueTask<FlushResult> WriteAsync(ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default)
         {
-            var rest = source.Span;
-            while (!rest.IsEmpty)
-            {
-                var span = inner.GetSpan(Math.Min(rest.Length, maxChunk));
-                var n = Math.Min(span.Length, rest.Length);
-                rest[..n].CopyTo(span);
-                inner.Advance(n);
-                rest = rest[n..];
-            }
+            WriteInSizedBuffers(inner, new ReadOnlySequence<byte>(source), maxChunk);
             return inner.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="data"/> into <paramref name="writer"/> asking for buffers as large as what is
+    /// left (up to <paramref name="maxBuffer"/>), so a 64 KiB payload lands in one buffer, not sixteen small segments.
+    /// </summary>
+    private static void WriteInSizedBuffers(PipeWriter writer, ReadOnlySequence<byte> data, int maxBuffer)
+    {
+        while (!data.IsEmpty)
+        {
+            var span = writer.GetSpan((int)Math.Min(data.Length, maxBuffer));
+            var n = (int)Math.Min(span.Length, data.Length);
+            data.Slice(0, n).CopyTo(span);
+            writer.Advance(n);
+            data = data.Slice(n);
         }
     }
 }
