@@ -4,7 +4,9 @@
 //                                                          stdin line "handle <protocol>" adds a handler (identify-push)
 //   {"mode":"dial","target":"/ip4/../p2p/..","early":true,"streams":64,"size":4194304}
 //   {"mode":"dial","target":"..","handshakes":50,"size":268435456}   benchmark: handshake median, one-stream MB/s
-//                                                          with the digest checked, then with a discard sink
+//                                                          with the digest checked, then with a discard sink;
+//                                                          with "rounds":true it then waits for stdin lines "discard",
+//                                                          each one timed discard run (interleaved with the C# runs)
 // The process stays up until stdin closes (listen mode) or the dial run ends (dial mode).
 
 import { createLibp2p, tcp, noise, yamux, identify, identifyPush, ping, multiaddr } from './libp2p-modules.mjs'
@@ -63,6 +65,17 @@ async function medianOf3 (run) {
   }
   runs.sort((a, b) => a - b)
   return { ok, ms: runs[1] }
+}
+
+// One timed discard run per stdin line "discard", until stdin closes: lets the C# side put its runs between them.
+async function serveRounds (conn, data) {
+  const { createInterface } = await import('node:readline')
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== 'discard') continue
+    const t = performance.now()
+    const ok = await sendDiscard(conn, data)
+    out({ event: 'discard-round', ok, ms: performance.now() - t, bytes: data.length })
+  }
 }
 
 const identified = Promise.withResolvers()
@@ -150,6 +163,7 @@ if (config.mode === 'listen') {
       out({ event: 'throughput', ok: hashed.ok, ms: hashed.ms, bytes: config.size })
       const discarded = await medianOf3(() => sendDiscard(c, data))
       out({ event: 'discard', ok: discarded.ok, ms: discarded.ms, bytes: config.size })
+      if (config.rounds) await serveRounds(c, data)
       await node.stop()
       process.exit(0)
     }
