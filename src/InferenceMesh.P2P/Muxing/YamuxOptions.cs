@@ -25,8 +25,13 @@ public sealed record YamuxOptions
     /// <summary>Most outbound streams not yet acknowledged by the remote; opening more waits (spec: 256).</summary>
     public int MaxUnackedOutboundStreams { get; init; } = 256;
 
-    /// <summary>Most payload bytes in one outbound data frame.</summary>
-    public int MaxFrameSize { get; init; } = 64 * 1024;
+    /// <summary>
+    /// Most payload bytes in one outbound data frame (default 63 KiB). The default leaves room for the frame's
+    /// 12-byte header and Noise's 2-byte length and 16-byte tag, so one full frame is one Noise message and
+    /// one TCP segment on loopback (MSS 65,483 bytes over IPv4): a 64 KiB frame became a full message, a
+    /// 29-byte one and a tiny trailing segment, and one stream carried 10–20% less (docs/BENCHMARKS.md).
+    /// </summary>
+    public int MaxFrameSize { get; init; } = 63 * 1024;
 
     /// <summary>Bytes an application may write to a stream ahead of the wire before its FlushAsync waits.</summary>
     public int StreamWriteBuffer { get; init; } = 1024 * 1024;
