@@ -111,11 +111,11 @@ public static class TestHosts
     public static CancellationToken Token(int seconds = 20) => new CancellationTokenSource(TimeSpan.FromSeconds(seconds)).Token;
 
     public static Libp2pHost Create(MemoryNetwork? network = null, MemoryPool<byte>? pool = null, LogSink? log = null,
-        bool early = true, YamuxOptions? yamux = null, Ed25519KeyPair? key = null)
+        bool early = true, YamuxOptions? yamux = null, Ed25519KeyPair? key = null, Func<Libp2pHostOptions, Libp2pHostOptions>? configure = null)
     {
         var transports = new List<ITransport> { new TcpTransport(pool) };
         if (network is not null) transports.Insert(0, new MemoryTransport(network, pool));
-        return new Libp2pHost(new Libp2pHostOptions
+        var options = new Libp2pHostOptions
         {
             Identity = key ?? Ed25519KeyPair.Generate(),
             Transports = transports,
@@ -124,7 +124,8 @@ public static class TestHosts
             EarlyMuxerNegotiation = early,
             Yamux = yamux ?? new YamuxOptions(),
             HandshakeTimeout = TimeSpan.FromSeconds(10),
-        });
+        };
+        return new Libp2pHost(configure?.Invoke(options) ?? options);
     }
 
     public static Multiaddr Dialable(Libp2pHost host) => host.ListenAddresses[0].WithPeerId(host.PeerId);

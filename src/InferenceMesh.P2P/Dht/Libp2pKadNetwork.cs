@@ -94,7 +94,16 @@ public sealed class Libp2pKadNetwork : IKadNetwork
     private async Task<Libp2pStream> OpenAsync(KadPeer peer, CancellationToken ct)
     {
         if (_host.GetConnection(peer.Id) is { } conn)
-            return await conn.OpenStreamAsync(_protocol, ct).ConfigureAwait(false);
+        {
+            try
+            {
+                return await conn.OpenStreamAsync(_protocol, ct).ConfigureAwait(false);
+            }
+            catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && !conn.AcceptsNewStreams)
+            {
+                // closed as the stream opened (idle on either side): dial afresh below
+            }
+        }
         MeshException? last = null;
         foreach (var addr in peer.Addresses)
         {

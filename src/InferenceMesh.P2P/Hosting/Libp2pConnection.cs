@@ -65,6 +65,12 @@ public sealed class Libp2pConnection : IAsyncDisposable
     /// <summary>True once closed.</summary>
     public bool IsClosed => _session.IsClosed || Volatile.Read(ref _disposed) != 0;
 
+    /// <summary>How long the connection has carried no stream: zero while one is open.</summary>
+    public TimeSpan IdleTime => _session.IdleTime;
+
+    /// <summary>False once closed, closing, or told by the remote (GoAway) that it takes no new streams.</summary>
+    public bool AcceptsNewStreams => !IsClosed && !_session.IsGoingAway;
+
     /// <summary>The latest Identify (or push) from the remote, or null before the first.</summary>
     public IdentifyInfo? RemoteInfo => _remoteInfo;
 

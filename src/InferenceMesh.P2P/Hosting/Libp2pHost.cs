@@ -23,6 +23,9 @@ public sealed class Libp2pHost : IAsyncDisposable
     private readonly ConcurrentDictionary<string, Libp2pStreamHandler> _handlers = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Libp2pConnection, byte> _connections = new();
     private readonly ConcurrentDictionary<PeerId, Task<Libp2pConnection>> _pendingDials = new();
+    // Closes of connections taken out of the pool (idle or trimmed), awaited on dispose.
+    private readonly ConcurrentDictionary<Task, byte> _closing = new();
+    private readonly Task _idleSweep;
     private readonly List<ITransportListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stopping = new();
@@ -35,6 +38,8 @@ public sealed class Libp2pHost : IAsyncDisposable
     public Libp2pHost(Libp2pHostOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.IdleConnectionTimeout <= TimeSpan.Zero && options.IdleConnectionTimeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(options), "IdleConnectionTimeout must be positive or Timeout.InfiniteTimeSpan");
         Options = options;
         _noise = new NoiseIdentity(options.Identity);
         _transports = options.Transports ?? [new TcpTransport(options.Pool)];
@@ -42,6 +47,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         _handlers[IdentifyCodec.ProtocolId] = ServeIdentifyAsync;
         _handlers[IdentifyCodec.PushProtocolId] = ServeIdentifyPushAsync;
         _handlers[PingProtocol.ProtocolId] = ServePingAsync;
+        _idleSweep = options.IdleConnectionTimeout == Timeout.InfiniteTimeSpan ? Task.CompletedTask : Task.Run(CloseIdleConnectionsAsync);
     }
 
     /// <summary>The options in force.</summary>
@@ -109,9 +115,9 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     internal Libp2pStreamHandler? GetHandler(string protocol) => _handlers.GetValueOrDefault(protocol);
 
-    /// <summary>An open connection to <paramref name="peer"/>, or null.</summary>
+    /// <summary>An open connection to <paramref name="peer"/> that takes new streams, or null.</summary>
     public Libp2pConnection? GetConnection(PeerId peer) =>
-        _connections.Keys.FirstOrDefault(c => c.RemotePeer == peer && !c.IsClosed);
+        _connections.Keys.FirstOrDefault(c => c.RemotePeer == peer && c.AcceptsNewStreams);
 
     /// <summary>
     /// Returns a connection to the peer at <paramref name="address"/>: a pooled one when the address names
@@ -140,11 +146,23 @@ public sealed class Libp2pHost : IAsyncDisposable
         }
     }
 
-    /// <summary>Dials (or reuses a connection) and opens a stream for the first of <paramref name="protocols"/> the peer supports. Safe to cancel.</summary>
+    /// <summary>
+    /// Dials (or reuses a connection) and opens a stream for the first of <paramref name="protocols"/> the peer
+    /// supports. A pooled connection that closes as the stream opens (idle on either side) is replaced by
+    /// one fresh dial. Safe to cancel.
+    /// </summary>
     public async Task<Libp2pStream> NewStreamAsync(Multiaddr address, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
         var conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
-        return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+        }
+        catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && address.PeerId is not null && !conn.AcceptsNewStreams)
+        {
+            conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
+            return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -155,7 +173,16 @@ public sealed class Libp2pHost : IAsyncDisposable
     public async Task<Libp2pStream> NewStreamAsync(PeerId peer, IReadOnlyList<Multiaddr> addresses, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
         if (GetConnection(peer) is { } existing)
-            return await existing.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+        {
+            try
+            {
+                return await existing.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+            }
+            catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && !existing.AcceptsNewStreams)
+            {
+                // closed as the stream opened (idle on either side): dial afresh below
+            }
+        }
         Exception? last = null;
         foreach (var address in addresses)
         {
@@ -240,7 +267,7 @@ public sealed class Libp2pHost : IAsyncDisposable
                     : await Multistream.ListenAsync(channel, p => p == YamuxSession.ProtocolId, token).ConfigureAwait(false));
             var session = new YamuxSession(channel, isClient: outbound, _yamux);
             var conn = new Libp2pConnection(this, channel, session, outbound, muxer, early);
-            if (_disposed != 0 || (_connections.Count >= Options.MaxConnections && !outbound))
+            if (_disposed != 0 || (_connections.Count >= Options.MaxConnections && !TryMakeRoom() && !outbound))
             {
                 await session.DisposeAsync().ConfigureAwait(false);
                 await channel.CloseAsync().ConfigureAwait(false);
@@ -285,6 +312,63 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     internal void Remove(Libp2pConnection conn) => _connections.TryRemove(conn, out _);
 
+    // ---------------- idle connections ----------------
+
+    /// <summary>A connection set up this recently is not trimmed: it may be about to open its first stream.</summary>
+    private static readonly TimeSpan MinIdleToTrim = TimeSpan.FromSeconds(1);
+
+    private async Task CloseIdleConnectionsAsync()
+    {
+        var timeout = Options.IdleConnectionTimeout;
+        var period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(15).Ticks));
+        using var timer = new PeriodicTimer(period);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                foreach (var conn in _connections.Keys)
+                {
+                    if (!conn.IsClosed && conn.IdleTime >= timeout)
+                        Close(conn);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // the host is stopping
+        }
+    }
+
+    /// <summary>Closes the live connection idle the longest (at least <see cref="MinIdleToTrim"/>); false when none is.</summary>
+    private bool TryMakeRoom()
+    {
+        Libp2pConnection? idlest = null;
+        var longest = MinIdleToTrim;
+        foreach (var conn in _connections.Keys)
+        {
+            if (conn.IsClosed)
+                continue;
+            var idle = conn.IdleTime;
+            if (idle >= longest)
+            {
+                idlest = conn;
+                longest = idle;
+            }
+        }
+        return idlest is not null && Close(idlest);
+    }
+
+    /// <summary>Takes a connection out of the pool and closes it in the background; false if another caller took it first.</summary>
+    private bool Close(Libp2pConnection conn)
+    {
+        if (!_connections.TryRemove(conn, out _))
+            return false;
+        var closing = conn.DisposeAsync().AsTask();
+        _closing[closing] = 0;
+        _ = closing.ContinueWith(t => _closing.TryRemove(t, out _), TaskScheduler.Default);
+        return true;
+    }
+
     private async Task IdentifyQuietlyAsync(Libp2pConnection conn)
     {
         try
@@ -313,7 +397,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             {
                 return;
             }
-            if (_connections.Count >= Options.MaxConnections)
+            if (_connections.Count >= Options.MaxConnections && !TryMakeRoom())
             {
                 Options.Log?.Invoke($"inbound connection from {raw.RemoteAddress} refused: {Options.MaxConnections} connections open");
                 await raw.DisposeAsync().ConfigureAwait(false);
@@ -385,6 +469,8 @@ public sealed class Libp2pHost : IAsyncDisposable
             await l.DisposeAsync().ConfigureAwait(false);
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
         await Task.WhenAll(_connections.Keys.Select(c => c.DisposeAsync().AsTask())).ConfigureAwait(false);
+        await _idleSweep.ConfigureAwait(false);
+        await Task.WhenAll(_closing.Keys).ConfigureAwait(false);
         _noise.Dispose();
         _stopping.Dispose();
     }

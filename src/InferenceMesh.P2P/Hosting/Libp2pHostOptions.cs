@@ -26,8 +26,18 @@ public sealed record Libp2pHostOptions
     /// <summary>Time for multistream-select on a new stream.</summary>
     public TimeSpan StreamNegotiationTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Most connections at once (both directions); inbound ones beyond it are closed at once.</summary>
+    /// <summary>
+    /// Most connections at once (both directions). A new connection at the limit first closes the one that has
+    /// carried no stream the longest (for at least a second, so one just set up keeps its chance to open its
+    /// first stream); when every connection is busy, an inbound one is refused and an outbound one goes over.
+    /// </summary>
     public int MaxConnections { get; init; } = 256;
+
+    /// <summary>
+    /// A connection that carries no stream for this long is closed (default 1 minute), so peers met once (a
+    /// DHT lookup) do not hold a slot for good; <see cref="Timeout.InfiniteTimeSpan"/> keeps idle connections.
+    /// </summary>
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Run Identify on every new connection.</summary>
     public bool AutoIdentify { get; init; } = true;

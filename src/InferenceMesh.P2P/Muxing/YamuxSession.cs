@@ -33,6 +33,8 @@ public sealed class YamuxSession : IAsyncDisposable
     private int _queuedControl;
     private int _pingId;
     private int _streamCount;
+    // Stopwatch timestamp of the last stream opened or closed: how long the session has been idle.
+    private long _lastStreamChange = Stopwatch.GetTimestamp();
     private volatile bool _remoteGoAway;
     // Set under the write lock once our GoAway is written: it must be the last frame the remote sees.
     private bool _goAwaySent;
@@ -70,6 +72,12 @@ public sealed class YamuxSession : IAsyncDisposable
     /// <summary>Streams currently open (either direction).</summary>
     public int StreamCount => Volatile.Read(ref _streamCount);
 
+    /// <summary>How long the session has had no open stream: zero while one is open, else the time since the last one closed (or since the session began).</summary>
+    public TimeSpan IdleTime => StreamCount > 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStreamChange));
+
+    /// <summary>True once the remote sent GoAway or the session ended: no new stream can be opened on it.</summary>
+    public bool IsGoingAway => _remoteGoAway || _closed;
+
     /// <summary>Completes when the session has ended: successfully after a clean close, faulted with the reason otherwise.</summary>
     public Task Completion => _completion.Task;
 
@@ -104,6 +112,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 Interlocked.Decrement(ref _streamCount);
                 throw new P2PException(P2PErrorCode.LimitExceeded, $"Yamux: {Options.MaxConcurrentStreams} streams already open");
             }
+            MarkStreamChange();
             // Ids are taken and SYNs written under the write lock, so SYNs leave in id order.
             await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
@@ -341,6 +350,7 @@ public sealed class YamuxSession : IAsyncDisposable
             EnqueueControl(new YamuxHeader(0, YamuxFrameType.WindowUpdate, YamuxFlags.Rst, id, 0));
             return null;
         }
+        MarkStreamChange();
         var stream = new YamuxStream(this, id, inbound: true);
         _streams[id] = stream;
         EnqueueControl(new YamuxHeader(0, YamuxFrameType.WindowUpdate, YamuxFlags.Ack, id, 0));
@@ -354,8 +364,13 @@ public sealed class YamuxSession : IAsyncDisposable
     internal void OnStreamClosed(YamuxStream stream)
     {
         if (_streams.TryRemove(stream.Id, out _))
+        {
+            MarkStreamChange();
             Interlocked.Decrement(ref _streamCount);
+        }
     }
+
+    private void MarkStreamChange() => Volatile.Write(ref _lastStreamChange, Stopwatch.GetTimestamp());
 
     // ---------------- writing ----------------
 

@@ -1,0 +1,137 @@
+using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Transport;
+
+namespace InferenceMesh.P2P.Tests;
+
+/// <summary>The host's pool stays bounded: idle connections close, and at the limit the idlest makes room.</summary>
+public class ConnectionLimitTests
+{
+    private static async Task EchoOnceAsync(Libp2pConnection conn, CancellationToken ct)
+    {
+        await using var s = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct);
+        var reading = HostTests.ReadAllAsync(s.Input, ct);
+        await s.Output.WriteAsync(new byte[] { 1, 2, 3 }, ct);
+        await s.Output.CompleteAsync();
+        Assert.Equal(new byte[] { 1, 2, 3 }, await reading.Within());
+    }
+
+    private static async Task<byte> EchoByteAsync(Libp2pStream s, byte b, CancellationToken ct)
+    {
+        await s.Output.WriteAsync(new[] { b }, ct);
+        var r = await s.Input.ReadAsync(ct);
+        var first = r.Buffer.FirstSpan[0];
+        s.Input.AdvanceTo(r.Buffer.GetPosition(1));
+        return first;
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
+    {
+        for (var waited = 0; !condition(); waited += 20)
+        {
+            if (waited > seconds * 1000)
+                Assert.Fail($"{what} did not happen within {seconds} s");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task An_Idle_Connection_Closes_After_The_Timeout_And_A_New_Stream_Dials_Afresh()
+    {
+        var pool = new TrackingMemoryPool();
+        var net = new MemoryNetwork();
+        var ct = TestHosts.Token();
+        await using (var a = TestHosts.Create(net, pool, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(300) }))
+        await using (var b = TestHosts.Create(net, pool))
+        {
+            b.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
+            await b.StartAsync([Multiaddr.Parse("/memory/0")], ct);
+            var conn = await a.DialAsync(TestHosts.Dialable(b), ct);
+            await conn.Identified.Within();
+            await EchoOnceAsync(conn, ct);
+
+            await WaitUntilAsync(() => conn.IsClosed, "closing the idle connection");
+            Assert.Empty(a.Connections);
+            await WaitUntilAsync(() => b.Connections.Count == 0, "the remote seeing the close");
+
+            // The pool no longer offers it: the next stream to the same PeerId dials a new connection.
+            await using var s = await a.NewStreamAsync(TestHosts.Dialable(b), [HostTests.EchoProtocol], ct);
+            Assert.NotSame(conn, s.Connection);
+            Assert.Equal(7, await EchoByteAsync(s, 7, ct));
+        }
+        await pool.AssertAllReturnedAsync();
+    }
+
+    [Fact]
+    public async Task A_Connection_With_An_Open_Stream_Is_Not_Idle()
+    {
+        var net = new MemoryNetwork();
+        var ct = TestHosts.Token();
+        await using var a = TestHosts.Create(net, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(200) });
+        await using var b = TestHosts.Create(net);
+        b.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
+        await b.StartAsync([Multiaddr.Parse("/memory/0")], ct);
+        var conn = await a.DialAsync(TestHosts.Dialable(b), ct);
+        await using (var s = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct))
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                await Task.Delay(100, ct); // 1 s in all, five timeouts' worth
+                Assert.Equal(TimeSpan.Zero, conn.IdleTime);
+                Assert.Equal((byte)i, await EchoByteAsync(s, (byte)i, ct));
+            }
+            Assert.True(conn.AcceptsNewStreams);
+            await s.Output.CompleteAsync();
+        }
+        await WaitUntilAsync(() => conn.IsClosed, "closing the connection once its stream ended");
+    }
+
+    [Fact]
+    public async Task At_The_Limit_The_Idlest_Connection_Makes_Room_And_A_Busy_One_Is_Kept()
+    {
+        var net = new MemoryNetwork();
+        var ct = TestHosts.Token();
+        await using var server = TestHosts.Create(net, configure: o => o with { MaxConnections = 2, IdleConnectionTimeout = Timeout.InfiniteTimeSpan });
+        server.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
+        await server.StartAsync([Multiaddr.Parse("/memory/0")], ct);
+        await using var idle = TestHosts.Create(net);
+        await using var busy = TestHosts.Create(net);
+        await using var late = TestHosts.Create(net);
+
+        var idleConn = await idle.DialAsync(TestHosts.Dialable(server), ct);
+        await idleConn.Identified.Within();
+        var busyConn = await busy.DialAsync(TestHosts.Dialable(server), ct);
+        await using var held = await busyConn.OpenStreamAsync(HostTests.EchoProtocol, ct);
+        await WaitUntilAsync(() => server.Connections.All(c => c.RemotePeer == busy.PeerId || c.IdleTime >= TimeSpan.FromSeconds(1.2)),
+            "the first connection being idle for over a second");
+
+        await using var s = await late.NewStreamAsync(TestHosts.Dialable(server), [HostTests.EchoProtocol], ct);
+        Assert.Equal(5, await EchoByteAsync(s, 5, ct));
+        await WaitUntilAsync(() => idleConn.IsClosed, "the idle connection making room");
+        Assert.Equal(9, await EchoByteAsync(held, 9, ct));
+        Assert.False(busyConn.IsClosed);
+        Assert.True(server.Connections.Count <= 2);
+    }
+
+    [Fact]
+    public async Task At_The_Limit_With_Every_Connection_Busy_An_Inbound_One_Is_Refused()
+    {
+        var net = new MemoryNetwork();
+        var log = new LogSink();
+        var ct = TestHosts.Token();
+        await using var server = TestHosts.Create(net, log: log, configure: o => o with { MaxConnections = 1 });
+        server.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
+        await server.StartAsync([Multiaddr.Parse("/memory/0")], ct);
+        await using var first = TestHosts.Create(net);
+        await using var second = TestHosts.Create(net);
+
+        var conn = await first.DialAsync(TestHosts.Dialable(server), ct);
+        await using var held = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct);
+        await Task.Delay(1200, ct); // old enough to be trimmed, were it idle
+
+        var e = await Assert.ThrowsAnyAsync<P2PException>(() => second.NewStreamAsync(TestHosts.Dialable(server), [HostTests.EchoProtocol], ct));
+        Assert.Contains(e.P2PCode, new[] { P2PErrorCode.ConnectionClosed, P2PErrorCode.LimitExceeded, P2PErrorCode.Timeout });
+        await WaitUntilAsync(() => log.Lines.Any(l => l.Contains("refused") || l.Contains("connection limit")), "a log line for the refusal");
+        Assert.Equal(3, await EchoByteAsync(held, 3, ct));
+        Assert.Single(server.Connections);
+    }
+}
