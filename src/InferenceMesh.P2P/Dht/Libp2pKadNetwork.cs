@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using InferenceMesh.Core;
 using InferenceMesh.P2P.Hosting;
 
 namespace InferenceMesh.P2P.Dht;
@@ -91,34 +90,8 @@ public sealed class Libp2pKadNetwork : IKadNetwork
         }
     }
 
-    private async Task<Libp2pStream> OpenAsync(KadPeer peer, CancellationToken ct)
-    {
-        if (_host.GetConnection(peer.Id) is { } conn)
-        {
-            try
-            {
-                return await conn.OpenStreamAsync(_protocol, ct).ConfigureAwait(false);
-            }
-            catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && !conn.AcceptsNewStreams)
-            {
-                // closed as the stream opened (idle on either side): dial afresh below
-            }
-        }
-        MeshException? last = null;
-        foreach (var addr in peer.Addresses)
-        {
-            var full = addr.PeerId is null ? addr.WithPeerId(peer.Id) : addr;
-            try
-            {
-                return await _host.NewStreamAsync(full, [_protocol], ct).ConfigureAwait(false);
-            }
-            catch (P2PException e)
-            {
-                last = e;
-            }
-        }
-        throw new DhtException(DhtErrorCode.Unreachable, $"no address of {peer.Id} answered ({peer.Addresses.Count} tried)", last);
-    }
+    private Task<Libp2pStream> OpenAsync(KadPeer peer, CancellationToken ct) =>
+        _host.NewStreamAsync(peer.Id, peer.Addresses, [_protocol], ct);
 
     private async Task ServeAsync(Libp2pStream stream, CancellationToken ct)
     {

@@ -154,14 +154,20 @@ public sealed class Libp2pHost : IAsyncDisposable
     public async Task<Libp2pStream> NewStreamAsync(Multiaddr address, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
         var conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
+        return await TryOpenStreamAsync(conn, protocols, cancellationToken).ConfigureAwait(false)
+            ?? await (await DialAsync(address, cancellationToken).ConfigureAwait(false)).OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Opens a stream on <paramref name="conn"/>; null when the connection closed as the stream opened (idle on either side), for the caller to dial afresh.</summary>
+    private static async Task<Libp2pStream?> TryOpenStreamAsync(Libp2pConnection conn, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
+    {
         try
         {
             return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
         }
-        catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && address.PeerId is not null && !conn.AcceptsNewStreams)
+        catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && !conn.AcceptsNewStreams)
         {
-            conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
-            return await conn.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
+            return null;
         }
     }
 
@@ -172,17 +178,8 @@ public sealed class Libp2pHost : IAsyncDisposable
     /// </summary>
     public async Task<Libp2pStream> NewStreamAsync(PeerId peer, IReadOnlyList<Multiaddr> addresses, IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
-        if (GetConnection(peer) is { } existing)
-        {
-            try
-            {
-                return await existing.OpenStreamAsync(protocols, cancellationToken).ConfigureAwait(false);
-            }
-            catch (P2PException e) when (e.P2PCode == P2PErrorCode.ConnectionClosed && !existing.AcceptsNewStreams)
-            {
-                // closed as the stream opened (idle on either side): dial afresh below
-            }
-        }
+        if (GetConnection(peer) is { } existing && await TryOpenStreamAsync(existing, protocols, cancellationToken).ConfigureAwait(false) is { } pooled)
+            return pooled;
         Exception? last = null;
         foreach (var address in addresses)
         {
