@@ -194,6 +194,27 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
         return new IPEndPoint(new IPAddress(c.Value.Span), BinaryPrimitives.ReadUInt16BigEndian(Components[1].Value.Span));
     }
 
+    /// <summary>
+    /// The name, address family and port of a <c>/dns|dns4|dns6/…/tcp/…</c> address, or null. The family is
+    /// <see cref="AddressFamily.InterNetwork"/> for dns4, <see cref="AddressFamily.InterNetworkV6"/> for dns6
+    /// and <see cref="AddressFamily.Unspecified"/> (either) for dns.
+    /// </summary>
+    public (string Host, AddressFamily Family, int Port)? TryGetDnsTcpAddress()
+    {
+        if (Components.Count < 2 || Components[1].Protocol != MultiaddrProtocol.Tcp)
+            return null;
+        var c = Components[0];
+        AddressFamily family;
+        switch (c.Protocol)
+        {
+            case MultiaddrProtocol.Dns: family = AddressFamily.Unspecified; break;
+            case MultiaddrProtocol.Dns4: family = AddressFamily.InterNetwork; break;
+            case MultiaddrProtocol.Dns6: family = AddressFamily.InterNetworkV6; break;
+            default: return null;
+        }
+        return (System.Text.Encoding.UTF8.GetString(c.Value.Span), family, BinaryPrimitives.ReadUInt16BigEndian(Components[1].Value.Span));
+    }
+
     /// <summary>The <c>/ip4|ip6/…/tcp/…</c> multiaddr of an IP end point.</summary>
     public static Multiaddr FromTcpEndPoint(IPEndPoint ep)
     {

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
@@ -126,6 +127,35 @@ public class HostTests
             await Task.Delay(50, ct);
         Assert.Contains("/late/1.0.0", conn.RemoteInfo!.Protocols);
         Assert.Equal(b.PeerId, conn.RemoteInfo.PeerId);
+    }
+
+    [Theory]
+    [InlineData("dns4")]
+    [InlineData("dns")]
+    public async Task Dials_A_Dns_Name(string dns)
+    {
+        var ct = TestHosts.Token();
+        await using var a = TestHosts.Create();
+        await using var b = TestHosts.Create();
+        await b.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
+        var port = b.ListenAddresses[0].TryGetTcpEndPoint()!.Port;
+        var byName = Multiaddr.Parse($"/{dns}/localhost/tcp/{port}/p2p/{b.PeerId}");
+        var conn = await a.DialAsync(byName, ct);
+        Assert.Equal(b.PeerId, conn.RemotePeer);
+        Assert.Equal(IPAddress.Loopback, conn.RemoteAddress.TryGetTcpEndPoint()!.Address);
+        Assert.Single(await a.PingAsync(byName, 1, ct));
+    }
+
+    [Fact]
+    public async Task A_Dns_Name_That_Does_Not_Resolve_Fails_To_Dial_With_A_Typed_Error()
+    {
+        var ct = TestHosts.Token();
+        await using var a = TestHosts.Create();
+        // .invalid never resolves (RFC 6761), so the resolver answers at once.
+        var e = await Assert.ThrowsAsync<P2PException>(() => a.DialAsync(Multiaddr.Parse("/dns4/no-such-node.invalid/tcp/4001"), ct));
+        Assert.Equal(P2PErrorCode.DialFailed, e.P2PCode);
+        Assert.Contains("no-such-node.invalid", e.Message);
+        Assert.Empty(a.Connections);
     }
 
     [Fact]

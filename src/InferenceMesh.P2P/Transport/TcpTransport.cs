@@ -5,7 +5,10 @@ using System.Net.Sockets;
 
 namespace InferenceMesh.P2P.Transport;
 
-/// <summary>TCP over <c>/ip4|ip6/…/tcp/…</c> multiaddrs, with Nagle disabled. DNS components are not resolved.</summary>
+/// <summary>
+/// TCP over <c>/ip4|ip6/…/tcp/…</c> multiaddrs, with Nagle disabled. Dials <c>/dns|dns4|dns6/…/tcp/…</c> too,
+/// trying each resolved address of the family asked for in turn; listens only on IP addresses.
+/// </summary>
 public sealed class TcpTransport : ITransport
 {
     private readonly MemoryPool<byte> _pool;
@@ -13,12 +16,43 @@ public sealed class TcpTransport : ITransport
     /// <param name="pool">Buffer pool for the socket pipes; <see cref="MemoryPool{T}.Shared"/> when null.</param>
     public TcpTransport(MemoryPool<byte>? pool = null) => _pool = pool ?? MemoryPool<byte>.Shared;
 
-    public bool CanHandle(Multiaddr address) => address.TryGetTcpEndPoint() is not null;
+    public bool CanHandle(Multiaddr address) => address.TryGetTcpEndPoint() is not null || address.TryGetDnsTcpAddress() is not null;
 
+    /// <summary>Connects to the address (resolving a DNS name first). Throws <see cref="P2PException"/> (DialFailed, ConnectionClosed). Safe to cancel.</summary>
     public async ValueTask<ITransportConnection> DialAsync(Multiaddr address, CancellationToken cancellationToken)
     {
-        var ep = address.TryGetTcpEndPoint()
+        if (address.TryGetTcpEndPoint() is { } ep)
+            return await ConnectAsync(ep, address, cancellationToken).ConfigureAwait(false);
+        var (host, family, port) = address.TryGetDnsTcpAddress()
             ?? throw new P2PException(P2PErrorCode.NoTransport, $"TCP cannot dial {address}");
+        IPAddress[] resolved;
+        try
+        {
+            resolved = await Dns.GetHostAddressesAsync(host, family, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            throw new P2PException(P2PErrorCode.DialFailed, $"cannot resolve {host} for {address}: {e.SocketErrorCode}", e);
+        }
+        if (resolved.Length == 0)
+            throw new P2PException(P2PErrorCode.DialFailed, $"{host} has no {(family == AddressFamily.Unspecified ? "IP" : family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address ({address})");
+        P2PException? last = null;
+        foreach (var ip in resolved)
+        {
+            try
+            {
+                return await ConnectAsync(new IPEndPoint(ip, port), address, cancellationToken).ConfigureAwait(false);
+            }
+            catch (P2PException e)
+            {
+                last = e;
+            }
+        }
+        throw new P2PException(P2PErrorCode.DialFailed, $"no address of {host} took the connection ({resolved.Length} tried): {last!.Message}", last);
+    }
+
+    private async ValueTask<ITransportConnection> ConnectAsync(IPEndPoint ep, Multiaddr address, CancellationToken cancellationToken)
+    {
         var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
@@ -27,7 +61,7 @@ public sealed class TcpTransport : ITransport
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new P2PException(P2PErrorCode.ConnectionClosed, $"TCP connect to {address} failed: {e.SocketErrorCode}", e);
+            throw new P2PException(P2PErrorCode.ConnectionClosed, $"TCP connect to {address} ({ep}) failed: {e.SocketErrorCode}", e);
         }
         catch
         {
