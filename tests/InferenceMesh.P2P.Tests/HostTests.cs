@@ -1,6 +1,6 @@
-using System.Net;
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net;
 using System.Security.Cryptography;
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
@@ -123,9 +123,7 @@ public class HostTests
         await conn.Identified.Within();
         Assert.DoesNotContain("/late/1.0.0", conn.RemoteInfo!.Protocols);
         b.SetHandler("/late/1.0.0", (s, _) => Task.CompletedTask);
-        for (var i = 0; i < 100 && !conn.RemoteInfo!.Protocols.Contains("/late/1.0.0"); i++)
-            await Task.Delay(50, ct);
-        Assert.Contains("/late/1.0.0", conn.RemoteInfo!.Protocols);
+        await TestHosts.WaitUntilAsync(() => conn.RemoteInfo!.Protocols.Contains("/late/1.0.0"), "Identify-push of /late/1.0.0", 5);
         Assert.Equal(b.PeerId, conn.RemoteInfo.PeerId);
     }
 

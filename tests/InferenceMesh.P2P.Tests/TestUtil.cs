@@ -130,6 +130,17 @@ public static class TestHosts
 
     public static Multiaddr Dialable(Libp2pHost host) => host.ListenAddresses[0].WithPeerId(host.PeerId);
 
+    /// <summary>Polls <paramref name="condition"/> every 20 ms; fails the test, naming <paramref name="what"/>, after <paramref name="seconds"/>.</summary>
+    public static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
+    {
+        for (var waited = 0; !condition(); waited += 20)
+        {
+            if (waited > seconds * 1000)
+                Assert.Fail($"{what} did not happen within {seconds} s");
+            await Task.Delay(20);
+        }
+    }
+
     public static async Task<T> Within<T>(this Task<T> task, int seconds = 20) => await task.WaitAsync(TimeSpan.FromSeconds(seconds));
     public static async Task Within(this Task task, int seconds = 20) => await task.WaitAsync(TimeSpan.FromSeconds(seconds));
 }
