@@ -9,6 +9,14 @@ public static class CliApp
 {
     public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Print stack traces and details on errors", Recursive = true };
 
+    /// <summary>The exit code for a mesh error: unavailable mesh, timeout, or bad input.</summary>
+    public static ExitCode ExitCodeOf(MeshErrorCode code) => code switch
+    {
+        MeshErrorCode.RouteUnavailable or MeshErrorCode.PeersUnreachable => ExitCode.MeshUnavailable,
+        MeshErrorCode.Timeout => ExitCode.Timeout,
+        _ => ExitCode.BadInput,
+    };
+
     public static async Task<int> RunAsync(string[] args, ICliConsole console, CancellationToken cancellation = default)
     {
         var root = new RootCommand("InferenceMesh: a peer-to-peer LLM inference mesh");
@@ -35,7 +43,7 @@ public static class CliApp
         {
             console.Error.WriteLine($"error: {e.Message}");
             if (parsed.GetValue(Verbose)) console.Error.WriteLine(e);
-            return (int)ExitCode.BadInput;
+            return (int)ExitCodeOf(e.Code);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {

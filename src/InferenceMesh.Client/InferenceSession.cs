@@ -1,5 +1,5 @@
-using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
+using System.Threading.Channels;
 using InferenceMesh.Core;
 using InferenceMesh.Protocol;
 
@@ -10,26 +10,37 @@ namespace InferenceMesh.Client;
 /// input of every hop for every position, so when a server dies or stalls it bans it, re-plans only that
 /// hop's blocks, replays the kept inputs to the replacement to rebuild its cache, and goes on.
 /// </summary>
+/// <remarks>
+/// One reader loop per hop turns the hop's stream into events on one bounded channel; only the stepping code
+/// reads that channel, so every piece of per-step state is touched by one flow at a time. Not thread-safe:
+/// one step at a time.
+/// </remarks>
 public sealed class InferenceSession : IAsyncDisposable
 {
-    private readonly MeshClient client;
-    private readonly RouteMode mode;
-    private readonly int maxLength;
-    private readonly List<Hop> hops = [];
-    private readonly Dictionary<int, List<TensorData>> inputsByBlock = [];
-    private readonly CancellationTokenSource closing = new();
-    private ulong nextRequestId;
-    private StepState? current;
+    /// <summary>Events queued from the hops' streams before their readers wait (backpressure onto the streams).</summary>
+    private const int EventCapacity = 64;
 
-    internal InferenceSession(MeshClient client, string id, int maxLength, RouteMode mode)
+    private readonly MeshClient _client;
+    private readonly int _maxLength;
+    private readonly List<Hop> _hops = [];
+    private readonly Dictionary<int, List<TensorData>> _inputsByBlock = [];
+    private readonly Channel<HopEvent> _events = Channel.CreateBounded<HopEvent>(new BoundedChannelOptions(EventCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly CancellationTokenSource _closing = new();
+    private readonly List<Task> _readers = [];
+    private ulong _nextRequestId;
+    private bool _disposed;
+
+    internal InferenceSession(MeshClient client, string id, int maxLength)
     {
-        this.client = client;
+        _client = client;
         Id = id;
-        this.maxLength = maxLength;
-        this.mode = mode;
+        _maxLength = maxLength;
     }
 
     public string Id { get; }
+
+    /// <summary>How this session's steps travel (<see cref="MeshClientOptions.Mode"/>).</summary>
+    public RouteMode Mode => _client.Options.Mode;
 
     /// <summary>Positions whose KV caches every server of the route holds.</summary>
     public int Positions { get; private set; }
@@ -37,112 +48,162 @@ public sealed class InferenceSession : IAsyncDisposable
     /// <summary>Servers replaced so far.</summary>
     public int Recoveries { get; private set; }
 
-    public IReadOnlyList<PlannedHop> Route => hops.Select(h => new PlannedHop(h.Server, h.Blocks)).ToList();
+    /// <summary>The route now: each hop's server, blocks, steps and mean latency.</summary>
+    public IReadOnlyList<HopReport> Route => _hops.Select(h => h.Report()).ToList();
 
-    private int BlockCount => client.Manifest.BlockCount;
+    private int BlockCount => _client.Manifest.BlockCount;
+    private TimeProvider Time => _client.Options.Time;
 
     internal async Task OpenAsync(CancellationToken cancellation) =>
-        hops.AddRange(await OpenRouteAsync(new BlockRange(0, BlockCount), cancellation).ConfigureAwait(false));
+        _hops.AddRange(await OpenRouteAsync(new BlockRange(0, BlockCount), cancellation).ConfigureAwait(false));
 
     /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="start"/> and returns the last position's logits. Not safe to cancel mid-step: the session must then be disposed.</summary>
     public async ValueTask<float[]> StepAsync(int[] tokens, int start, CancellationToken cancellation = default)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (start != Positions)
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {Id} holds {Positions} positions; a step at {start} does not follow on");
         var ids = new long[tokens.Length];
         for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
-        var embedded = client.Head.Run(Id, TensorData.FromInt64s([1, ids.Length], ids), start);
+        var embedded = _client.Head.Run(Id, TensorData.FromInt64s([1, ids.Length], ids), start);
 
-        var state = new StepState(++nextRequestId, embedded);
-        current = state;
+        var state = new StepState(++_nextRequestId, embedded, Time.GetTimestamp());
         var from = 0;
-        var chained = mode == RouteMode.Chained;
+        var chained = Mode == RouteMode.Chained;
         while (true)
         {
             var failed = chained && from == 0
                 ? await RunChainedAsync(state, start, cancellation).ConfigureAwait(false)
                 : await RunRelayedAsync(state, from, start, cancellation).ConfigureAwait(false);
             if (failed is null) break;
-            if (++Recoveries > client.Options.MaxRecoveries)
-                throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up after {client.Options.MaxRecoveries} server replacements");
-            from = await RecoverAsync(state, failed.Value, cancellation).ConfigureAwait(false);
+            if (++Recoveries > _client.Options.MaxRecoveries)
+                throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up after {_client.Options.MaxRecoveries} server replacements");
+            from = await RecoverAsync(failed.Value, cancellation).ConfigureAwait(false);
             chained = false;
-            current = state;
         }
 
-        foreach (var hop in hops) InputsAt(hop.Blocks.Start).Add(state.InputAt(hop.Blocks.Start)!);
+        foreach (var hop in _hops)
+        {
+            InputsAt(hop.Blocks.Start).Add(state.InputAt(hop.Blocks.Start)!);
+            hop.Record(state.Latency(hop.Blocks, Time));
+        }
         Positions = start + tokens.Length;
-        var logits = client.Tail.Run(Id, state.Outputs[BlockCount], start);
+        var logits = _client.Tail.Run(Id, state.Outputs[BlockCount], start);
         var vocab = (int)logits.Shape[^1];
         return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
     }
 
     private async Task<int?> RunChainedAsync(StepState state, int start, CancellationToken cancellation)
     {
-        var route = hops.Skip(1).Select(h => new RouteHop(h.Server.PeerId, h.Server.Addresses, Id)).ToList();
-        if (!await TrySendAsync(hops[0], new Step(state.Id, Id, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
+        var route = _hops.Skip(1).Select(h => new RouteHop(h.Server.PeerId, h.Server.Addresses, Id)).ToList();
+        state.SentAt[0] = Time.GetTimestamp();
+        if (!await TrySendAsync(_hops[0], new Step(state.Id, Id, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
         // Every hop reports its output; the step is done when all have, so each hop's input is kept for replay.
-        return await WaitAsync(state, () => hops.All(h => state.Outputs.ContainsKey(h.Blocks.End)), cancellation).ConfigureAwait(false);
+        return await WaitAsync(() => _hops.All(h => state.Outputs.ContainsKey(h.Blocks.End)), state, cancellation).ConfigureAwait(false);
     }
 
     private async Task<int?> RunRelayedAsync(StepState state, int from, int start, CancellationToken cancellation)
     {
-        for (var i = from; i < hops.Count; i++)
+        for (var i = from; i < _hops.Count; i++)
         {
-            var hop = hops[i];
+            var hop = _hops[i];
             var input = state.InputAt(hop.Blocks.Start);
             if (input is null) return Math.Max(i - 1, 0);
+            state.SentAt[hop.Blocks.Start] = Time.GetTimestamp();
             if (!await TrySendAsync(hop, new Step(state.Id, Id, start, input, []), cancellation).ConfigureAwait(false)) return i;
-            var failed = await WaitAsync(state, () => state.Outputs.ContainsKey(hop.Blocks.End), cancellation).ConfigureAwait(false);
+            var failed = await WaitAsync(() => state.Outputs.ContainsKey(hop.Blocks.End), state, cancellation).ConfigureAwait(false);
             if (failed is not null) return failed;
         }
         return null;
     }
 
-    /// <summary>Waits for <paramref name="done"/>; returns null when it holds, else the index of the hop to replace.</summary>
-    private async Task<int?> WaitAsync(StepState state, Func<bool> done, CancellationToken cancellation)
+    /// <summary>
+    /// Applies hop events until <paramref name="done"/> holds (null), a hop of the step fails (its index), or the step
+    /// timeout passes (the first hop without an output; -1 while no step runs).
+    /// </summary>
+    /// <param name="only">When set (a replay), failures of other hops are noted on them but do not end the wait.</param>
+    private async Task<int?> WaitAsync(Func<bool> done, StepState? state, CancellationToken cancellation, Hop? only = null)
     {
-        var deadline = DateTime.UtcNow + client.Options.EffectiveStepTimeout;
-        while (true)
+        var deadline = Time.GetUtcNow() + _client.Options.StepTimeout;
+        while (!done())
         {
-            if (done()) return null;
-            if (state.Failures.TryDequeue(out var failure))
+            var remaining = deadline - Time.GetUtcNow();
+            HopEvent next;
+            using (var timeout = new CancellationTokenSource(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, Time))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, timeout.Token))
             {
-                var index = hops.IndexOf(failure.Hop);
-                if (index < 0) continue;
-                if (failure.NextHop) index++;
-                if (index < hops.Count) return index;
-                continue;
+                try
+                {
+                    next = await _events.Reader.ReadAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellation.IsCancellationRequested)
+                {
+                    return Stalled(state);
+                }
             }
-            var remaining = deadline - DateTime.UtcNow;
-            if (remaining <= TimeSpan.Zero || !await state.Signal.WaitAsync(remaining, cancellation).ConfigureAwait(false))
-            {
-                // A stall: the first hop without an output is the one that holds the step.
-                for (var i = 0; i < hops.Count; i++)
-                    if (!state.Outputs.ContainsKey(hops[i].Blocks.End)) return i;
+            if (Apply(next, state) is { } failed && (only is null || next.Hop == only)) return failed;
+        }
+        return null;
+    }
+
+    /// <summary>A stall: the first hop without an output is the one that holds the step.</summary>
+    private int Stalled(StepState? state)
+    {
+        if (state is null) return -1;
+        for (var i = 0; i < _hops.Count; i++)
+            if (!state.Outputs.ContainsKey(_hops[i].Blocks.End)) return i;
+        return _hops.Count - 1;
+    }
+
+    /// <summary>Applies one event; returns the index of a hop of the running step that failed, else null (stale events are dropped).</summary>
+    private int? Apply(HopEvent next, StepState? state)
+    {
+        var hop = next.Hop;
+        // A replaced hop's last words (its stream closing, a late error) concern nobody now.
+        if (hop.IsDisposed) return null;
+        switch (next.Message)
+        {
+            case SessionOpened when hop.Refusal is null:
+                hop.IsOpen = true;
                 return null;
-            }
+            case StageError error when !hop.IsOpen && hop.Refusal is null:
+                hop.Refusal = $"{error.Code}: {error.Message}";
+                return null;
+            case StepResult result when state is not null && result.StepId == state.Id:
+                state.Outputs[result.BlockEnd] = result.Activation;
+                state.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
+                return null;
+            case StageError error when state is not null && (error.RequestId == state.Id || error.RequestId == 0):
+                state.FailedHops.Add(hop);
+                return IndexOf(hop, error.Code == StageErrorCode.NextHopFailed);
+            case null:
+                hop.IsBroken = true;
+                if (!hop.IsOpen) hop.Refusal ??= "connection closed";
+                return state is null ? null : IndexOf(hop, nextHop: false);
+            default:
+                return null;
         }
     }
 
-    /// <summary>Replaces hop <paramref name="failedIndex"/> and returns the hop index to resume the step from.</summary>
-    private async Task<int> RecoverAsync(StepState state, int failedIndex, CancellationToken cancellation)
+    private int? IndexOf(Hop hop, bool nextHop)
     {
-        var failed = hops[failedIndex];
-        client.Ban(failed.Server.PeerId);
-        client.CountRecovery();
+        var index = _hops.IndexOf(hop);
+        if (index < 0) return null;
+        if (nextHop) index++;
+        return index < _hops.Count ? index : null;
+    }
+
+    /// <summary>Replaces hop <paramref name="failedIndex"/> and returns the hop index to resume the step from.</summary>
+    private async Task<int> RecoverAsync(int failedIndex, CancellationToken cancellation)
+    {
+        var failed = _hops[failedIndex];
+        _client.Routes.Ban(failed.Server.PeerId, $"it failed in session {Id}");
+        _client.CountRecovery();
+        _hops.RemoveAt(failedIndex);
         await failed.DisposeAsync().ConfigureAwait(false);
-        try
-        {
-            var replacements = await OpenRouteAsync(failed.Blocks, cancellation).ConfigureAwait(false);
-            hops.RemoveAt(failedIndex);
-            hops.InsertRange(failedIndex, replacements);
-            return failedIndex;
-        }
-        finally
-        {
-            current = state;
-        }
+        var replacements = await OpenRouteAsync(failed.Blocks, cancellation).ConfigureAwait(false);
+        _hops.InsertRange(failedIndex, replacements);
+        return failedIndex;
     }
 
     /// <summary>
@@ -153,8 +214,7 @@ public sealed class InferenceSession : IAsyncDisposable
     {
         while (true)
         {
-            var servers = await client.Directory.ListAsync(client.Manifest.ModelId, cancellation).ConfigureAwait(false);
-            var plan = RoutePlanner.Plan(servers, blocks, client.IsBanned);
+            var plan = await _client.Routes.PlanAsync(blocks, cancellation).ConfigureAwait(false);
             var opened = new List<Hop>();
             try
             {
@@ -165,10 +225,10 @@ public sealed class InferenceSession : IAsyncDisposable
             }
             catch (HopFailedException e)
             {
-                client.Ban(e.Server.PeerId);
+                _client.Routes.Ban(e.Server.PeerId, e.Message);
                 foreach (var hop in opened) await hop.DisposeAsync().ConfigureAwait(false);
-                if (++Recoveries > client.Options.MaxRecoveries)
-                    throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up on blocks {blocks} after {client.Options.MaxRecoveries} failed servers; last: {e.Message}");
+                if (++Recoveries > _client.Options.MaxRecoveries)
+                    throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up on blocks {blocks} after {_client.Options.MaxRecoveries} failed servers; last: {e.Message}");
             }
         }
     }
@@ -180,19 +240,19 @@ public sealed class InferenceSession : IAsyncDisposable
         var input = Concatenate(InputsAt(blocks.Start));
         foreach (var hop in replacements)
         {
-            var replay = new StepState(++nextRequestId, input);
-            current = replay;
+            var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
             if (!await TrySendAsync(hop, new Step(replay.Id, Id, 0, input, []), cancellation).ConfigureAwait(false)
-                || await WaitAsync(replay, () => replay.Outputs.ContainsKey(hop.Blocks.End), cancellation).ConfigureAwait(false) is not null)
+                || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
+                || !replay.Outputs.ContainsKey(hop.Blocks.End))
                 throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
             input = replay.Outputs[hop.Blocks.End];
-            if (hop.Blocks.End != blocks.End) inputsByBlock[hop.Blocks.End] = [input];
+            if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [input];
         }
     }
 
     private List<TensorData> InputsAt(int block)
     {
-        if (!inputsByBlock.TryGetValue(block, out var list)) inputsByBlock[block] = list = [];
+        if (!_inputsByBlock.TryGetValue(block, out var list)) _inputsByBlock[block] = list = [];
         return list;
     }
 
@@ -215,68 +275,48 @@ public sealed class InferenceSession : IAsyncDisposable
         StageChannel channel;
         try
         {
-            channel = await client.Connector.ConnectAsync(planned.Server.PeerId, planned.Server.Addresses, cancellation).ConfigureAwait(false);
+            channel = await _client.Connector.ConnectAsync(planned.Server.PeerId, planned.Server.Addresses, cancellation).ConfigureAwait(false);
         }
         catch (Exception e) when (e is MeshException or IOException or TimeoutException or InvalidOperationException)
         {
             throw new HopFailedException(planned.Server, $"cannot connect: {e.Message}");
         }
         var hop = new Hop(planned.Server, planned.Blocks, channel);
-        hop.Reader = ReadAsync(hop);
-        var request = ++nextRequestId;
-        if (!await TrySendAsync(hop, new OpenSession(request, Id, client.Manifest.ModelId, planned.Blocks, maxLength), cancellation).ConfigureAwait(false)
-            || await Task.WhenAny(hop.Opened.Task, Task.Delay(client.Options.EffectiveStepTimeout, cancellation)).ConfigureAwait(false) != hop.Opened.Task
-            || hop.Opened.Task.Result is { } refusal)
+        _readers.Add(ReadAsync(hop));
+        if (!await TrySendAsync(hop, new OpenSession(++_nextRequestId, Id, _client.Manifest.ModelId, planned.Blocks, _maxLength), cancellation).ConfigureAwait(false)
+            || await WaitAsync(() => hop.IsOpen || hop.Refusal is not null, null, cancellation).ConfigureAwait(false) is not null
+            || !hop.IsOpen)
         {
-            var reason = hop.Opened.Task.IsCompleted ? hop.Opened.Task.Result : "no answer";
+            var reason = hop.Refusal ?? "no answer";
             await hop.DisposeAsync().ConfigureAwait(false);
             throw new HopFailedException(planned.Server, $"refused blocks {planned.Blocks}: {reason}");
         }
         return hop;
     }
 
+    /// <summary>Turns the hop's stream into events; a null message says the stream ended.</summary>
     private async Task ReadAsync(Hop hop)
     {
         try
         {
-            while (await hop.Channel.ReceiveAsync(closing.Token).ConfigureAwait(false) is { } message)
-            {
-                var state = current;
-                switch (message)
-                {
-                    case SessionOpened:
-                        hop.Opened.TrySetResult(null);
-                        break;
-                    case StepResult result when state is not null && result.StepId == state.Id:
-                        state.Outputs[result.BlockEnd] = result.Activation;
-                        state.Signal.Release();
-                        break;
-                    case StageError error when !hop.Opened.Task.IsCompleted:
-                        hop.Opened.TrySetResult($"{error.Code}: {error.Message}");
-                        break;
-                    case StageError error when state is not null && (error.RequestId == state.Id || error.RequestId == 0):
-                        state.Failures.Enqueue(new HopFailure(hop, error.Code == StageErrorCode.NextHopFailed));
-                        state.Signal.Release();
-                        break;
-                }
-            }
+            while (await hop.Channel.ReceiveAsync(_closing.Token).ConfigureAwait(false) is { } message)
+                await _events.Writer.WriteAsync(new HopEvent(hop, message), _closing.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or ChannelClosedException)
         {
         }
-        finally
+        try
         {
-            hop.Opened.TrySetResult("connection closed");
-            if (!hop.Disposed && current is { } state)
-            {
-                state.Failures.Enqueue(new HopFailure(hop, false));
-                state.Signal.Release();
-            }
+            await _events.Writer.WriteAsync(new HopEvent(hop, null), _closing.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        {
         }
     }
 
     private static async Task<bool> TrySendAsync(Hop hop, StageMessage message, CancellationToken cancellation)
     {
+        if (hop.IsBroken) return false;
         try
         {
             await hop.Channel.SendAsync(message, cancellation).ConfigureAwait(false);
@@ -288,49 +328,79 @@ public sealed class InferenceSession : IAsyncDisposable
         }
     }
 
+    /// <summary>Closes the session on every server of the route (one-way), closes the streams and waits for their readers.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var hop in hops)
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var hop in _hops)
         {
             await TrySendAsync(hop, new CloseSession(Id), CancellationToken.None).ConfigureAwait(false);
             await hop.DisposeAsync().ConfigureAwait(false);
         }
-        closing.Cancel();
-        closing.Dispose();
+        await _closing.CancelAsync().ConfigureAwait(false);
+        _events.Writer.TryComplete();
+        await Task.WhenAll(_readers).ConfigureAwait(false);
+        _closing.Dispose();
     }
+
+    private readonly record struct HopEvent(Hop Hop, StageMessage? Message);
 
     private sealed class Hop(ServerSpan server, BlockRange blocks, StageChannel channel) : IAsyncDisposable
     {
+        private int _steps;
+        private double _totalMs;
+
         public ServerSpan Server { get; } = server;
         public BlockRange Blocks { get; } = blocks;
         public StageChannel Channel { get; } = channel;
-        public Task? Reader { get; set; }
-        public TaskCompletionSource<string?> Opened { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public bool Disposed { get; private set; }
+        public bool IsOpen { get; set; }
+        public string? Refusal { get; set; }
+        public bool IsBroken { get; set; }
+        public bool IsDisposed { get; private set; }
+
+        public void Record(TimeSpan latency)
+        {
+            _steps++;
+            _totalMs += latency.TotalMilliseconds;
+        }
+
+        public HopReport Report() => new(Server.PeerId, Blocks, _steps, _steps == 0 ? 0 : _totalMs / _steps);
 
         public async ValueTask DisposeAsync()
         {
-            if (Disposed) return;
-            Disposed = true;
+            if (IsDisposed) return;
+            IsDisposed = true;
+            IsBroken = true;
             await Channel.DisposeAsync().ConfigureAwait(false);
         }
     }
-
-    private readonly record struct HopFailure(Hop Hop, bool NextHop);
 
     private sealed class HopFailedException(ServerSpan server, string why) : Exception($"server {server.PeerId}: {why}")
     {
         public ServerSpan Server { get; } = server;
     }
 
-    private sealed class StepState(ulong id, TensorData head)
+    /// <summary>One step's outputs by block end, and when inputs left and outputs arrived (timestamps of the session's clock).</summary>
+    private sealed class StepState(ulong id, TensorData head, long started)
     {
         public ulong Id { get; } = id;
         public TensorData Head { get; } = head;
-        public ConcurrentDictionary<int, TensorData> Outputs { get; } = new();
-        public ConcurrentQueue<HopFailure> Failures { get; } = new();
-        public SemaphoreSlim Signal { get; } = new(0);
+        public Dictionary<int, TensorData> Outputs { get; } = [];
+        public Dictionary<int, long> SentAt { get; } = [];
+        public Dictionary<int, long> ArrivedAt { get; } = [];
+        public HashSet<Hop> FailedHops { get; } = [];
 
         public TensorData? InputAt(int block) => block == 0 ? Head : Outputs.GetValueOrDefault(block);
+
+        /// <summary>From the hop's input leaving here (or, chained, arriving here from the hop before) to its output arriving.</summary>
+        public TimeSpan Latency(BlockRange blocks, TimeProvider time)
+        {
+            if (!ArrivedAt.TryGetValue(blocks.End, out var arrived)) return TimeSpan.Zero;
+            var from = SentAt.TryGetValue(blocks.Start, out var sent) ? sent
+                : ArrivedAt.TryGetValue(blocks.Start, out var before) ? before
+                : started;
+            return time.GetElapsedTime(from, arrived);
+        }
     }
 }

@@ -1,90 +1,151 @@
-using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Text;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
 using InferenceMesh.Onnx.Tokenizer;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Client;
 
-/// <summary>How a step travels: chained (each server pushes to the next) or relayed (every hop returns to the client).</summary>
-public enum RouteMode { Chained, Relayed }
-
-/// <summary>Client behaviour.</summary>
-/// <param name="StepTimeout">A step (or a session opening) with no answer for this long counts as a failed server.</param>
-/// <param name="BanDuration">How long a failed server is left out of new routes.</param>
-/// <param name="MaxRecoveries">Server replacements one session may make before it gives up.</param>
-public sealed record MeshClientOptions(RouteMode Mode = RouteMode.Chained, TimeSpan? StepTimeout = null, TimeSpan? BanDuration = null, int MaxRecoveries = 16)
-{
-    public TimeSpan EffectiveStepTimeout => StepTimeout ?? TimeSpan.FromSeconds(30);
-    public TimeSpan EffectiveBanDuration => BanDuration ?? TimeSpan.FromMinutes(1);
-}
-
 /// <summary>
 /// The developer's entry point to a mesh: runs the model's Head and Tail locally (token ids and text never
-/// leave this process), plans routes over the servers a directory lists, and streams generated text.
+/// leave this process), plans routes over the servers the mesh lists, and streams generated text.
 /// </summary>
+/// <example><code>
+/// await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = ".inferencemesh/swarm" }, ct);
+/// await foreach (var text in client.GenerateAsync("Once upon a time", new GenerationOptions(MaxTokens: 200), ct)) Console.Write(text);
+/// </code></example>
 public sealed class MeshClient : IAsyncDisposable
 {
-    private readonly IStageExecutor head;
-    private readonly IStageExecutor tail;
-    private readonly ConcurrentDictionary<string, DateTime> bannedUntil = new(StringComparer.Ordinal);
+    private readonly IStageExecutor _head;
+    private readonly IStageExecutor _tail;
+    private readonly IAsyncDisposable? _peer;
+    private readonly Ed25519KeyPair? _identity;
+    private int _recoveries;
 
-    public MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, IStageConnector connector, IServerDirectory directory, MeshClientOptions? options = null)
+    private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, IStageConnector connector, IServerDirectory directory,
+        MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
     {
         Manifest = manifest;
-        this.head = head;
-        this.tail = tail;
+        _head = head;
+        _tail = tail;
         Tokenizer = tokenizer;
         Connector = connector;
-        Directory = directory;
-        Options = options ?? new MeshClientOptions();
+        Options = options;
+        Routes = new RouteManager(directory, manifest.ModelId, options);
+        _peer = peer;
+        _identity = identity;
     }
 
     public Manifest Manifest { get; }
     public Llama2cTokenizer Tokenizer { get; }
     public MeshClientOptions Options { get; }
-    internal IStageConnector Connector { get; }
-    internal IServerDirectory Directory { get; }
-    internal IStageExecutor Head => head;
-    internal IStageExecutor Tail => tail;
 
-    /// <summary>Loads the Head, Tail and tokenizer of a split model directory.</summary>
-    public static MeshClient Open(string splitDirectory, IStageConnector connector, IServerDirectory directory, MeshClientOptions? options = null)
+    /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
+    public RouteManager Routes { get; }
+
+    internal IStageConnector Connector { get; }
+    internal IStageExecutor Head => _head;
+    internal IStageExecutor Tail => _tail;
+
+    /// <summary>Servers replaced over all sessions of this client.</summary>
+    public int Recoveries => Volatile.Read(ref _recoveries);
+
+    internal void CountRecovery() => Interlocked.Increment(ref _recoveries);
+
+    /// <summary>
+    /// Joins the mesh through <see cref="MeshClientOptions.Bootstrap"/> (or the recorded local swarm) as a DHT
+    /// client with a fresh identity, and loads the head, tail and tokenizer of the model. Safe to cancel.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.PeersUnreachable"/> when no bootstrap peer answered;
+    /// <see cref="MeshErrorCode.InvalidArgument"/> when neither bootstrap peers nor a local swarm are given.</exception>
+    public static async Task<MeshClient> ConnectAsync(MeshClientOptions options, CancellationToken cancellation = default)
+    {
+        options = WithLocalSwarm(options);
+        if (options.Bootstrap.Count == 0 || options.ModelDirectory is null)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "give bootstrap peers and a model directory, or a local swarm started with 'inferencemesh swarm up'");
+        var manifest = Manifest.Load(options.ModelDirectory);
+        var identity = Ed25519KeyPair.Generate();
+        MeshPeer? peer = null;
+        try
+        {
+            peer = await MeshPeer.StartAsync(new MeshPeerOptions
+            {
+                Identity = identity,
+                Bootstrap = options.Bootstrap,
+                Mode = DhtMode.Client,
+                RequireBootstrap = true,
+                Transports = options.Transports,
+                Time = options.Time,
+                Log = options.Log,
+            }, cancellation).ConfigureAwait(false);
+            var host = peer.Host;
+            var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) =>
+            {
+                var address = addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
+                return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
+            });
+            var connector = new StageConnector(async (id, addresses, ct) =>
+                await host.NewStreamAsync(PeerId.Parse(id), addresses.Select(Multiaddr.Parse).ToList(), [StageProtocol.Id], ct).ConfigureAwait(false),
+                options.LinkDelay ?? TimeSpan.Zero);
+            return Open(options.ModelDirectory, connector, directory, options, peer, identity);
+        }
+        catch
+        {
+            if (peer is not null) await peer.DisposeAsync().ConfigureAwait(false);
+            identity.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A client over any connector and directory (an in-memory mesh in tests and benchmarks): loads the head,
+    /// tail and tokenizer of a split model directory. <see cref="ConnectAsync"/> is the way into a real mesh.
+    /// </summary>
+    public static MeshClient Open(string splitDirectory, IStageConnector connector, IServerDirectory directory, MeshClientOptions? options = null) =>
+        Open(splitDirectory, connector, directory, options ?? new MeshClientOptions(), null, null);
+
+    private static MeshClient Open(string splitDirectory, IStageConnector connector, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
         var tokenizer = Llama2cTokenizer.Load(Path.Combine(splitDirectory, manifest.TokenizerFile ?? ModelStore.TokenizerFile), config.Vocab);
         var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, IntraOpThreads: 1, AllowSpinning: false);
-        var headStage = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions);
+        var head = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions);
         try
         {
-            var tailStage = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions);
-            return new MeshClient(manifest, headStage, tailStage, tokenizer, connector, directory, options);
+            var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions);
+            return new MeshClient(manifest, head, tail, tokenizer, connector, directory, options, peer, identity);
         }
         catch
         {
-            headStage.Dispose();
+            head.Dispose();
             throw;
         }
     }
 
-    private int recoveries;
-
-    /// <summary>Servers replaced over all sessions of this client.</summary>
-    public int Recoveries => Volatile.Read(ref recoveries);
-
-    internal void CountRecovery() => Interlocked.Increment(ref recoveries);
-
-    internal bool IsBanned(string peerId) => bannedUntil.TryGetValue(peerId, out var until) && until > DateTime.UtcNow;
-
-    internal void Ban(string peerId) => bannedUntil[peerId] = DateTime.UtcNow + Options.EffectiveBanDuration;
-
-    /// <summary>Plans a route over all blocks and opens a session on every server of it. Safe to cancel.</summary>
-    public async Task<InferenceSession> OpenSessionAsync(int maxLength, RouteMode? mode = null, CancellationToken cancellation = default)
+    private static MeshClientOptions WithLocalSwarm(MeshClientOptions options)
     {
-        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength, mode ?? Options.Mode);
+        if (options.LocalSwarm is null || options.Bootstrap.Count > 0 && options.ModelDirectory is not null) return options;
+        var swarm = SwarmState.Load(options.LocalSwarm);
+        return options with
+        {
+            Bootstrap = options.Bootstrap.Count > 0 ? options.Bootstrap : [Multiaddr.Parse(swarm.Bootstrap.DialAddress)],
+            ModelDirectory = options.ModelDirectory ?? swarm.Model,
+            LinkDelay = options.LinkDelay ?? swarm.LinkDelayTime,
+        };
+    }
+
+    /// <summary>Plans a route over all blocks and opens a session for up to <paramref name="maxLength"/> positions on every server of it. Safe to cancel.</summary>
+    public async Task<InferenceSession> OpenSessionAsync(int maxLength, CancellationToken cancellation = default)
+    {
+        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength);
         try
         {
             await session.OpenAsync(cancellation).ConfigureAwait(false);
@@ -97,20 +158,55 @@ public sealed class MeshClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Streams the text generated for <paramref name="prompt"/> through the mesh, prompt text first; the session closes when enumeration ends.</summary>
-    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, RouteMode? mode = null, [EnumeratorCancellation] CancellationToken cancellation = default)
+    /// <summary>
+    /// Streams the text generated for <paramref name="prompt"/> through the mesh, prompt text first; the session
+    /// closes when enumeration ends. Safe to cancel: the session is closed on every server.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
+    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var config = Manifest.Config!;
-        await using var session = await OpenSessionAsync(Math.Min(options.MaxTokens, config.MaxSequence), mode, cancellation).ConfigureAwait(false);
-        var generator = new TextGenerator(Tokenizer, config.MaxSequence);
-        await foreach (var text in generator.GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
+        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
+        if (promptTokens > config.MaxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {config.MaxSequence}");
+        await using var session = await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, config.MaxSequence), cancellation).ConfigureAwait(false);
+        await foreach (var text in new TextGenerator(Tokenizer, config.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
             yield return text;
     }
 
-    public ValueTask DisposeAsync()
+    /// <summary>
+    /// Generates like <see cref="GenerateAsync"/>, hands each piece of text to <paramref name="onText"/> as it
+    /// comes, and returns the whole text with the route, latencies and recoveries. Safe to cancel.
+    /// </summary>
+    public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)
     {
-        head.Dispose();
-        tail.Dispose();
-        return ValueTask.CompletedTask;
+        var config = Manifest.Config!;
+        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
+        if (promptTokens > config.MaxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {config.MaxSequence}");
+        var watch = Stopwatch.StartNew();
+        await using var session = await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, config.MaxSequence), cancellation).ConfigureAwait(false);
+        var text = new StringBuilder();
+        var generated = 0;
+        async ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
+        {
+            generated++;
+            return await session.StepAsync(tokens, start, ct).ConfigureAwait(false);
+        }
+        await foreach (var piece in new TextGenerator(Tokenizer, config.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+        {
+            text.Append(piece);
+            onText?.Invoke(piece);
+        }
+        return new GenerationResult(text.ToString(), promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _head.Dispose();
+        _tail.Dispose();
+        Routes.Dispose();
+        if (_peer is not null) await _peer.DisposeAsync().ConfigureAwait(false);
+        _identity?.Dispose();
     }
 }

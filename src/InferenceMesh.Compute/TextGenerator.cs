@@ -4,19 +4,29 @@ using InferenceMesh.Onnx.Tokenizer;
 namespace InferenceMesh.Compute;
 
 /// <summary>Sampling settings for one generation.</summary>
-/// <param name="MaxTokens">Positions in all, prompt included (llama2.c's "steps"); capped at the model's context.</param>
+/// <param name="MaxTokens">New tokens to generate after the prompt (as OpenAI, llama.cpp and Ollama count them); capped at the model's context.</param>
 /// <param name="Temperature">0 = greedy.</param>
 /// <param name="TopP">Nucleus mass in (0, 1); 0 or 1 samples from the whole distribution.</param>
 /// <param name="StopAtEndOfText">Stop when the model emits BOS or EOS (llama2.c stops at BOS); benchmarks turn it off to run every position.</param>
-public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 0f, float TopP = 0.9f, ulong Seed = 42, bool StopAtEndOfText = true);
+/// <param name="MaxPositions">Optional cap on positions in all, prompt included: llama2.c's <c>steps</c>, which reference outputs are made with.</param>
+public sealed record GenerationOptions(int MaxTokens = 256, float Temperature = 0f, float TopP = 0.9f, ulong Seed = 42, bool StopAtEndOfText = true, int? MaxPositions = null);
 
 /// <summary>
 /// The generation loop of llama2.c over any token-to-logits step function: the prompt is prefilled in one
-/// step, then one token per step until <see cref="GenerationOptions.MaxTokens"/> positions or BOS/EOS.
+/// step, then one token per step until <see cref="GenerationOptions.MaxTokens"/> new tokens, the context (or
+/// <see cref="GenerationOptions.MaxPositions"/>) is full, or BOS/EOS.
 /// Text is yielded as soon as its UTF-8 is complete; the prompt's own text is yielded first.
 /// </summary>
 public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
 {
+    /// <summary>
+    /// Positions a generation may reach: the prompt plus <see cref="GenerationOptions.MaxTokens"/> (the token sampled at
+    /// the last position is printed but never run, so that many tokens are printed), capped by the context and
+    /// <see cref="GenerationOptions.MaxPositions"/>. A session is opened for this many positions.
+    /// </summary>
+    public static int PositionLimit(int promptTokens, GenerationOptions options, int maxSequence) =>
+        Math.Min(Math.Min(promptTokens - 1 + options.MaxTokens, maxSequence), options.MaxPositions ?? int.MaxValue);
+
     /// <param name="step">Runs tokens at a start position and returns the last position's logits.</param>
     public IEnumerable<string> Generate(string prompt, GenerationOptions options, Func<int[], int, float[]> step) =>
         GenerateAsync(prompt, options, (tokens, start, _) => ValueTask.FromResult(step(tokens, start))).ToBlockingEnumerable();
@@ -26,11 +36,13 @@ public sealed class TextGenerator(Llama2cTokenizer tokenizer, int maxSequence)
         Func<int[], int, CancellationToken, ValueTask<float[]>> step, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var tokens = tokenizer.Encode(prompt, bos: true);
-        if (tokens.Count > maxSequence)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {tokens.Count} tokens; the model's context is {maxSequence}");
         if (options.MaxTokens < 1)
             throw new MeshException(MeshErrorCode.InvalidArgument, $"max tokens {options.MaxTokens} must be at least 1");
-        var limit = Math.Min(options.MaxTokens, maxSequence);
+        if (options.MaxPositions is < 1)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"max positions {options.MaxPositions} must be at least 1");
+        if (tokens.Count > maxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {tokens.Count} tokens; the model's context is {maxSequence}");
+        var limit = PositionLimit(tokens.Count, options, maxSequence);
         var sampler = new Sampler(options.Temperature, options.TopP, options.Seed);
         var decoder = new StreamingTextDecoder();
 

@@ -63,5 +63,6 @@ public readonly record struct BlockRange
         return ranges;
     }
 
-    public override string ToString() => $"[{Start},{End})";
+    /// <summary><c>start:end</c>, the one way blocks are written in the CLI, JSON and tables (what <see cref="Parse"/> reads).</summary>
+    public override string ToString() => $"{Start}:{End}";
 }

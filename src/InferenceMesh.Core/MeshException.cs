@@ -18,6 +18,8 @@ public enum MeshErrorCode
     ProtocolViolation,
     RouteUnavailable,
     Timeout,
+    /// <summary>None of the peers given to join through (bootstrap) answered.</summary>
+    PeersUnreachable,
 }
 
 /// <summary>

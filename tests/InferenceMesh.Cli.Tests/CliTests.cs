@@ -35,7 +35,7 @@ public sealed class CliTests
         string[] extra = stages is null ? [] : ["--stages", stages.Value.ToString()];
         foreach (var prompt in new[] { "", "Once upon a time" })
         {
-            var result = await Run(["generate", "--model", TestModels.Stories260K, "--prompt", prompt, "--max-tokens", "256", "--temperature", "0", .. extra]);
+            var result = await Run(["generate", "--model", TestModels.Stories260K, "--prompt", prompt, "--steps", "256", "--temperature", "0", .. extra]);
             Assert.Equal(0, result.Code);
             Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
         }
@@ -112,6 +112,30 @@ public sealed class CliTests
         var path = Path.Combine(TestModels.NewTempDirectory("cli-bad"), "model.onnx");
         OnnxModelFile.Save(g.ToModel(17, "test"), path);
         AssertOneLineError(await Run("model", "split", path, "--stages", "1", "--out", TestModels.NewTempDirectory("cli-out")), "cannot split this graph");
+    }
+
+    [Fact]
+    public async Task MaxTokensCountsNewTokensNotThePrompt()
+    {
+        const string Prompt = "Once upon a time";
+        var promptTokens = InferenceMesh.Onnx.Tokenizer.Llama2cTokenizer.Load(TestModels.Stories260KTokenizer).Encode(Prompt).Count;
+        var tenNew = await Run("generate", "--model", TestModels.Stories260K, "--prompt", Prompt, "--max-tokens", "10");
+        var sameByPositions = await Run("generate", "--model", TestModels.Stories260K, "--prompt", Prompt, "--steps", (promptTokens - 1 + 10).ToString());
+        var tenPositions = await Run("generate", "--model", TestModels.Stories260K, "--prompt", Prompt, "--steps", "10");
+        Assert.Equal(0, tenNew.Code);
+        Assert.Equal(sameByPositions.Out, tenNew.Out);
+        Assert.NotEqual(tenPositions.Out, tenNew.Out);
+        Assert.StartsWith(Prompt, tenNew.Out);
+        Assert.StartsWith(tenNew.Out.TrimEnd('\n'), TestModels.Stories260KReferenceText);
+    }
+
+    [Fact]
+    public void MeshErrorsMapToExitCodesByKind()
+    {
+        Assert.Equal(ExitCode.MeshUnavailable, CliApp.ExitCodeOf(MeshErrorCode.RouteUnavailable));
+        Assert.Equal(ExitCode.MeshUnavailable, CliApp.ExitCodeOf(MeshErrorCode.PeersUnreachable));
+        Assert.Equal(ExitCode.Timeout, CliApp.ExitCodeOf(MeshErrorCode.Timeout));
+        Assert.Equal(ExitCode.BadInput, CliApp.ExitCodeOf(MeshErrorCode.ContextOverflow));
     }
 
     [Fact]

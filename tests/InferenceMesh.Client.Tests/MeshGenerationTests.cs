@@ -8,7 +8,8 @@ namespace InferenceMesh.Client.Tests;
 
 public sealed class MeshGenerationTests
 {
-    private static readonly GenerationOptions Greedy = new(256, 0f);
+    /// <summary>The reference text's settings: greedy, 256 positions.</summary>
+    private static readonly GenerationOptions Greedy = new(Temperature: 0f, MaxPositions: 256);
 
     private static async Task<(InMemoryMesh Mesh, MeshClient Client)> Swarm(IEnumerable<(int Start, int End)> spans, MeshClientOptions? options = null, NodeOptions? nodeOptions = null)
     {
@@ -35,7 +36,7 @@ public sealed class MeshGenerationTests
     [MemberData(nameof(Swarms))]
     public async Task EverySwarmPrintsTheReferenceText(string spans, RouteMode mode)
     {
-        var (mesh, client) = await Swarm(Parse(spans), new MeshClientOptions(mode));
+        var (mesh, client) = await Swarm(Parse(spans), new MeshClientOptions { Mode = mode });
         await using (mesh)
         await using (client)
         {
@@ -60,12 +61,12 @@ public sealed class MeshGenerationTests
         for (var trial = 0; trial < 10; trial++)
         {
             var random = new Random(trial);
-            var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(10)));
+            var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions { Mode = mode, StepTimeout = TimeSpan.FromSeconds(10) });
             await using (mesh)
             await using (client)
             {
                 var session = await client.OpenSessionAsync(256);
-                var victim = session.Route[random.Next(session.Route.Count)].Server.PeerId;
+                var victim = session.Route[random.Next(session.Route.Count)].PeerId;
                 await session.DisposeAsync();
                 var killAt = random.Next(1, 200);
                 var pieces = new List<string>();
@@ -86,12 +87,12 @@ public sealed class MeshGenerationTests
     [InlineData(RouteMode.Relayed)]
     public async Task StalledNodeTimesOutAndIsReplaced(RouteMode mode)
     {
-        var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(1)));
+        var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions { Mode = mode, StepTimeout = TimeSpan.FromSeconds(1) });
         await using (mesh)
         await using (client)
         {
             string victim;
-            await using (var probe = await client.OpenSessionAsync(256)) victim = probe.Route[0].Server.PeerId;
+            await using (var probe = await client.OpenSessionAsync(256)) victim = probe.Route[0].PeerId;
             var pieces = new List<string>();
             await foreach (var piece in client.GenerateAsync("", Greedy))
             {
@@ -124,13 +125,14 @@ public sealed class MeshGenerationTests
     [Fact]
     public async Task SixteenConcurrentSessionsAllPrintTheirTexts()
     {
-        var (mesh, client) = await Swarm([(0, 2), (2, 3), (3, 5)]);
+        var (mesh, chained) = await Swarm([(0, 2), (2, 3), (3, 5)]);
         await using (mesh)
-        await using (client)
+        await using (chained)
+        await using (var relayed = MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.ConnectorFor("relayed-client"), new MeshDirectory(mesh), new MeshClientOptions { Mode = RouteMode.Relayed }))
         {
             var prompts = Enumerable.Range(0, 16).Select(i => i % 2 == 0 ? "" : "Once upon a time").ToList();
             var texts = await Task.WhenAll(prompts.Select((p, i) => Task.Run(async () =>
-                string.Concat(await client.GenerateAsync(p, Greedy, i % 3 == 0 ? RouteMode.Relayed : RouteMode.Chained).ToListAsync()))));
+                string.Concat(await (i % 3 == 0 ? relayed : chained).GenerateAsync(p, Greedy).ToListAsync()))));
             Assert.All(texts, t => Assert.Equal(TestModels.Stories260KReferenceText, t));
         }
     }

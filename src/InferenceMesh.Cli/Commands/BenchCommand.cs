@@ -35,14 +35,14 @@ public static class BenchCommand
             var positions = parse.GetValue(tokens);
             var runs = parse.GetValue(repeat);
             var nodeCount = parse.GetValue(nodes);
-            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false);
+            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
             console.Out.WriteLine($"model {directory}, {nodeCount} nodes on loopback, {positions} positions per generation, median of {runs}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
             console.Out.WriteLine();
 
             double local;
             using (var single = LocalModel.Open(directory))
             {
-                single.Generate("", options with { MaxTokens = 8 }).ToList();
+                single.Generate("", options with { MaxTokens = 8, MaxPositions = 8 }).ToList();
                 local = Median(runs, () => single.Generate("", options).Count()) / positions;
             }
             console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor |");
@@ -53,21 +53,21 @@ public static class BenchCommand
             {
                 var delay = Durations.Parse(delayText);
                 var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-bench-{Guid.NewGuid():N}");
-                var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024, parse.GetValue(threads)), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
+                var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024, parse.GetValue(threads), Replicas: 1), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
                 try
                 {
                     foreach (var mode in new[] { RouteMode.Chained, RouteMode.Relayed })
                     {
-                        await using var client = await MeshClientConnection.ConnectAsync([swarm.Bootstrap.DialAddress], swarm.Model, new MeshClientOptions(mode), delay, _ => { }, cancellation);
+                        await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state, Mode = mode, LinkDelay = delay }, cancellation);
                         int routeLength;
-                        await using (var probe = await client.Client.OpenSessionAsync(8, mode, cancellation)) routeLength = probe.Route.Count;
-                        await client.Client.GenerateAsync("", options with { MaxTokens = 8 }, mode, cancellation).CountAsync(cancellation);
+                        await using (var probe = await client.OpenSessionAsync(8, cancellation)) routeLength = probe.Route.Count;
+                        await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
                         // Route planning and session opening happen once per generation; time the steps alone.
                         var perToken = await MedianAsync(runs, async () =>
                         {
-                            await using var session = await client.Client.OpenSessionAsync(positions, mode, cancellation);
+                            await using var session = await client.OpenSessionAsync(positions, cancellation);
                             var watch = Stopwatch.StartNew();
-                            await new TextGenerator(client.Client.Tokenizer, positions).GenerateAsync("", options, session.StepAsync, cancellation).CountAsync(cancellation);
+                            await new TextGenerator(client.Tokenizer, positions).GenerateAsync("", options, session.StepAsync, cancellation).CountAsync(cancellation);
                             return watch.Elapsed.TotalMilliseconds;
                         }) / positions;
                         var hops = mode == RouteMode.Chained ? routeLength + 1 : 2 * routeLength;
@@ -81,11 +81,11 @@ public static class BenchCommand
                         console.Out.WriteLine();
                         console.Out.WriteLine("| concurrent sessions (chained) | aggregate tokens/s | ms/token per session |");
                         console.Out.WriteLine("|---:|---:|---:|");
-                        await using var client = await MeshClientConnection.ConnectAsync([swarm.Bootstrap.DialAddress], swarm.Model, new MeshClientOptions(RouteMode.Chained), delay, _ => { }, cancellation);
+                        await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state, LinkDelay = delay }, cancellation);
                         foreach (var count in parse.GetValue(sessions)!.Split(',').Select(int.Parse))
                         {
                             var watch = Stopwatch.StartNew();
-                            var generated = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => client.Client.GenerateAsync("", options, RouteMode.Chained, cancellation).CountAsync(cancellation).AsTask()));
+                            var generated = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => client.GenerateAsync("", options, cancellation).CountAsync(cancellation).AsTask()));
                             var seconds = watch.Elapsed.TotalSeconds;
                             console.Out.WriteLine($"| {count} | {count * positions / seconds:F1} | {seconds * 1000 / positions:F2} |");
                         }
@@ -196,7 +196,7 @@ public static class BenchCommand
             {
                 cancellation.ThrowIfCancellationRequested();
                 using var local = LocalModel.Open(directory, count);
-                var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false);
+                var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
                 local.Generate("", options with { MaxTokens = Math.Min(16, positions) }).ToList();
                 var times = new List<double>();
                 var generated = 0;

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Client;
+using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
 
@@ -38,8 +40,17 @@ public static class DemoCommand
             try
             {
                 foreach (var node in swarm.Nodes)
-                    console.Error.WriteLine($"{node.Name} {node.PeerId} serves {BlockRange.Parse(node.Blocks!)} at {node.DialAddress}");
-                return await CliApp.RunAsync(["prompt", parse.GetValue(prompt)!, "--state", state, "--max-tokens", "256", "--temperature", "0", "--stats"], console, cancellation);
+                    console.Error.WriteLine($"{node.Name} {node.PeerId} serves {node.Blocks} at {node.DialAddress}");
+                await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state }, cancellation);
+                // 256 positions, greedy: the settings the model's reference text was made with.
+                var result = await client.CompleteAsync(parse.GetValue(prompt)!, new GenerationOptions(Temperature: 0f, MaxPositions: 256), piece =>
+                {
+                    console.Out.Write(piece);
+                    console.Out.Flush();
+                }, cancellation);
+                console.Out.WriteLine();
+                console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s) over {string.Join(" → ", result.Route.Select(h => h.Blocks))}, {result.Recoveries} recoveries");
+                return (int)ExitCode.Ok;
             }
             finally
             {

@@ -4,6 +4,7 @@ using System.Text.Json;
 using InferenceMesh.Core;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Mesh;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 
@@ -74,11 +75,14 @@ public static class DhtCommand
         command.SetAction(async (parse, cancellation) =>
         {
             using var key = Ed25519KeyPair.Generate();
-            await using var peer = await MeshPeer.StartAsync(key, [], parse.GetValue(Bootstrap)!, DhtMode.Client, _ => { }, null, cancellation);
-            if (peer.Dht.RoutingTable.Count == 0)
-                throw new MeshException(MeshErrorCode.RouteUnavailable, "none of the bootstrap peers answered");
+            await using var peer = await MeshPeer.StartAsync(new MeshPeerOptions
+            {
+                Identity = key,
+                Bootstrap = parse.GetValue(Bootstrap)!.Select(Multiaddr.Parse).ToList(),
+                RequireBootstrap = true,
+            }, cancellation);
             var result = await run(peer, parse, cancellation);
-            console.Out.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
+            console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Options));
             return (int)ExitCode.Ok;
         });
         return command;

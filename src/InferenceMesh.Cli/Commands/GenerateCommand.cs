@@ -6,26 +6,30 @@ namespace InferenceMesh.Cli.Commands;
 /// <summary><c>inferencemesh generate</c>: run a model in this process, head to tail, and print the text as it comes.</summary>
 public static class GenerateCommand
 {
-    public static readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "Positions in all, prompt included (llama2.c's steps)", DefaultValueFactory = _ => 256 };
+    public static readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "New tokens to generate after the prompt", DefaultValueFactory = _ => 256 };
+    public static readonly Option<int?> Steps = new("--steps") { Description = "Cap on positions in all, prompt included (llama2.c's steps, which reference outputs use)" };
     public static readonly Option<float> Temperature = new("--temperature", "-t") { Description = "0 for greedy decoding", DefaultValueFactory = _ => 0f };
     public static readonly Option<float> TopP = new("--top-p") { Description = "Nucleus sampling mass", DefaultValueFactory = _ => 0.9f };
     public static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 42UL };
     public static readonly Option<string> Executor = new("--executor") { Description = "What runs the blocks: auto (ILGPU on a GPU, else ONNX Runtime), ort or ilgpu", DefaultValueFactory = _ => "auto" };
+
+    /// <summary>The sampling options every generating verb shares.</summary>
+    public static GenerationOptions Options(ParseResult parse) =>
+        new(parse.GetValue(MaxTokens), parse.GetValue(Temperature), parse.GetValue(TopP), parse.GetValue(Seed), MaxPositions: parse.GetValue(Steps));
 
     public static Command Create(ICliConsole console)
     {
         var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx) or split directory (manifest.json)", Required = true };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue", DefaultValueFactory = _ => "" };
         var stages = new Option<int?>("--stages") { Description = "Split an imported model into N block stages in this process" };
-        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Temperature, TopP, Seed, Executor };
+        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Steps, Temperature, TopP, Seed, Executor };
         command.SetAction((parse, cancellation) =>
         {
             var verbose = parse.GetValue(CliApp.Verbose);
             var executor = ExecutorKinds.Parse(parse.GetValue(Executor)!);
             using var local = Progress.Run(console, $"loading {parse.GetValue(model)}", () => LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages), executor,
                 line => { if (verbose) console.Error.WriteLine(line); }), plainLine: false);
-            var options = new GenerationOptions(parse.GetValue(MaxTokens), parse.GetValue(Temperature), parse.GetValue(TopP), parse.GetValue(Seed));
-            foreach (var text in local.Generate(parse.GetValue(prompt)!, options))
+            foreach (var text in local.Generate(parse.GetValue(prompt)!, Options(parse)))
             {
                 cancellation.ThrowIfCancellationRequested();
                 console.Out.Write(text);

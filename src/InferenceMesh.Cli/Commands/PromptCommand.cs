@@ -1,15 +1,14 @@
 using System.CommandLine;
-using System.Diagnostics;
-using InferenceMesh.Cli.Swarm;
+using System.Text.Json;
 using InferenceMesh.Client;
-using InferenceMesh.Compute;
 using InferenceMesh.Core;
+using InferenceMesh.P2P;
 
 namespace InferenceMesh.Cli.Commands;
 
 /// <summary>
-/// <c>inferencemesh prompt</c>: a client that joins the mesh through <c>--bootstrap</c> (or the local swarm),
-/// plans a route from the DHT's span announcements, runs Head and Tail here and streams the text.
+/// <c>inferencemesh prompt</c>: joins the mesh through <c>--bootstrap</c> (or the local swarm) with
+/// <see cref="MeshClient.ConnectAsync"/> and streams the text; <c>--json</c> prints the result with its route instead.
 /// </summary>
 public static class PromptCommand
 {
@@ -19,46 +18,49 @@ public static class PromptCommand
         var bootstrap = new Option<string[]>("--bootstrap") { Description = "Peers to join through; without it, the local swarm recorded by 'swarm up'", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
         var model = new Option<string?>("--model") { Description = "Split model directory for the head, tail and tokenizer; without it, the local swarm's" };
         var route = new Option<string>("--route") { Description = "chained (each server pushes to the next) or relayed (every hop returns here)", DefaultValueFactory = _ => "chained" };
-        var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay on the client's stage streams; defaults to the local swarm's", DefaultValueFactory = _ => "" };
-        var stats = new Option<bool>("--stats") { Description = "Print route, recoveries and per-token latency on stderr at the end" };
-        var command = new Command("prompt", "Generate text through the mesh") { text, bootstrap, model, route, linkDelay, stats, GenerateCommand.MaxTokens, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory };
+        var linkDelay = new Option<string?>("--link-delay") { Description = "Emulated one-way delay on the client's stage streams; defaults to the local swarm's" };
+        var stepTimeout = new Option<string>("--step-timeout") { Description = "A server silent this long during a step is replaced", DefaultValueFactory = _ => "30s" };
+        var stats = new Option<bool>("--stats") { Description = "Print route, recoveries and tokens/s on stderr at the end" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s) instead of streaming" };
+        var command = new Command("prompt", "Generate text through the mesh")
+        {
+            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json,
+            GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
+        };
         command.SetAction(async (parse, cancellation) =>
         {
-            var peers = parse.GetValue(bootstrap)!;
-            var modelDirectory = parse.GetValue(model);
-            var delay = parse.GetValue(linkDelay)!;
-            if (peers.Length == 0 || modelDirectory is null)
-            {
-                var swarm = SwarmState.TryLoad(parse.GetValue(SwarmCommand.StateDirectory)!)
-                    ?? throw new MeshException(MeshErrorCode.InvalidArgument, "give --bootstrap and --model, or start a local swarm with 'inferencemesh swarm up'");
-                if (peers.Length == 0) peers = [swarm.Bootstrap.DialAddress];
-                modelDirectory ??= swarm.Model;
-                if (delay.Length == 0) delay = swarm.LinkDelay;
-            }
-            var mode = parse.GetValue(route) switch
-            {
-                "chained" => RouteMode.Chained,
-                "relayed" => RouteMode.Relayed,
-                var other => throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown route '{other}'; expected chained or relayed"),
-            };
             var verbose = parse.GetValue(CliApp.Verbose);
-            await using var connection = await MeshClientConnection.ConnectAsync(peers, modelDirectory, new MeshClientOptions(mode),
-                delay.Length == 0 ? TimeSpan.Zero : Durations.Parse(delay), line => { if (verbose) console.Error.WriteLine(line); }, cancellation);
-            var client = connection.Client;
-            var options = new GenerationOptions(parse.GetValue(GenerateCommand.MaxTokens), parse.GetValue(GenerateCommand.Temperature), parse.GetValue(GenerateCommand.TopP), parse.GetValue(GenerateCommand.Seed));
-            var watch = Stopwatch.StartNew();
-            var pieces = 0;
-            await foreach (var piece in client.GenerateAsync(parse.GetValue(text)!, options, mode, cancellation))
+            var options = new MeshClientOptions
+            {
+                Bootstrap = parse.GetValue(bootstrap)!.Select(Multiaddr.Parse).ToList(),
+                ModelDirectory = parse.GetValue(model),
+                LocalSwarm = parse.GetValue(SwarmCommand.StateDirectory),
+                Mode = ParseRoute(parse.GetValue(route)!),
+                LinkDelay = parse.GetValue(linkDelay) is { } delay ? Durations.Parse(delay) : null,
+                StepTimeout = Durations.Parse(parse.GetValue(stepTimeout)!),
+                Log = line => { if (verbose) console.Error.WriteLine(line); },
+            };
+            await using var client = await MeshClient.ConnectAsync(options, cancellation);
+            var asJson = parse.GetValue(json);
+            var result = await client.CompleteAsync(parse.GetValue(text)!, GenerateCommand.Options(parse), asJson ? null : piece =>
             {
                 console.Out.Write(piece);
                 console.Out.Flush();
-                pieces++;
-            }
-            console.Out.WriteLine();
+            }, cancellation);
+            if (asJson) console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Options));
+            else console.Out.WriteLine();
             if (parse.GetValue(stats))
-                console.Error.WriteLine($"{pieces} pieces in {watch.Elapsed.TotalSeconds:F2} s ({watch.Elapsed.TotalMilliseconds / Math.Max(pieces, 1):F2} ms each), {mode} route, {client.Recoveries} recoveries");
+                console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s), {result.Mode} route "
+                    + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms"))}, {result.Recoveries} recoveries");
             return (int)ExitCode.Ok;
         });
         return command;
     }
+
+    private static RouteMode ParseRoute(string text) => text switch
+    {
+        "chained" => RouteMode.Chained,
+        "relayed" => RouteMode.Relayed,
+        _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown route '{text}'; expected chained or relayed"),
+    };
 }

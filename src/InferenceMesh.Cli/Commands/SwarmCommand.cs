@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Client;
 using InferenceMesh.Core;
 
 namespace InferenceMesh.Cli.Commands;
@@ -24,11 +25,12 @@ public static class SwarmCommand
     private static Command Up(ICliConsole console)
     {
         var nodes = new Option<int>("--nodes") { Description = "Serving nodes to start", DefaultValueFactory = _ => 3 };
+        var replicas = new Option<int>("--replicas") { Description = "Servers per block, so that killing replicas − 1 nodes leaves every block served (needs at least that many nodes)", DefaultValueFactory = _ => 2 };
         var model = new Option<string>("--model") { Description = "Split model directory, or an imported one (split one block per stage into the state folder)", Required = true };
         var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay on every stage stream, e.g. 20ms", DefaultValueFactory = _ => "0" };
         var executor = new Option<string>("--executor") { Description = "What runs the blocks on every node", DefaultValueFactory = _ => "auto" };
-        var config = new Option<string?>("--config") { Description = "A JSON file under mesh-config/ with any of: nodes, linkDelay, executor, maxSessions, kvBudgetMb" };
-        var command = new Command("up", "Start a bootstrap node and N serving nodes on loopback, wait until every block is served") { nodes, model, linkDelay, executor, config };
+        var config = new Option<string?>("--config") { Description = "A JSON file under mesh-config/ with any of: nodes, replicas, linkDelay, executor, maxSessions, kvBudgetMb" };
+        var command = new Command("up", "Start a bootstrap node and N serving nodes on loopback, wait until every block is served") { nodes, replicas, model, linkDelay, executor, config };
         command.SetAction(async (parse, cancellation) =>
         {
             var state = parse.GetValue(StateDirectory)!;
@@ -40,9 +42,12 @@ public static class SwarmCommand
                 Given(parse, nodes) || fromFile.Nodes is null ? parse.GetValue(nodes) : fromFile.Nodes.Value,
                 Given(parse, linkDelay) || fromFile.LinkDelay is null ? parse.GetValue(linkDelay)! : fromFile.LinkDelay,
                 Given(parse, executor) || fromFile.Executor is null ? parse.GetValue(executor)! : fromFile.Executor,
-                fromFile.MaxSessions ?? 64, fromFile.KvBudgetMb ?? 1024);
+                fromFile.MaxSessions ?? 64, fromFile.KvBudgetMb ?? 1024,
+                Replicas: Given(parse, replicas) || fromFile.Replicas is null ? parse.GetValue(replicas) : fromFile.Replicas.Value);
             Durations.Parse(settings.LinkDelay);
             if (settings.Nodes < 1) throw new MeshException(MeshErrorCode.InvalidArgument, "--nodes must be at least 1");
+            if (settings.Replicas > settings.Nodes)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"--replicas {settings.Replicas} needs at least {settings.Replicas} nodes; give --nodes {settings.Replicas} or more, or fewer replicas");
             var swarm = await LocalSwarm.StartAsync(settings, parse.GetValue(model)!, state, console, cancellation);
             PrintTable(console, swarm);
             console.Out.WriteLine($"swarm recorded in {SwarmState.PathIn(state)}; bootstrap {swarm.Bootstrap.DialAddress}");
@@ -63,7 +68,8 @@ public static class SwarmCommand
             if (parse.GetValue(json))
             {
                 var rows = swarm.Nodes.Prepend(swarm.Bootstrap).Select(n => new { n.Name, n.PeerId, address = n.DialAddress, n.Blocks, n.Pid, state = n.IsRunning ? "running" : "stopped" });
-                console.Out.WriteLine(JsonSerializer.Serialize(new { swarm.Model, swarm.ModelId, swarm.BlockCount, swarm.LinkDelay, nodes = rows }));
+                var blocks = ServersPerBlock(swarm).Select((count, block) => new { block, runningServers = count });
+                console.Out.WriteLine(JsonSerializer.Serialize(new { swarm.Model, swarm.ModelId, swarm.BlockCount, swarm.LinkDelay, swarm.Replicas, nodes = rows, blocks }, CliJson.Options));
             }
             else PrintTable(console, swarm);
             return (int)ExitCode.Ok;
@@ -119,12 +125,27 @@ public static class SwarmCommand
     {
         console.Out.WriteLine($"{"name",-10} {"peer",-54} {"blocks",-8} {"state",-8} address");
         foreach (var node in swarm.Nodes.Prepend(swarm.Bootstrap))
-            console.Out.WriteLine($"{node.Name,-10} {node.PeerId,-54} {(node.Blocks is null ? "-" : BlockRange.Parse(node.Blocks).ToString()),-8} {(node.IsRunning ? "running" : "stopped"),-8} {node.DialAddress}");
+            console.Out.WriteLine($"{node.Name,-10} {node.PeerId,-54} {node.Blocks ?? "-",-8} {(node.IsRunning ? "running" : "stopped"),-8} {node.DialAddress}");
+        var perBlock = ServersPerBlock(swarm);
+        console.Out.WriteLine($"running servers per block: {string.Join("  ", perBlock.Select((count, block) => $"{block}:{count}"))}"
+            + (perBlock.Any(c => c < 2) ? "  (a block with fewer than 2 stops generations if its server dies)" : ""));
+    }
+
+    /// <summary>Running serving nodes per block, from the recorded spans and the processes alive now.</summary>
+    private static int[] ServersPerBlock(SwarmState swarm)
+    {
+        var counts = new int[swarm.BlockCount];
+        foreach (var node in swarm.Nodes.Where(n => n.Blocks is not null && n.IsRunning))
+        {
+            var blocks = BlockRange.Parse(node.Blocks!);
+            for (var b = blocks.Start; b < blocks.End; b++) counts[b]++;
+        }
+        return counts;
     }
 
 
     /// <summary>A swarm configuration file (mesh-config/*.json); every field optional, unknown fields refused.</summary>
-    internal sealed record SwarmSettingsFile(int? Nodes, string? LinkDelay, string? Executor, int? MaxSessions, int? KvBudgetMb)
+    internal sealed record SwarmSettingsFile(int? Nodes, string? LinkDelay, string? Executor, int? MaxSessions, int? KvBudgetMb, int? Replicas = null)
     {
         public static SwarmSettingsFile Load(string? file)
         {

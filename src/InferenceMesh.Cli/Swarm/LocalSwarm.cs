@@ -1,13 +1,13 @@
+using InferenceMesh.Client;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
 using InferenceMesh.Onnx;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Mesh;
 
 namespace InferenceMesh.Cli.Swarm;
-
-/// <summary>Settings of a local swarm: from the command line, a mesh-config file, or defaults.</summary>
-/// <param name="Threads">ONNX Runtime threads per stage run on each node (0: one per core).</param>
-public sealed record SwarmSettings(int Nodes, string LinkDelay, string Executor, int MaxSessions, int KvBudgetMb, int Threads = 1);
 
 /// <summary>Starts and stops local swarms of <c>inferencemesh node</c> processes (used by <c>swarm</c> and <c>demo</c>).</summary>
 public static class LocalSwarm
@@ -22,13 +22,13 @@ public static class LocalSwarm
         var bootstrap = await Progress.RunAsync(console, "starting the bootstrap node", () => NodeLauncher.StartAsync("bootstrap", ["--identity", Identity(state, 0), "--link-delay", settings.LinkDelay],
             Path.Combine(state, "bootstrap.log"), Identity(state, 0), null, TimeSpan.FromSeconds(60), cancellation));
         var started = new List<SwarmProcess>();
-        var perNode = (manifest.BlockCount + settings.Nodes - 1) / settings.Nodes;
+        // Chosen here, not by each node from the DHT, so that every block gets its replicas and a rerun gives the same swarm.
+        var spans = SpanChooser.Stripe(manifest.BlockCount, settings.Nodes, settings.Replicas);
         try
         {
             for (var i = 1; i <= settings.Nodes; i++)
             {
-                // Petals' rule over the spans started so far: the same choice a node makes from the DHT, made here so it is deterministic.
-                var blocks = SpanChooser.Choose(manifest.BlockCount, Math.Min(perNode, manifest.BlockCount), started.Select(n => (BlockRange.Parse(n.Blocks!), 1.0)));
+                var blocks = spans[i - 1];
                 var name = $"node-{i}";
                 var identity = Identity(state, i);
                 string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
@@ -42,7 +42,7 @@ public static class LocalSwarm
             foreach (var process in started.Append(bootstrap)) NodeLauncher.Stop(process.Pid, force: true);
             throw;
         }
-        var swarm = new SwarmState(split, manifest.ModelId, manifest.BlockCount, settings.LinkDelay, bootstrap, started, DateTimeOffset.UtcNow);
+        var swarm = new SwarmState(split, manifest.ModelId, manifest.BlockCount, settings.LinkDelay, bootstrap, started, DateTimeOffset.UtcNow, settings.Replicas);
         swarm.Save(state);
         return swarm;
     }
@@ -51,13 +51,13 @@ public static class LocalSwarm
     private static async Task<bool> WaitForCoverageAsync(string bootstrap, Manifest manifest, TimeSpan timeout, CancellationToken cancellation)
     {
         using var key = Ed25519KeyPair.Generate();
-        await using var peer = await MeshPeer.StartAsync(key, [], [bootstrap], P2P.Dht.DhtMode.Client, _ => { }, null, cancellation);
+        await using var peer = await MeshPeer.StartAsync(new MeshPeerOptions { Identity = key, Bootstrap = [Multiaddr.Parse(bootstrap)], RequireBootstrap = true }, cancellation);
         var deadline = DateTime.UtcNow + timeout;
         var uncovered = new List<int>();
         while (DateTime.UtcNow < deadline)
         {
             var perBlock = await peer.Spans.ListServersAsync(manifest.ModelId, manifest.BlockCount, cancellation);
-            uncovered = Enumerable.Range(0, manifest.BlockCount).Where(b => !perBlock[b].Any(s => s.State == P2P.Dht.ServerState.Online)).ToList();
+            uncovered = Enumerable.Range(0, manifest.BlockCount).Where(b => !perBlock[b].Any(s => s.State == ServerState.Online)).ToList();
             if (uncovered.Count == 0) return true;
             await Task.Delay(250, cancellation);
         }

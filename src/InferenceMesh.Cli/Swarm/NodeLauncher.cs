@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using InferenceMesh.Client;
 using InferenceMesh.Core;
 
 namespace InferenceMesh.Cli.Swarm;

@@ -1,9 +1,8 @@
 using System.Globalization;
-using InferenceMesh.Core;
 
-namespace InferenceMesh.Cli;
+namespace InferenceMesh.Core;
 
-/// <summary>Parses the CLI's durations: <c>20ms</c>, <c>1.5s</c>, <c>2m</c>, or <c>0</c>.</summary>
+/// <summary>Parses durations as the CLI and swarm files write them: <c>20ms</c>, <c>1.5s</c>, <c>2m</c>, or <c>0</c>.</summary>
 public static class Durations
 {
     public static TimeSpan Parse(string text)

@@ -1,15 +1,14 @@
 using InferenceMesh.Cli;
 using InferenceMesh.Cli.Swarm;
 using InferenceMesh.Client;
-using InferenceMesh.Core;
-using InferenceMesh.Node;
-using InferenceMesh.P2P.Dht;
-using InferenceMesh.P2P.Identity;
 using InferenceMesh.Tests.Shared;
 
 namespace InferenceMesh.Integration.Tests;
 
-/// <summary>A real local swarm: a bootstrap process and N node processes on loopback, joined over libp2p and the DHT.</summary>
+/// <summary>
+/// A real local swarm, started as <c>swarm up</c> starts it: a bootstrap process and N node processes on loopback,
+/// joined over libp2p and the DHT. Tests drive it with the CLI's verbs and join it with <see cref="MeshClient.ConnectAsync"/>.
+/// </summary>
 public sealed class LocalSwarmHandle : IAsyncDisposable
 {
     private LocalSwarmHandle(string state, SwarmState swarm)
@@ -21,11 +20,14 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
     public string State { get; }
     public SwarmState Swarm { get; }
 
-    public static async Task<LocalSwarmHandle> StartAsync(int nodes, string linkDelay = "0")
+    /// <param name="replicas">Servers per block; the CLI's default (2) where the node count allows.</param>
+    public static async Task<LocalSwarmHandle> StartAsync(int nodes, string linkDelay = "0", int? replicas = null)
     {
         var state = TestModels.NewTempDirectory($"swarm{nodes}");
         var console = new WriterCliConsole(TextWriter.Null, TextWriter.Null);
-        var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodes, linkDelay, "ort", 64, 256), TestModels.Stories260K, state, console, CancellationToken.None);
+        var settings = new SwarmSettings(nodes, linkDelay, "ort", 64, 256);
+        settings = settings with { Replicas = replicas ?? Math.Min(settings.Replicas, nodes) };
+        var swarm = await LocalSwarm.StartAsync(settings, TestModels.Stories260K, state, console, CancellationToken.None);
         return new LocalSwarmHandle(state, swarm);
     }
 
@@ -41,9 +43,9 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
         return (code, output.ToString(), error.ToString());
     }
 
-    /// <summary>A client joined to the swarm's DHT, for tests that watch the route.</summary>
-    public Task<MeshClientConnection> ClientAsync(RouteMode mode) =>
-        MeshClientConnection.ConnectAsync([Swarm.Bootstrap.DialAddress], Swarm.Model, new MeshClientOptions(mode, StepTimeout: TimeSpan.FromSeconds(20)), TimeSpan.Zero, _ => { }, CancellationToken.None);
+    /// <summary>A client joined to the swarm through the library, for tests that watch the route.</summary>
+    public Task<MeshClient> ClientAsync(RouteMode mode) =>
+        MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = State, Mode = mode, StepTimeout = TimeSpan.FromSeconds(20) });
 
     public async ValueTask DisposeAsync() => await LocalSwarm.StopAsync(State);
 }

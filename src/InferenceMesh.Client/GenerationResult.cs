@@ -1,0 +1,15 @@
+namespace InferenceMesh.Client;
+
+/// <summary>What one generation through the mesh produced and how it went.</summary>
+/// <param name="Text">The text, prompt text first (as streamed).</param>
+/// <param name="PromptTokens">Tokens of the prompt, BOS included.</param>
+/// <param name="GeneratedTokens">Tokens sampled after the prompt (one per step; a final end-of-text token, which is not printed, included).</param>
+/// <param name="Elapsed">From the session's opening to the last token.</param>
+/// <param name="Route">The hops the session ended with (after any replacement), in block order.</param>
+/// <param name="Recoveries">Servers this session replaced.</param>
+/// <param name="Mode">How steps travelled.</param>
+public sealed record GenerationResult(string Text, int PromptTokens, int GeneratedTokens, TimeSpan Elapsed, IReadOnlyList<HopReport> Route, int Recoveries, RouteMode Mode)
+{
+    /// <summary>New tokens per second over <see cref="Elapsed"/>.</summary>
+    public double TokensPerSecond => GeneratedTokens / Math.Max(Elapsed.TotalSeconds, 1e-9);
+}

@@ -1,0 +1,47 @@
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Transport;
+
+namespace InferenceMesh.Client;
+
+/// <summary>How a <see cref="MeshClient"/> joins a mesh and behaves in it; every member has a default.</summary>
+public sealed record MeshClientOptions
+{
+    /// <summary>Peers to join through, with <c>/p2p/</c>. When empty, <see cref="LocalSwarm"/> names them.</summary>
+    public IReadOnlyList<Multiaddr> Bootstrap { get; init; } = [];
+
+    /// <summary>The split model directory (manifest.json) the head, tail and tokenizer are loaded from; when null, <see cref="LocalSwarm"/>'s.</summary>
+    public string? ModelDirectory { get; init; }
+
+    /// <summary>
+    /// The state folder of a local swarm started by <c>inferencemesh swarm up</c> (its <c>swarm.json</c>): fills
+    /// in <see cref="Bootstrap"/>, <see cref="ModelDirectory"/> and <see cref="LinkDelay"/> where they are not given.
+    /// </summary>
+    public string? LocalSwarm { get; init; }
+
+    /// <summary>How steps travel; the one place the route mode is chosen.</summary>
+    public RouteMode Mode { get; init; } = RouteMode.Chained;
+
+    /// <summary>A step (or a session opening) with no answer for this long counts as a failed server.</summary>
+    public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a failed server is left out of new routes.</summary>
+    public TimeSpan BanDuration { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How long a listing of the servers is reused before the directory is asked again (a recovery always asks again).</summary>
+    public TimeSpan ServerListLifetime { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Server replacements one session may make before it gives up.</summary>
+    public int MaxRecoveries { get; init; } = 16;
+
+    /// <summary>Emulated one-way delay on the client's stage streams (user space: tests and benchmarks); null takes the local swarm's, else none.</summary>
+    public TimeSpan? LinkDelay { get; init; }
+
+    /// <summary>Transports for the client's host; TCP when null.</summary>
+    public IReadOnlyList<ITransport>? Transports { get; init; }
+
+    /// <summary>Clock for timeouts, bans and the server list's lifetime.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Receives one line per notable event (joins, bans, recoveries); null for none.</summary>
+    public Action<string>? Log { get; init; }
+}

@@ -1,0 +1,60 @@
+using System.Collections.Concurrent;
+using InferenceMesh.Core;
+
+namespace InferenceMesh.Client;
+
+/// <summary>
+/// The one place that decides where a client's steps go (Petals' sequence manager): it keeps the list of
+/// servers from the directory (refreshed after <see cref="MeshClientOptions.ServerListLifetime"/>, or at once
+/// after a failure), the bans of failed servers (for <see cref="MeshClientOptions.BanDuration"/>), and plans
+/// routes over what is left with <see cref="RoutePlanner"/>. Thread-safe; shared by every session of a client.
+/// </summary>
+public sealed class RouteManager(IServerDirectory directory, string modelId, MeshClientOptions options) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _bannedUntil = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _refreshing = new(1, 1);
+    private IReadOnlyList<ServerSpan>? _servers;
+    private DateTimeOffset _listedAt;
+
+    /// <summary>Whether <paramref name="peerId"/> is banned now.</summary>
+    public bool IsBanned(string peerId) => _bannedUntil.TryGetValue(peerId, out var until) && until > options.Time.GetUtcNow();
+
+    /// <summary>Leaves <paramref name="peerId"/> out of routes for the ban duration, and makes the next plan list the servers afresh.</summary>
+    public void Ban(string peerId, string reason)
+    {
+        _bannedUntil[peerId] = options.Time.GetUtcNow() + options.BanDuration;
+        Volatile.Write(ref _servers, null);
+        options.Log?.Invoke($"banned {peerId} for {options.BanDuration.TotalSeconds:F0} s: {reason}");
+    }
+
+    /// <summary>Plans <paramref name="blocks"/> over the servers listed now and not banned. Safe to cancel.</summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.RouteUnavailable"/> naming the blocks no usable server covers.</exception>
+    public async Task<IReadOnlyList<PlannedHop>> PlanAsync(BlockRange blocks, CancellationToken cancellation)
+    {
+        var servers = await ServersAsync(cancellation).ConfigureAwait(false);
+        return RoutePlanner.Plan(servers, blocks, IsBanned);
+    }
+
+    private async Task<IReadOnlyList<ServerSpan>> ServersAsync(CancellationToken cancellation)
+    {
+        if (Fresh() is { } cached) return cached;
+        await _refreshing.WaitAsync(cancellation).ConfigureAwait(false);
+        try
+        {
+            if (Fresh() is { } refreshed) return refreshed;
+            var servers = await directory.ListAsync(modelId, cancellation).ConfigureAwait(false);
+            _listedAt = options.Time.GetUtcNow();
+            Volatile.Write(ref _servers, servers);
+            return servers;
+        }
+        finally
+        {
+            _refreshing.Release();
+        }
+    }
+
+    private IReadOnlyList<ServerSpan>? Fresh() =>
+        Volatile.Read(ref _servers) is { } servers && options.Time.GetUtcNow() - _listedAt < options.ServerListLifetime ? servers : null;
+
+    public void Dispose() => _refreshing.Dispose();
+}

@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using InferenceMesh.Core;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Mesh;
+using InferenceMesh.Protocol;
+
+namespace InferenceMesh.Node;
+
+/// <summary>
+/// The mesh daemon as a library: joins the mesh (identity, listening, bootstrap), chooses its span (given
+/// blocks, or Petals' rule over what the DHT lists), measures its throughput, serves the span's block stages
+/// over <c>/inferencemesh/stage/1.0.0</c>, and announces the span every minute. Disposing it shuts down in
+/// order: stop accepting stage streams → drain (or fail) steps in flight → dispose the executors → announce
+/// offline → close the host.
+/// </summary>
+/// <example><code>
+/// await using var node = await MeshNode.StartAsync(new MeshNodeOptions { ModelDirectory = "split/", Bootstrap = [address] }, ct);
+/// </code></example>
+public sealed class MeshNode : IAsyncDisposable
+{
+    private readonly MeshNodeOptions _options;
+    private readonly MeshPeer _peer;
+    private readonly Ed25519KeyPair? _ownedIdentity;
+    private readonly ServedSpan? _span;
+    private readonly StageServer? _server;
+    private readonly CancellationTokenSource _announcing = new();
+    private Task _announceLoop = Task.CompletedTask;
+    private readonly Action<string> _log;
+    private int _disposed;
+
+    private MeshNode(MeshNodeOptions options, MeshPeer peer, Ed25519KeyPair? ownedIdentity, ServedSpan? span, StageServer? server, SpanChoice? choice, double throughput)
+    {
+        _options = options;
+        _peer = peer;
+        _ownedIdentity = ownedIdentity;
+        _span = span;
+        _server = server;
+        _log = options.Log ?? (_ => { });
+        Span = choice;
+        Throughput = throughput;
+    }
+
+    /// <summary>This node's libp2p identity.</summary>
+    public PeerId PeerId => _peer.Host.PeerId;
+
+    /// <summary>The addresses the node listens on, as bound (port 0 resolved).</summary>
+    public IReadOnlyList<Multiaddr> ListenAddresses => _peer.Host.ListenAddresses;
+
+    /// <summary>The addresses the node announces (an unspecified listen IP replaced by the interface addresses).</summary>
+    public IReadOnlyList<Multiaddr> AdvertisedAddresses => _peer.AdvertisedAddresses;
+
+    /// <summary>The blocks served and why; null for a node without a model.</summary>
+    public SpanChoice? Span { get; }
+
+    /// <summary>The model served; null for a node without a model.</summary>
+    public string? ModelId => _span?.Manifest.ModelId;
+
+    /// <summary>Measured decode throughput through the whole span, in tokens per second (what the node announces); 0 without a model.</summary>
+    public double Throughput { get; }
+
+    /// <summary>Sessions open on this node now.</summary>
+    public int SessionCount => _server?.SessionCount ?? 0;
+
+    /// <summary>KV-cache bytes reserved by open sessions now.</summary>
+    public long ReservedKvBytes => _server?.ReservedKvBytes ?? 0;
+
+    /// <summary>The mesh peer under the node (host, DHT, span directory), for tools that ask the DHT.</summary>
+    public MeshPeer Peer => _peer;
+
+    /// <summary>Starts the node and returns once it listens and serves; the span is announced in the background from then on. Safe to cancel (everything started is closed).</summary>
+    /// <exception cref="MeshException">Bad options (blocks off stage boundaries, a missing model), or a model that cannot be loaded.</exception>
+    public static async Task<MeshNode> StartAsync(MeshNodeOptions options, CancellationToken cancellation = default)
+    {
+        var log = options.Log ?? (_ => { });
+        var manifest = options.ModelDirectory is null ? null : Manifest.Load(options.ModelDirectory);
+        Ed25519KeyPair? owned = null;
+        var identity = options.Identity;
+        if (identity is null)
+            identity = owned = options.IdentityFile is null ? Ed25519KeyPair.Generate() : KeyFile.LoadOrCreate(options.IdentityFile);
+        MeshPeer? peer = null;
+        ServedSpan? span = null;
+        StageServer? server = null;
+        StageConnector? connector = null;
+        try
+        {
+            peer = await MeshPeer.StartAsync(new MeshPeerOptions
+            {
+                Identity = identity,
+                Listen = options.Listen,
+                Bootstrap = options.Bootstrap,
+                Mode = DhtMode.Server,
+                Transports = options.Transports,
+                Time = options.Time,
+                Log = options.Log,
+                BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay),
+            }, cancellation).ConfigureAwait(false);
+            if (manifest is null)
+                return new MeshNode(options, peer, owned, null, null, null, 0);
+
+            var choice = await ChooseSpanAsync(peer, manifest, options, cancellation).ConfigureAwait(false);
+            log($"serving blocks {choice.Blocks}: {choice.Reason}");
+            span = ServedSpan.Load(options.ModelDirectory!, choice.Blocks, options.Executor, options.Limits.MaxSessions, options.Log, options.Threads);
+            var throughput = MeasureThroughput(span);
+            server = new StageServer(span, options.Limits, connector!, options.Log);
+            StageHosting.Serve(peer.Host, server, connector!);
+            log($"serving blocks {span.Blocks} of model {manifest.ModelId} at {throughput:F1} tokens/s");
+            var node = new MeshNode(options, peer, owned, span, server, choice, throughput);
+            (peer, owned, span, server) = (null, null, null, null);
+            try
+            {
+                await node.AnnounceOnceAsync(cancellation).ConfigureAwait(false);
+            }
+            catch
+            {
+                await node.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+            node._announceLoop = node.AnnounceAsync(node._announcing.Token);
+            return node;
+        }
+        catch
+        {
+            if (server is not null) await server.DisposeAsync().ConfigureAwait(false);
+            span?.Dispose();
+            if (peer is not null) await peer.DisposeAsync().ConfigureAwait(false);
+            owned?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Announces the span online with the KV room free now; a failure is logged and retried next round.</summary>
+    private async Task AnnounceOnceAsync(CancellationToken cancellation)
+    {
+        try
+        {
+            await _peer.Spans.AnnounceAsync(new SpanAnnouncement(_span!.Manifest.ModelId, _span.Blocks, Throughput, ServerState.Online,
+                _server!.FreeKvBytes / _span.KvBytesPerPosition(_span.Blocks)), cancellation).ConfigureAwait(false);
+        }
+        catch (MeshException e)
+        {
+            _log($"could not announce blocks {_span!.Blocks}: {e.Message}");
+        }
+    }
+
+    /// <summary>Re-announces every <see cref="SpanDirectory.RefreshInterval"/> (before the TTL lets the records expire) until cancelled.</summary>
+    private async Task AnnounceAsync(CancellationToken cancellation)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(_peer.Spans.RefreshInterval, _options.Time, cancellation).ConfigureAwait(false);
+                await AnnounceOnceAsync(cancellation).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+        }
+    }
+
+    private static async Task<SpanChoice> ChooseSpanAsync(MeshPeer peer, Manifest manifest, MeshNodeOptions options, CancellationToken cancellation)
+    {
+        if (options.Blocks is { } given) return new SpanChoice(given, "given explicitly");
+        if (options.BlockCount is not { } count)
+            return new SpanChoice(new BlockRange(0, manifest.BlockCount), $"all {manifest.BlockCount} blocks, since neither a block range nor a block count was given");
+        var perBlock = await peer.Spans.ListServersAsync(manifest.ModelId, manifest.BlockCount, cancellation).ConfigureAwait(false);
+        var servers = perBlock.SelectMany(b => b).Where(s => s.State == ServerState.Online).GroupBy(s => s.Peer).Select(g => (g.First().Span, g.First().Throughput));
+        return SpanChooser.ChooseWithReason(manifest.BlockCount, count, servers);
+    }
+
+    /// <summary>Tokens per second through the span for one decode step, timed on a scratch session (what the node announces).</summary>
+    private static double MeasureThroughput(ServedSpan span)
+    {
+        var width = span.Manifest.Config?.Dim ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config");
+        var session = $"throughput-{Guid.NewGuid():N}";
+        try
+        {
+            var watch = Stopwatch.StartNew();
+            const int Steps = 4;
+            for (var position = 0; position < Steps; position++)
+            {
+                var activation = TensorData.FromFloats([1, 1, width], new float[width]);
+                foreach (var stage in span.Stages) activation = stage.Run(session, activation, position);
+            }
+            return Steps / Math.Max(watch.Elapsed.TotalSeconds, 1e-6);
+        }
+        finally
+        {
+            foreach (var stage in span.Stages) stage.CloseSession(session);
+        }
+    }
+
+    /// <summary>
+    /// Shuts down in order: stop accepting stage streams, drain or fail the steps in flight, dispose the
+    /// executors, announce the span offline (bounded by <see cref="MeshNodeOptions.OfflineAnnounceTimeout"/>), close the host.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _log("stopping");
+        _peer.Host.RemoveHandler(StageProtocol.Id);
+        await _announcing.CancelAsync().ConfigureAwait(false);
+        await _announceLoop.ConfigureAwait(false);
+        if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
+        _span?.Dispose();
+        if (_span is not null)
+        {
+            using var goodbye = new CancellationTokenSource(_options.OfflineAnnounceTimeout, _options.Time);
+            try
+            {
+                await _peer.Spans.AnnounceAsync(new SpanAnnouncement(_span.Manifest.ModelId, _span.Blocks, 0, ServerState.Offline, 0), goodbye.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is MeshException or OperationCanceledException)
+            {
+                _log($"could not announce going offline: {e.Message}");
+            }
+        }
+        await _peer.DisposeAsync().ConfigureAwait(false);
+        _ownedIdentity?.Dispose();
+        _announcing.Dispose();
+    }
+}

@@ -1,0 +1,122 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using InferenceMesh.Core;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Hosting;
+
+namespace InferenceMesh.P2P.Mesh;
+
+/// <summary>
+/// A started mesh peer: a libp2p host, the mesh's Kademlia DHT on <c>/inferencemesh/kad/1.0.0</c> with the
+/// span-record validator, and the span directory over it. Joins through bootstrap peers and keeps the DHT
+/// maintained (expiry, republish, refresh: <see cref="KadDht.Start"/>) until disposed. Both a serving node
+/// and a client are built on one.
+/// </summary>
+public sealed class MeshPeer : IAsyncDisposable
+{
+    /// <summary>A free-form record namespace (<c>/mesh/…</c>) every mesh peer stores, for tools and tests.</summary>
+    public const string MeshNamespace = "mesh";
+
+    private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options)
+    {
+        Host = host;
+        Dht = dht;
+        Spans = new SpanDirectory(dht, options.Identity);
+        dht.Start();
+    }
+
+    public Libp2pHost Host { get; }
+    public KadDht Dht { get; }
+    public SpanDirectory Spans { get; }
+
+    /// <summary>
+    /// The addresses other peers can dial: the listen addresses, with an unspecified IP (<c>0.0.0.0</c>, <c>::</c>)
+    /// replaced by this machine's interface addresses of that family. This is what span records and the DHT announce.
+    /// </summary>
+    public IReadOnlyList<Multiaddr> AdvertisedAddresses => Dht.LocalAddresses;
+
+    /// <summary>Starts listening, joins the DHT through the bootstrap peers, and returns the peer. Safe to cancel.</summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.PeersUnreachable"/> when <see cref="MeshPeerOptions.RequireBootstrap"/> is set and no bootstrap peer answered.</exception>
+    public static async Task<MeshPeer> StartAsync(MeshPeerOptions options, CancellationToken cancellation)
+    {
+        var log = options.Log ?? (_ => { });
+        var seeds = options.Bootstrap.Select(a => a.PeerId is null
+            ? throw new MeshException(MeshErrorCode.InvalidArgument, $"bootstrap address {a} has no /p2p/ peer id")
+            : KadPeer.FromMultiaddr(a)).ToList();
+        var host = new Libp2pHost(new Libp2pHostOptions { Identity = options.Identity, Log = options.Log, Transports = options.Transports });
+        try
+        {
+            var network = new Libp2pKadNetwork(host);
+            var dht = new KadDht(host.PeerId, network, new KadDhtOptions
+            {
+                Mode = options.Mode,
+                Time = options.Time,
+                Validators = RecordValidators.WithDefaults()
+                    .Add(SpanRecordValidator.Namespace, new SpanRecordValidator(options.Time))
+                    .Add(MeshNamespace, new OpaqueRecordValidator()),
+            });
+            options.BeforeListening?.Invoke(host);
+            await host.StartAsync(options.Listen, cancellation).ConfigureAwait(false);
+            network.Attach(dht);
+            dht.LocalAddresses = Advertised(host.ListenAddresses);
+            if (seeds.Count > 0)
+            {
+                try
+                {
+                    await dht.BootstrapAsync(seeds, cancellation).ConfigureAwait(false);
+                    log($"joined the DHT: {dht.RoutingTable.Count} peers in the routing table");
+                }
+                catch (MeshException e) when (!options.RequireBootstrap)
+                {
+                    log($"could not join the DHT: {e.Message}");
+                }
+                catch (MeshException e)
+                {
+                    await dht.DisposeAsync().ConfigureAwait(false);
+                    throw new MeshException(MeshErrorCode.PeersUnreachable,
+                        $"no bootstrap peer answered (tried {string.Join(", ", options.Bootstrap)}): {e.Message}", e);
+                }
+            }
+            return new MeshPeer(host, dht, options);
+        }
+        catch
+        {
+            await host.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Replaces each unspecified IP listen address by one address per up interface address of that family (loopback included, so local swarms keep working).</summary>
+    public static IReadOnlyList<Multiaddr> Advertised(IReadOnlyList<Multiaddr> listen)
+    {
+        var result = new List<Multiaddr>();
+        foreach (var address in listen)
+        {
+            var endpoint = address.TryGetTcpEndPoint();
+            if (endpoint is null || !endpoint.Address.Equals(IPAddress.Any) && !endpoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                result.Add(address);
+                continue;
+            }
+            foreach (var local in InterfaceAddresses(endpoint.AddressFamily))
+                result.Add(Multiaddr.FromTcpEndPoint(new IPEndPoint(local, endpoint.Port)));
+        }
+        return result.Distinct().ToList();
+    }
+
+    private static IEnumerable<IPAddress> InterfaceAddresses(AddressFamily family) =>
+        NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus is OperationalStatus.Up or OperationalStatus.Unknown)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(u => u.Address)
+            .Where(a => a.AddressFamily == family && !a.IsIPv6LinkLocal)
+            .OrderBy(a => IPAddress.IsLoopback(a) ? 1 : 0);
+
+    /// <summary>Stops DHT maintenance and closes the host with its connections.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await Dht.DisposeAsync().ConfigureAwait(false);
+        await Host.DisposeAsync().ConfigureAwait(false);
+    }
+}

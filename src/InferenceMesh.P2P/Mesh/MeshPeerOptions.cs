@@ -1,0 +1,40 @@
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Transport;
+
+namespace InferenceMesh.P2P.Mesh;
+
+/// <summary>How a <see cref="MeshPeer"/> joins the mesh: identity, addresses, bootstrap peers and DHT role.</summary>
+public sealed record MeshPeerOptions
+{
+    /// <summary>The peer's identity; the caller keeps ownership and disposes it after the peer.</summary>
+    public required Ed25519KeyPair Identity { get; init; }
+
+    /// <summary>Addresses to listen on; none for a client that only dials out.</summary>
+    public IReadOnlyList<Multiaddr> Listen { get; init; } = [];
+
+    /// <summary>Peers to join through, each with <c>/p2p/&lt;peer id&gt;</c>.</summary>
+    public IReadOnlyList<Multiaddr> Bootstrap { get; init; } = [];
+
+    /// <summary>Server (answers DHT queries and stores records) or client (only asks).</summary>
+    public DhtMode Mode { get; init; } = DhtMode.Client;
+
+    /// <summary>
+    /// Fail <see cref="MeshPeer.StartAsync"/> with <see cref="Core.MeshErrorCode.PeersUnreachable"/> when bootstrap
+    /// peers were given and none answered. A client needs the mesh; a node may be the first of a new one.
+    /// </summary>
+    public bool RequireBootstrap { get; init; }
+
+    /// <summary>Transports for the host; TCP when null (tests use the in-memory transport).</summary>
+    public IReadOnlyList<ITransport>? Transports { get; init; }
+
+    /// <summary>Clock for the host and the DHT (expiry, republish, idle connections).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Receives one line per notable event (joins, refused connections); null for none.</summary>
+    public Action<string>? Log { get; init; }
+
+    /// <summary>Registers protocol handlers on the host before it accepts connections.</summary>
+    public Action<Libp2pHost>? BeforeListening { get; init; }
+}

@@ -1,0 +1,132 @@
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.P2P;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Transport;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Client.Tests;
+
+/// <summary>The library's composition in one process: <see cref="MeshNode"/>s and a <see cref="MeshClient"/> over libp2p on the in-memory transport.</summary>
+public sealed class MeshNodeTests
+{
+    private static readonly GenerationOptions Reference = new(Temperature: 0f, MaxPositions: 256);
+
+    private sealed class Mesh : IAsyncDisposable
+    {
+        private readonly MemoryNetwork _network = new();
+        private readonly List<MeshNode> _nodes = [];
+
+        public MeshNode Bootstrap { get; private set; } = null!;
+        public IReadOnlyList<MeshNode> Nodes => _nodes;
+        public Multiaddr BootstrapAddress => Bootstrap.ListenAddresses[0].WithPeerId(Bootstrap.PeerId);
+        public IReadOnlyList<ITransport> Transports => [new MemoryTransport(_network)];
+
+        public static async Task<Mesh> StartAsync()
+        {
+            var mesh = new Mesh();
+            mesh.Bootstrap = await MeshNode.StartAsync(mesh.Options());
+            return mesh;
+        }
+
+        public MeshNodeOptions Options() => new() { Listen = [Multiaddr.Parse("/memory/0")], Transports = Transports, Executor = ExecutorKind.Ort };
+
+        public async Task<MeshNode> AddAsync(MeshNodeOptions options)
+        {
+            var node = await MeshNode.StartAsync(options with { ModelDirectory = MeshModels.Stories260KPerBlock, Bootstrap = [BootstrapAddress] });
+            _nodes.Add(node);
+            return node;
+        }
+
+        public Task<MeshClient> ClientAsync() => MeshClient.ConnectAsync(new MeshClientOptions
+        {
+            Bootstrap = [BootstrapAddress],
+            ModelDirectory = MeshModels.Stories260KPerBlock,
+            Transports = Transports,
+        });
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var node in _nodes) await node.DisposeAsync();
+            await Bootstrap.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task NodesAndAClientJoinedThroughTheLibraryPrintTheReferenceText()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        var first = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 2) });
+        var second = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(2, 5) });
+        Assert.Equal("given explicitly", first.Span!.Reason);
+        Assert.True(first.Throughput > 0);
+
+        await using var client = await mesh.ClientAsync();
+        var result = await client.CompleteAsync("Once upon a time", Reference);
+        Assert.Equal(TestModels.Stories260KReferenceText, result.Text);
+        Assert.Equal([first.PeerId.ToString(), second.PeerId.ToString()], result.Route.Select(h => h.PeerId));
+        Assert.Equal([new BlockRange(0, 2), new BlockRange(2, 5)], result.Route.Select(h => h.Blocks));
+        Assert.All(result.Route, h => Assert.True(h.Steps > 0 && h.MeanLatencyMs > 0));
+    }
+
+    [Fact]
+    public async Task NodeWithoutBlocksChoosesTheWeakestSpanAndSaysWhy()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 2) });
+        var lines = new List<string>();
+        var chosen = await mesh.AddAsync(mesh.Options() with { BlockCount = 2, Log = line => { lock (lines) lines.Add(line); } });
+        Assert.Equal(new BlockRange(2, 4), chosen.Span!.Blocks);
+        Assert.Contains("Petals' rule", chosen.Span.Reason);
+        Assert.Contains(lines, l => l.Contains("serving blocks 2:4: Petals' rule"));
+
+        var all = await mesh.AddAsync(mesh.Options());
+        Assert.Equal(new BlockRange(0, 5), all.Span!.Blocks);
+        Assert.Contains("neither a block range nor a block count", all.Span.Reason);
+    }
+
+    [Fact]
+    public async Task DisposedNodeAnnouncesItselfOfflineAndLeavesNoSession()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        var node = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 5) });
+        await using (var client = await mesh.ClientAsync())
+            Assert.Equal(TestModels.Stories260KReferenceText, (await client.CompleteAsync("", Reference)).Text);
+        // CloseSession is one-way: wait (bounded) for the node to process it.
+        for (var wait = 0; wait < 200 && node.SessionCount > 0; wait++) await Task.Delay(10);
+        Assert.Equal(0, node.SessionCount);
+        Assert.Equal(0, node.ReservedKvBytes);
+
+        var modelId = node.ModelId!;
+        var peerId = node.PeerId;
+        await node.DisposeAsync();
+        var servers = await mesh.Bootstrap.Peer.Spans.GetServersAsync(modelId, 0);
+        Assert.Equal(ServerState.Offline, Assert.Single(servers, s => s.Peer == peerId).State);
+    }
+
+    [Fact]
+    public async Task ClientNamesTheBootstrapPeerThatDidNotAnswer()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        var address = mesh.BootstrapAddress;
+        await mesh.Bootstrap.DisposeAsync();
+        var error = await Assert.ThrowsAsync<MeshException>(() => mesh.ClientAsync());
+        Assert.Equal(MeshErrorCode.PeersUnreachable, error.Code);
+        Assert.Contains(address.ToString(), error.Message);
+    }
+
+    [Fact]
+    public async Task HostedServiceStartsAndStopsTheNode()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        await using var service = new MeshNodeService(mesh.Options() with { ModelDirectory = MeshModels.Stories260KPerBlock, Bootstrap = [mesh.BootstrapAddress], Blocks = new BlockRange(0, 5) });
+        Assert.Null(service.Node);
+        await service.StartAsync(CancellationToken.None);
+        Assert.NotNull(service.Node);
+        await using (var client = await mesh.ClientAsync())
+            Assert.Equal(TestModels.Stories260KReferenceText, (await client.CompleteAsync("", Reference)).Text);
+        await service.StopAsync(CancellationToken.None);
+        Assert.Null(service.Node);
+    }
+}
