@@ -28,6 +28,8 @@ public sealed class InferenceSession : IAsyncDisposable
     private readonly CancellationTokenSource _closing = new();
     private readonly List<Task> _readers = [];
     private ulong _nextRequestId;
+    private int _hopsOpened;
+    private string _lastFailure = "";
     private bool _disposed;
 
     internal InferenceSession(MeshClient client, string id, int maxLength)
@@ -95,11 +97,17 @@ public sealed class InferenceSession : IAsyncDisposable
 
     private async Task<int?> RunChainedAsync(StepState state, int start, CancellationToken cancellation)
     {
-        var route = _hops.Skip(1).Select(h => new RouteHop(h.Server.PeerId, h.Server.Addresses, Id)).ToList();
+        // A server cannot push to itself: after a recovery one server may hold two neighbouring hops, and the chain ends there.
+        var chainEnd = 1;
+        while (chainEnd < _hops.Count && _hops[chainEnd].Server.PeerId != _hops[chainEnd - 1].Server.PeerId) chainEnd++;
+        var chain = _hops.Take(chainEnd).ToList();
+        var route = chain.Skip(1).Select(h => new RouteHop(h.Server.PeerId, h.Server.Addresses, h.SessionId)).ToList();
         state.SentAt[0] = Time.GetTimestamp();
-        if (!await TrySendAsync(_hops[0], new Step(state.Id, Id, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
+        state.Chain = chain;
+        if (!await TrySendAsync(_hops[0], new Step(state.Id, _hops[0].SessionId, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
         // Every hop reports its output; the step is done when all have, so each hop's input is kept for replay.
-        return await WaitAsync(() => _hops.All(h => state.Outputs.ContainsKey(h.Blocks.End)), state, cancellation).ConfigureAwait(false);
+        var failed = await WaitAsync(() => chain.All(h => state.Outputs.ContainsKey(h.Blocks.End)), state, cancellation).ConfigureAwait(false);
+        return failed is not null || chainEnd == _hops.Count ? failed : await RunRelayedAsync(state, chainEnd, start, cancellation).ConfigureAwait(false);
     }
 
     private async Task<int?> RunRelayedAsync(StepState state, int from, int start, CancellationToken cancellation)
@@ -110,7 +118,7 @@ public sealed class InferenceSession : IAsyncDisposable
             var input = state.InputAt(hop.Blocks.Start);
             if (input is null) return Math.Max(i - 1, 0);
             state.SentAt[hop.Blocks.Start] = Time.GetTimestamp();
-            if (!await TrySendAsync(hop, new Step(state.Id, Id, start, input, []), cancellation).ConfigureAwait(false)) return i;
+            if (!await TrySendAsync(hop, new Step(state.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)) return i;
             var failed = await WaitAsync(() => state.Outputs.ContainsKey(hop.Blocks.End), state, cancellation).ConfigureAwait(false);
             if (failed is not null) return failed;
         }
@@ -150,6 +158,7 @@ public sealed class InferenceSession : IAsyncDisposable
     private int Stalled(StepState? state)
     {
         if (state is null) return -1;
+        _lastFailure = $"no answer within {_client.Options.StepTimeout.TotalSeconds:F0} s";
         for (var i = 0; i < _hops.Count; i++)
             if (!state.Outputs.ContainsKey(_hops[i].Blocks.End)) return i;
         return _hops.Count - 1;
@@ -173,31 +182,44 @@ public sealed class InferenceSession : IAsyncDisposable
                 state.Outputs[result.BlockEnd] = result.Activation;
                 state.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
                 return null;
+            case StageError error when state is not null && error.Code == StageErrorCode.NextHopFailed && (error.RequestId == state.Id || error.RequestId == 0):
+                _lastFailure = $"the server before it reported {error.Message}";
+                return Blamed(NextInChain(hop, state));
             case StageError error when state is not null && (error.RequestId == state.Id || error.RequestId == 0):
                 state.FailedHops.Add(hop);
-                return IndexOf(hop, error.Code == StageErrorCode.NextHopFailed);
+                _lastFailure = $"{error.Code}: {error.Message}";
+                return Blamed(hop);
             case null:
                 hop.IsBroken = true;
                 if (!hop.IsOpen) hop.Refusal ??= "connection closed";
-                return state is null ? null : IndexOf(hop, nextHop: false);
+                _lastFailure = next.Ended ?? "its stream ended";
+                return state is null ? null : Blamed(hop);
             default:
                 return null;
         }
     }
 
-    private int? IndexOf(Hop hop, bool nextHop)
+    /// <summary>The route index of a hop to replace; null when it is no longer on the route (already replaced).</summary>
+    private int? Blamed(Hop? hop)
     {
+        if (hop is null || hop.IsDisposed) return null;
         var index = _hops.IndexOf(hop);
-        if (index < 0) return null;
-        if (nextHop) index++;
-        return index < _hops.Count ? index : null;
+        return index < 0 ? null : index;
+    }
+
+    /// <summary>The hop <paramref name="hop"/> pushed this step to: the next one in the chain the step was sent along, not in today's route (its replacement is not to blame).</summary>
+    private Hop? NextInChain(Hop hop, StepState state)
+    {
+        var chain = state.Chain ?? _hops;
+        var position = chain.IndexOf(hop);
+        return position >= 0 && position + 1 < chain.Count ? chain[position + 1] : null;
     }
 
     /// <summary>Replaces hop <paramref name="failedIndex"/> and returns the hop index to resume the step from.</summary>
     private async Task<int> RecoverAsync(int failedIndex, CancellationToken cancellation)
     {
         var failed = _hops[failedIndex];
-        _client.Routes.Ban(failed.Server.PeerId, $"it failed in session {Id}");
+        _client.Routes.Ban(failed.Server.PeerId, $"blocks {failed.Blocks} of session {Id}: {_lastFailure}");
         _client.CountRecovery();
         _hops.RemoveAt(failedIndex);
         await failed.DisposeAsync().ConfigureAwait(false);
@@ -241,7 +263,7 @@ public sealed class InferenceSession : IAsyncDisposable
         foreach (var hop in replacements)
         {
             var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
-            if (!await TrySendAsync(hop, new Step(replay.Id, Id, 0, input, []), cancellation).ConfigureAwait(false)
+            if (!await TrySendAsync(hop, new Step(replay.Id, hop.SessionId, 0, input, []), cancellation).ConfigureAwait(false)
                 || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
                 || !replay.Outputs.ContainsKey(hop.Blocks.End))
                 throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
@@ -281,9 +303,10 @@ public sealed class InferenceSession : IAsyncDisposable
         {
             throw new HopFailedException(planned.Server, $"cannot connect: {e.Message}");
         }
-        var hop = new Hop(planned.Server, planned.Blocks, channel);
+        // Each hop has its own session id on its server, so one server may hold two hops of a session (after a recovery).
+        var hop = new Hop(planned.Server, planned.Blocks, channel, $"{Id}.{++_hopsOpened}");
         _readers.Add(ReadAsync(hop));
-        if (!await TrySendAsync(hop, new OpenSession(++_nextRequestId, Id, _client.Manifest.ModelId, planned.Blocks, _maxLength), cancellation).ConfigureAwait(false)
+        if (!await TrySendAsync(hop, new OpenSession(++_nextRequestId, hop.SessionId, _client.Manifest.ModelId, planned.Blocks, _maxLength), cancellation).ConfigureAwait(false)
             || await WaitAsync(() => hop.IsOpen || hop.Refusal is not null, null, cancellation).ConfigureAwait(false) is not null
             || !hop.IsOpen)
         {
@@ -297,17 +320,19 @@ public sealed class InferenceSession : IAsyncDisposable
     /// <summary>Turns the hop's stream into events; a null message says the stream ended.</summary>
     private async Task ReadAsync(Hop hop)
     {
+        var why = "its stream closed";
         try
         {
             while (await hop.Channel.ReceiveAsync(_closing.Token).ConfigureAwait(false) is { } message)
-                await _events.Writer.WriteAsync(new HopEvent(hop, message), _closing.Token).ConfigureAwait(false);
+                await _events.Writer.WriteAsync(new HopEvent(hop, message, null), _closing.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or ChannelClosedException)
         {
+            why = $"its stream failed: {e.Message}";
         }
         try
         {
-            await _events.Writer.WriteAsync(new HopEvent(hop, null), _closing.Token).ConfigureAwait(false);
+            await _events.Writer.WriteAsync(new HopEvent(hop, null, why), _closing.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {
@@ -335,7 +360,7 @@ public sealed class InferenceSession : IAsyncDisposable
         _disposed = true;
         foreach (var hop in _hops)
         {
-            await TrySendAsync(hop, new CloseSession(Id), CancellationToken.None).ConfigureAwait(false);
+            await TrySendAsync(hop, new CloseSession(hop.SessionId), CancellationToken.None).ConfigureAwait(false);
             await hop.DisposeAsync().ConfigureAwait(false);
         }
         await _closing.CancelAsync().ConfigureAwait(false);
@@ -344,10 +369,12 @@ public sealed class InferenceSession : IAsyncDisposable
         _closing.Dispose();
     }
 
-    private readonly record struct HopEvent(Hop Hop, StageMessage? Message);
+    /// <param name="Message">Null when the stream ended, for the reason <paramref name="Ended"/> gives.</param>
+    private readonly record struct HopEvent(Hop Hop, StageMessage? Message, string? Ended);
 
-    private sealed class Hop(ServerSpan server, BlockRange blocks, StageChannel channel) : IAsyncDisposable
+    private sealed class Hop(ServerSpan server, BlockRange blocks, StageChannel channel, string sessionId) : IAsyncDisposable
     {
+        public string SessionId { get; } = sessionId;
         private int _steps;
         private double _totalMs;
 
@@ -390,6 +417,9 @@ public sealed class InferenceSession : IAsyncDisposable
         public Dictionary<int, long> SentAt { get; } = [];
         public Dictionary<int, long> ArrivedAt { get; } = [];
         public HashSet<Hop> FailedHops { get; } = [];
+
+        /// <summary>For a chained step, the hops in the order it was sent along.</summary>
+        public List<Hop>? Chain { get; set; }
 
         public TensorData? InputAt(int block) => block == 0 ? Head : Outputs.GetValueOrDefault(block);
 

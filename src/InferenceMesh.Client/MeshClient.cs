@@ -158,6 +158,16 @@ public sealed class MeshClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Opens a session long enough for <paramref name="prompt"/> and the tokens <paramref name="options"/> allow; refuses a prompt the context cannot hold.</summary>
+    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(string prompt, GenerationOptions options, CancellationToken cancellation)
+    {
+        var context = Manifest.Config!.MaxSequence;
+        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
+        if (promptTokens > context)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {context}");
+        return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), cancellation).ConfigureAwait(false), promptTokens);
+    }
+
     /// <summary>
     /// Streams the text generated for <paramref name="prompt"/> through the mesh, prompt text first; the session
     /// closes when enumeration ends. Safe to cancel: the session is closed on every server.
@@ -165,13 +175,10 @@ public sealed class MeshClient : IAsyncDisposable
     /// <exception cref="MeshException"><see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
-        var config = Manifest.Config!;
-        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
-        if (promptTokens > config.MaxSequence)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {config.MaxSequence}");
-        await using var session = await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, config.MaxSequence), cancellation).ConfigureAwait(false);
-        await foreach (var text in new TextGenerator(Tokenizer, config.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
-            yield return text;
+        var (session, _) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
+        await using (session.ConfigureAwait(false))
+            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
+                yield return text;
     }
 
     /// <summary>
@@ -180,12 +187,9 @@ public sealed class MeshClient : IAsyncDisposable
     /// </summary>
     public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)
     {
-        var config = Manifest.Config!;
-        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
-        if (promptTokens > config.MaxSequence)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {config.MaxSequence}");
         var watch = Stopwatch.StartNew();
-        await using var session = await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, config.MaxSequence), cancellation).ConfigureAwait(false);
+        var (session, promptTokens) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
+        await using var closing = session.ConfigureAwait(false);
         var text = new StringBuilder();
         var generated = 0;
         async ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
@@ -193,7 +197,7 @@ public sealed class MeshClient : IAsyncDisposable
             generated++;
             return await session.StepAsync(tokens, start, ct).ConfigureAwait(false);
         }
-        await foreach (var piece in new TextGenerator(Tokenizer, config.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
         {
             text.Append(piece);
             onText?.Invoke(piece);

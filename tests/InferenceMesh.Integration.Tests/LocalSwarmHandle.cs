@@ -44,8 +44,8 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
     }
 
     /// <summary>A client joined to the swarm through the library, for tests that watch the route.</summary>
-    public Task<MeshClient> ClientAsync(RouteMode mode) =>
-        MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = State, Mode = mode, StepTimeout = TimeSpan.FromSeconds(20) });
+    public Task<MeshClient> ClientAsync(RouteMode mode, Action<string>? log = null) =>
+        MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = State, Mode = mode, StepTimeout = TimeSpan.FromSeconds(20), Log = log });
 
     public async ValueTask DisposeAsync() => await LocalSwarm.StopAsync(State);
 }

@@ -68,18 +68,28 @@ public sealed class SwarmTests
             var mode = trial % 2 == 0 ? RouteMode.Chained : RouteMode.Relayed;
             var prompt = trial % 4 < 2 ? "" : "Once upon a time";
             var victim = swarm.Swarm.Nodes[trial % swarm.Swarm.Nodes.Count];
-            await using (var client = await swarm.ClientAsync(mode))
+            var log = new List<string>();
+            await using (var client = await swarm.ClientAsync(mode, line => { lock (log) log.Add(line); }))
             {
                 var killAt = random.Next(1, 250);
                 var pieces = new List<string>();
                 var onRoute = false;
                 await using var session = await client.OpenSessionAsync(256);
-                await foreach (var piece in new TextGenerator(client.Tokenizer, 512).GenerateAsync(prompt, Reference, session.StepAsync))
+                try
                 {
-                    pieces.Add(piece);
-                    if (pieces.Count != killAt) continue;
-                    onRoute = session.Route.Any(h => h.PeerId == victim.PeerId);
-                    Assert.Equal(0, (await swarm.RunAsync("swarm", "kill", victim.Name)).Code);
+                    await foreach (var piece in new TextGenerator(client.Tokenizer, 512).GenerateAsync(prompt, Reference, session.StepAsync))
+                    {
+                        pieces.Add(piece);
+                        if (pieces.Count != killAt) continue;
+                        onRoute = session.Route.Any(h => h.PeerId == victim.PeerId);
+                        Assert.Equal(0, (await swarm.RunAsync("swarm", "kill", victim.Name)).Code);
+                    }
+                }
+                catch (Core.MeshException e)
+                {
+                    await Task.Delay(2000);
+                    var nodeLogs = swarm.Swarm.Nodes.Select(n => $"{n.Name} {n.PeerId}: {string.Join(" | ", File.ReadLines(n.LogFile).TakeLast(6))}");
+                    Assert.Fail($"trial {trial} ({mode}, {victim.Name} killed at piece {killAt}): {e.Message}; client log: {string.Join(" | ", log)}; {string.Join("; ", nodeLogs)}");
                 }
                 Assert.True(TestModels.Stories260KReferenceText == string.Concat(pieces), $"trial {trial} ({mode}, {victim.Name} killed at piece {killAt}) printed another text");
                 if (onRoute) Assert.True(session.Recoveries >= 1, $"trial {trial}: {victim.Name} was on the route, so the session must have replaced it");
