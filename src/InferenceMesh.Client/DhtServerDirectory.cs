@@ -32,8 +32,7 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
                     continue;
                 }
             }
-            // Announced throughput is tokens/s through the whole span; the planner wants blocks per second.
-            servers.Add(new ServerSpan(info.Peer.ToString(), info.Addresses.Select(a => a.ToString()).ToList(), info.Span, info.Throughput * info.Span.Count, rtt));
+            servers.Add(new ServerSpan(info.Peer.ToString(), info.Addresses.Select(a => a.ToString()).ToList(), info.Span, info.Throughput, rtt));
         }
         return servers;
     }

@@ -3,7 +3,7 @@ using InferenceMesh.Core;
 namespace InferenceMesh.Client;
 
 /// <summary>A server's announced span with what the client measured or was told about it.</summary>
-/// <param name="Throughput">Announced compute speed in blocks per second for one token.</param>
+/// <param name="Throughput">Announced decode speed in tokens per second through the server's whole span (the one unit of throughput in the mesh).</param>
 /// <param name="RoundTripMs">Measured round-trip time to the server, in milliseconds.</param>
 public sealed record ServerSpan(string PeerId, IReadOnlyList<string> Addresses, BlockRange Blocks, double Throughput, double RoundTripMs);
 
@@ -45,7 +45,8 @@ public static class RoutePlanner
             {
                 if (!server.Blocks.Contains(block)) continue;
                 var end = Math.Min(server.Blocks.End, blocks.End);
-                var computeMs = (end - block) * 1000.0 / Math.Max(server.Throughput, 1e-3);
+                // Tokens/s through the whole span: one token through k of its n blocks takes k / n of 1 / throughput.
+                var computeMs = (end - block) * 1000.0 / (Math.Max(server.Throughput, 1e-3) * server.Blocks.Count);
                 var next = end - blocks.Start;
                 var candidate = cost[current] + server.RoundTripMs + computeMs;
                 if (candidate < cost[next])

@@ -17,7 +17,7 @@ public sealed class GenerationTests
     public void GreedyGenerationPrintsTheReferenceText(int? stages, string prompt)
     {
         using var model = LocalModel.Open(TestModels.Stories260K, stages);
-        var text = string.Concat(model.Generate(prompt, new GenerationOptions(256, 0f)));
+        var text = string.Concat(model.Generate(prompt, new GenerationOptions(Temperature: 0f, MaxPositions: 256)));
         Assert.Equal(TestModels.Stories260KReferenceText, text);
     }
 
@@ -28,7 +28,7 @@ public sealed class GenerationTests
         ModelStore.Split(Path.Combine(TestModels.Stories260K, ModelStore.ModelFile), n => BlockRange.ParseContiguousList("0:2,2:5", n), split);
         using var model = LocalModel.Open(split);
         Assert.Equal(4, model.Pipeline.Stages.Count);
-        Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(model.Generate("", new GenerationOptions(256, 0f))));
+        Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(model.Generate("", new GenerationOptions(Temperature: 0f, MaxPositions: 256))));
     }
 
     [Fact]
@@ -54,12 +54,20 @@ public sealed class GenerationTests
     }
 
     [Fact]
-    public void MaxTokensCountsThePrompt()
+    public void MaxTokensCountsNewTokensAfterThePrompt()
     {
         using var model = LocalModel.Open(TestModels.Stories260K);
-        // "Once upon a time" is BOS + 4 pieces; 8 positions leave 4 generated pieces after it.
+        // "Once upon a time" is BOS + 4 pieces, all printed; 8 new tokens follow them.
         var pieces = model.Generate("Once upon a time", new GenerationOptions(8, 0f)).ToList();
         Assert.Equal(TestModels.Stories260KReferenceText[..pieces.Sum(p => p.Length)], string.Concat(pieces));
+        Assert.Equal(4 + 8, pieces.Count);
+    }
+
+    [Fact]
+    public void MaxPositionsCountsThePromptAsLlama2cStepsDo()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        var pieces = model.Generate("Once upon a time", new GenerationOptions(100, 0f, MaxPositions: 8)).ToList();
         Assert.Equal(8, pieces.Count);
     }
 }
