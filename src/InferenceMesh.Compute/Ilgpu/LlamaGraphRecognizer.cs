@@ -63,7 +63,7 @@ public static class LlamaGraphRecognizer
 
     private sealed class Matcher(OnnxGraphView g, string activationInput)
     {
-        private int block;
+        private int _block;
 
         public int Dim { get; private set; }
         public int Heads { get; private set; }
@@ -75,7 +75,7 @@ public static class LlamaGraphRecognizer
         /// <summary>Matches one block starting at residual tensor <paramref name="x"/>; returns the residual tensor after it.</summary>
         public string Block(int index, string x, List<LlamaBlockPlan> blocks)
         {
-            block = index;
+            _block = index;
             var (h, attentionNorm, attentionEps) = RmsNorm(x, "attention RMSNorm");
             if (Dim == 0) Dim = attentionNorm.Length;
             else Expect(attentionNorm.Length == Dim, $"attention norm weight has {attentionNorm.Length} elements, expected {Dim}");
@@ -194,7 +194,7 @@ public static class LlamaGraphRecognizer
             foreach (var node in g.Consumers(h, "MatMul"))
             {
                 if (node.Input[0] != h || g.Dims(node.Input[1]) is not [var rows, var cols] || g.Floats(node.Input[1]) is not { } weight)
-                    throw Refuse(block, $"{what}: a MatMul takes the normalized activations without a constant [in, out] weight");
+                    throw Refuse(_block, $"{what}: a MatMul takes the normalized activations without a constant [in, out] weight");
                 Expect(rows == inDim, $"{what}: weight of shape [{rows}, {cols}] does not take {inDim} inputs");
                 list.Add((node.Output[0], weight, (int)cols));
             }
@@ -316,8 +316,8 @@ public static class LlamaGraphRecognizer
             return list.Count switch
             {
                 1 => list[0],
-                0 => throw Refuse(block, $"could not find {what}"),
-                _ => throw Refuse(block, $"found more than one candidate for {what}"),
+                0 => throw Refuse(_block, $"could not find {what}"),
+                _ => throw Refuse(_block, $"found more than one candidate for {what}"),
             };
         }
 
@@ -329,7 +329,7 @@ public static class LlamaGraphRecognizer
 
         private void Expect(bool condition, string detail)
         {
-            if (!condition) throw Refuse(block, detail);
+            if (!condition) throw Refuse(_block, detail);
         }
     }
 }

@@ -12,32 +12,32 @@ namespace InferenceMesh.Compute.Ilgpu;
 internal sealed class OnnxGraphView
 {
     private static readonly IReadOnlyList<NodeProto> None = [];
-    private readonly Dictionary<string, NodeProto> producers = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<NodeProto>> consumers = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, TensorProto> constants = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<NodeProto>> _consumers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TensorProto> _constants = new(StringComparer.Ordinal);
 
     public OnnxGraphView(ModelProto model)
     {
         Graph = model.Graph ?? throw new MeshException(MeshErrorCode.InvalidOnnx, "the model has no graph");
         foreach (var opset in model.OpsetImport)
             if (opset.Domain is "" or "ai.onnx") Opset = opset.Version;
-        foreach (var tensor in Graph.Initializer) constants[tensor.Name] = tensor;
+        foreach (var tensor in Graph.Initializer) _constants[tensor.Name] = tensor;
         foreach (var node in Graph.Node)
         {
             if (node.Domain is not ("" or "ai.onnx"))
                 throw new MeshException(MeshErrorCode.InvalidOnnx, $"node of type {node.Domain}:{node.OpType} is outside the standard ONNX domain");
             foreach (var output in node.Output)
-                if (output.Length > 0) producers[output] = node;
+                if (output.Length > 0) _producers[output] = node;
             foreach (var input in node.Input)
             {
                 if (input.Length == 0) continue;
-                if (!consumers.TryGetValue(input, out var list)) consumers[input] = list = [];
+                if (!_consumers.TryGetValue(input, out var list)) _consumers[input] = list = [];
                 if (!list.Contains(node)) list.Add(node);
             }
             if (node.OpType == "Constant" && node.Output.Count == 1 && ConstantValue(node) is { } value)
-                constants[node.Output[0]] = value;
+                _constants[node.Output[0]] = value;
         }
-        GraphInputs = Graph.Input.Select(i => i.Name).Where(n => !constants.ContainsKey(n)).ToHashSet(StringComparer.Ordinal);
+        GraphInputs = Graph.Input.Select(i => i.Name).Where(n => !_constants.ContainsKey(n)).ToHashSet(StringComparer.Ordinal);
         GraphOutputs = Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
     }
 
@@ -46,20 +46,20 @@ internal sealed class OnnxGraphView
     public HashSet<string> GraphInputs { get; }
     public HashSet<string> GraphOutputs { get; }
 
-    public NodeProto? Producer(string tensor) => producers.GetValueOrDefault(tensor);
+    public NodeProto? Producer(string tensor) => _producers.GetValueOrDefault(tensor);
 
-    public IReadOnlyList<NodeProto> Consumers(string tensor) => consumers.TryGetValue(tensor, out var list) ? list : None;
+    public IReadOnlyList<NodeProto> Consumers(string tensor) => _consumers.TryGetValue(tensor, out var list) ? list : None;
 
     public IEnumerable<NodeProto> Consumers(string tensor, string opType) => Consumers(tensor).Where(n => n.OpType == opType);
 
-    public bool IsConstant(string tensor) => constants.ContainsKey(tensor);
+    public bool IsConstant(string tensor) => _constants.ContainsKey(tensor);
 
-    public long[]? Dims(string tensor) => constants.TryGetValue(tensor, out var t) ? t.Dims.ToArray() : null;
+    public long[]? Dims(string tensor) => _constants.TryGetValue(tensor, out var t) ? t.Dims.ToArray() : null;
 
     /// <summary>The float values of a constant tensor, or null if <paramref name="tensor"/> is not a float constant.</summary>
     public float[]? Floats(string tensor)
     {
-        if (!constants.TryGetValue(tensor, out var t) || t.DataType != (int)TensorProto.Types.DataType.Float) return null;
+        if (!_constants.TryGetValue(tensor, out var t) || t.DataType != (int)TensorProto.Types.DataType.Float) return null;
         CheckInline(t);
         if (!t.RawData.IsEmpty)
         {
@@ -72,7 +72,7 @@ internal sealed class OnnxGraphView
     /// <summary>The integer values of an int64 or int32 constant tensor, or null.</summary>
     public long[]? Int64s(string tensor)
     {
-        if (!constants.TryGetValue(tensor, out var t)) return null;
+        if (!_constants.TryGetValue(tensor, out var t)) return null;
         CheckInline(t);
         if (t.DataType == (int)TensorProto.Types.DataType.Int64)
             return !t.RawData.IsEmpty ? MemoryMarshal.Cast<byte, long>(t.RawData.Span).ToArray() : t.Int64Data.ToArray();
