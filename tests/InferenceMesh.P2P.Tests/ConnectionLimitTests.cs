@@ -25,7 +25,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task An_Idle_Connection_Closes_After_The_Timeout_And_A_New_Stream_Dials_Afresh()
+    public async Task AnIdleConnectionClosesAfterTheTimeoutAndANewStreamDialsAfresh()
     {
         var pool = new TrackingMemoryPool();
         var net = new MemoryNetwork();
@@ -52,7 +52,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task A_Connection_With_An_Open_Stream_Is_Not_Idle()
+    public async Task AConnectionWithAnOpenStreamIsNotIdle()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
@@ -76,7 +76,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task At_The_Limit_The_Idlest_Connection_Makes_Room_And_A_Busy_One_Is_Kept()
+    public async Task AtTheLimitTheIdlestConnectionMakesRoomAndABusyOneIsKept()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
@@ -103,7 +103,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task At_The_Limit_With_Every_Connection_Busy_An_Inbound_One_Is_Refused()
+    public async Task AtTheLimitWithEveryConnectionBusyAnInboundOneIsRefused()
     {
         var net = new MemoryNetwork();
         var log = new LogSink();

@@ -9,10 +9,10 @@ namespace InferenceMesh.P2P.Tests;
 /// <summary>
 /// Loopback handshake and one-stream throughput figures for docs/P2P.md and docs/BENCHMARKS.md:
 /// C#↔C#, C#↔js, js↔js, raw TCP. Measurement only, so it runs only with P2P_BENCH=1:
-/// <c>P2P_BENCH=1 dotnet test tests/InferenceMesh.P2P.Tests --filter P2PBenchmarks --logger "console;verbosity=detailed"</c>
+/// <c>P2P_BENCH=1 dotnet test tests/InferenceMesh.P2P.Tests --filter P2PBenchmarkTests --logger "console;verbosity=detailed"</c>
 /// </summary>
 [Collection("interop")]
-public class P2PBenchmarks(ITestOutputHelper output)
+public class P2PBenchmarkTests(ITestOutputHelper output)
 {
     private const int Bytes = 256 * 1024 * 1024;
     private const int Handshakes = 50;

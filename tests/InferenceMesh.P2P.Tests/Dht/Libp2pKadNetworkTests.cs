@@ -41,7 +41,7 @@ public sealed class Libp2pKadNetworkTests
     [Theory]
     [InlineData(true, KadDhtOptions.MeshProtocolId)]
     [InlineData(false, KadDhtOptions.IpfsProtocolId)]
-    public async Task Nodes_bootstrap_find_each_other_and_share_records(bool memory, string protocol)
+    public async Task NodesBootstrapFindEachOtherAndShareRecords(bool memory, string protocol)
     {
         var net = memory ? new MemoryNetwork() : null;
         var nodes = new List<Node>();
@@ -79,7 +79,7 @@ public sealed class Libp2pKadNetworkTests
     }
 
     [Fact]
-    public async Task Oversized_frame_resets_the_stream_is_counted_and_the_node_keeps_serving()
+    public async Task OversizedFrameResetsTheStreamIsCountedAndTheNodeKeepsServing()
     {
         var net = new MemoryNetwork();
         await using var a = await StartAsync(net);
@@ -103,7 +103,7 @@ public sealed class Libp2pKadNetworkTests
     }
 
     [Fact]
-    public async Task Client_mode_registers_no_handler()
+    public async Task ClientModeRegistersNoHandler()
     {
         var net = new MemoryNetwork();
         await using var server = await StartAsync(net);
