@@ -1,18 +1,9 @@
 using System.Collections.Concurrent;
-using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace InferenceMesh.Compute;
-
-/// <summary>Limits and threading of an <see cref="OrtStageExecutor"/>.</summary>
-/// <param name="MaxSessions">Sessions with a live KV cache; one more is refused with <see cref="MeshErrorCode.LimitExceeded"/>.</param>
-/// <param name="MaxSequence">Longest cached length in positions per session.</param>
-/// <param name="IntraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose (one per core).</param>
-/// <param name="AllowSpinning">Let ONNX Runtime's threads spin between runs: fastest alone, but several processes on few
-/// cores (a node, its neighbours, the client) then steal each other's time, so mesh processes turn it off.</param>
-public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, int IntraOpThreads = 0, bool AllowSpinning = true);
 
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
@@ -194,11 +185,4 @@ public sealed class OrtStageExecutor : IStageExecutor
             Past = null;
         }
     }
-}
-
-/// <summary>Names of the context inputs, following Hugging Face Optimum's decoder exports.</summary>
-public static class ContextInputs
-{
-    public const string PositionIds = "position_ids";
-    public const string AttentionMask = "attention_mask";
 }

@@ -7,29 +7,6 @@ using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P;
 
-/// <summary>A multiaddr protocol this implementation knows, with its multicodec code.</summary>
-public enum MultiaddrProtocol
-{
-    Ip4 = 4,
-    Tcp = 6,
-    Ip6 = 41,
-    Dns = 53,
-    Dns4 = 54,
-    Dns6 = 55,
-    Udp = 273,
-    P2pCircuit = 290,
-    P2p = 421,
-    /// <summary>In-process transport address (<c>/memory/&lt;u64&gt;</c>), used by tests and benchmarks.</summary>
-    Memory = 777,
-}
-
-/// <summary>One <c>/proto/value</c> part of a <see cref="Multiaddr"/>; <see cref="Value"/> is the binary value.</summary>
-public readonly record struct MultiaddrComponent(MultiaddrProtocol Protocol, ReadOnlyMemory<byte> Value)
-{
-    /// <summary>The value as multiaddr text (empty for protocols without a value).</summary>
-    public string ValueText => Multiaddr.ValueToText(Protocol, Value.Span);
-}
-
 /// <summary>
 /// A multiaddr (github.com/multiformats/multiaddr), binary and text. Immutable; equality by bytes.
 /// Supports ip4, ip6, tcp, udp, dns, dns4, dns6, p2p, p2p-circuit and memory; other codes or

@@ -3,24 +3,6 @@ using Onnx;
 
 namespace InferenceMesh.Compute.Ilgpu;
 
-/// <summary>One recognised Llama block: its weights (matrices as MatMul B operands, <c>[in, out]</c>) and constants.</summary>
-/// <param name="ScoreDivisor">Attention scores are divided by this (√headSize in a standard graph).</param>
-/// <param name="PastKey">The graph input the block's key cache is appended to (for diagnostics; the executor keeps its own cache).</param>
-public sealed record LlamaBlockPlan(
-    float[] AttentionNorm, float AttentionEpsilon,
-    float[] Wq, float[] Wk, float[] Wv, float[] Wo,
-    float[] FfnNorm, float FfnEpsilon,
-    float[] W1, float[] W2, float[] W3,
-    float ScoreDivisor,
-    string PastKey, string PastValue);
-
-/// <summary>A block-range stage as the ILGPU executor runs it: the architecture numbers, the rotary frequencies and each block in order.</summary>
-/// <param name="InverseFrequencies">Rotary inverse frequencies, <c>headSize/2</c> of them, as the graph holds them.</param>
-public sealed record LlamaStagePlan(int Dim, int Heads, int KvHeads, int HeadSize, int HiddenDim, float[] InverseFrequencies, IReadOnlyList<LlamaBlockPlan> Blocks)
-{
-    public int KvDim => KvHeads * HeadSize;
-}
-
 /// <summary>
 /// Recognises the Llama blocks of a block-range stage graph from its structure alone — walking from the activation
 /// input through the op pattern of each block (RMSNorm, Q/K/V projections, rotary embedding of adjacent pairs, KV-cache

@@ -3,9 +3,6 @@ using Onnx;
 
 namespace InferenceMesh.Onnx.Split;
 
-/// <summary>One stage cut from a model: its descriptor (file name, I/O, KV bindings; sha256 filled when written) and graph.</summary>
-public sealed record SplitStage(StageDescriptor Descriptor, ModelProto Model);
-
 /// <summary>
 /// Cuts a decoder graph into Head, block-range stages and Tail, each a standalone ONNX model. Only the
 /// residual stream crosses a cut; side tensors (rotary tables, masks) are recomputed in every stage

@@ -1,40 +1,8 @@
-using InferenceMesh.Core;
 using System.Globalization;
-using System.Security.Cryptography;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P.Dht;
-
-/// <summary>Cost and depth of one iterative lookup.</summary>
-/// <param name="Messages">Requests sent.</param>
-/// <param name="Failures">Requests that failed or timed out.</param>
-/// <param name="Hops">
-/// Sequential round trips needed to learn the answer: peers from the local table are at depth 0, peers
-/// named in a depth-d peer's answer at depth d+1. For a peer lookup, the depth at which the target was
-/// learned; for a value or provider lookup, one more than the depth of the first peer that returned it;
-/// for a closest-peers lookup, the depth of the closest peer. -1 when nothing was found.
-/// </param>
-public readonly record struct LookupStats(int Messages, int Failures, int Hops);
-
-/// <summary>Result of <see cref="KadDht.GetClosestPeersAsync"/>.</summary>
-/// <param name="Peers">Up to k peers that answered, closest to the key first.</param>
-/// <param name="Stats">What it cost.</param>
-public sealed record ClosestPeersResult(IReadOnlyList<KadPeer> Peers, LookupStats Stats);
-
-/// <summary>Result of <see cref="KadDht.FindPeerAsync"/>.</summary>
-/// <param name="Peer">The peer with its addresses, or null when not found.</param>
-/// <param name="Stats">What it cost.</param>
-public sealed record FindPeerResult(KadPeer? Peer, LookupStats Stats);
-
-/// <summary>Result of <see cref="KadDht.GetValueAsync"/>.</summary>
-/// <param name="Value">The selected (or, for merging namespaces, merged) value; null when none was found.</param>
-/// <param name="Stats">What it cost.</param>
-public sealed record GetValueResult(byte[]? Value, LookupStats Stats);
-
-/// <summary>Result of <see cref="KadDht.FindProvidersAsync"/>.</summary>
-/// <param name="Providers">Distinct providers found.</param>
-/// <param name="Stats">What it cost.</param>
-public sealed record FindProvidersResult(IReadOnlyList<KadPeer> Providers, LookupStats Stats);
 
 /// <summary>
 /// A Kademlia DHT node speaking libp2p kad-dht messages over an <see cref="IKadNetwork"/>: iterative α-parallel
@@ -718,60 +686,4 @@ public sealed class KadDht : IAsyncDisposable
 
     /// <summary>RFC 3339 text of a time, as <c>timeReceived</c> carries it.</summary>
     public static string Rfc3339(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-}
-
-/// <summary>
-/// Keys whose Kademlia id has a chosen 16-bit prefix, for bucket refresh: FIND_NODE needs a key whose
-/// sha256 lands in the bucket, and sha256 cannot be inverted, so a table of 65,536 keys (one per prefix,
-/// each shaped as a sha2-256 PeerId multihash) is built once per process (~1 s), as go-libp2p does.
-/// </summary>
-internal static class RefreshKeys
-{
-    private static readonly Lazy<byte[][]> Table = new(Build, LazyThreadSafetyMode.ExecutionAndPublication);
-
-    public static byte[] KeyWithPrefix(KadId self, int cpl, Random random)
-    {
-        var target = self.RandomWithPrefix(cpl, random);
-        if (cpl >= 16)
-            return BruteForce(self, cpl, random);
-        Span<byte> t = stackalloc byte[KadId.Length];
-        target.WriteTo(t);
-        return Table.Value[(t[0] << 8) | t[1]];
-    }
-
-    private static byte[] BruteForce(KadId self, int cpl, Random random)
-    {
-        var key = new byte[34];
-        key[0] = 0x12; key[1] = 32;
-        for (var i = 0; i < 1 << 24; i++)
-        {
-            random.NextBytes(key.AsSpan(2));
-            if (self.CommonPrefixLength(KadId.FromKey(key)) == cpl)
-                return key;
-        }
-        return key;
-    }
-
-    private static byte[][] Build()
-    {
-        var table = new byte[65536][];
-        var filled = 0;
-        Span<byte> seed = stackalloc byte[8];
-        Span<byte> h = stackalloc byte[32];
-        for (ulong n = 0; filled < table.Length; n++)
-        {
-            var key = new byte[34];
-            key[0] = 0x12; key[1] = 32;
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(seed, n);
-            SHA256.HashData(seed, key.AsSpan(2));
-            SHA256.HashData(key, h);
-            var prefix = (h[0] << 8) | h[1];
-            if (table[prefix] is null)
-            {
-                table[prefix] = key;
-                filled++;
-            }
-        }
-        return table;
-    }
 }
