@@ -4,12 +4,14 @@ namespace InferenceMesh.Core;
 
 /// <summary>
 /// The multiformats unsigned varint (LEB128, at most 9 bytes, minimally encoded) used to prefix frame
-/// lengths on every libp2p and mesh stream.
+/// lengths on every libp2p and mesh stream, and inside multiaddrs, multihashes and CIDs.
 /// </summary>
 public static class UnsignedVarint
 {
+    /// <summary>Longest encoding in bytes (63 bits of value).</summary>
     public const int MaxBytes = 9;
 
+    /// <summary>Bytes needed to encode <paramref name="value"/>.</summary>
     public static int SizeOf(ulong value)
     {
         var size = 1;
@@ -32,6 +34,7 @@ public static class UnsignedVarint
         return i;
     }
 
+    /// <summary>Writes <paramref name="value"/> (below 2⁶³) to a buffer writer.</summary>
     public static void Write(IBufferWriter<byte> writer, ulong value)
     {
         var span = writer.GetSpan(MaxBytes);
@@ -43,28 +46,21 @@ public static class UnsignedVarint
     /// complete, false when the span ends first. Over 9 bytes or not minimally encoded is a
     /// <see cref="MeshErrorCode.ProtocolViolation"/>.
     /// </summary>
-    public static bool TryRead(ReadOnlySpan<byte> source, out ulong value, out int length)
-    {
-        value = 0;
-        for (var i = 0; i < source.Length; i++)
+    public static bool TryRead(ReadOnlySpan<byte> source, out ulong value, out int length) =>
+        Decode(source, out value, out length) switch
         {
-            if (i >= MaxBytes)
-                throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes");
-            var b = source[i];
-            value |= (ulong)(b & 0x7F) << (7 * i);
-            if ((b & 0x80) == 0)
-            {
-                if (b == 0 && i > 0)
-                    throw new MeshException(MeshErrorCode.ProtocolViolation, "varint is not minimally encoded");
-                length = i + 1;
-                return true;
-            }
-        }
-        if (source.Length >= MaxBytes)
-            throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes");
-        length = 0;
-        return false;
-    }
+            Status.Complete => true,
+            Status.Incomplete => false,
+            Status.Overlong => throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes"),
+            _ => throw new MeshException(MeshErrorCode.ProtocolViolation, "varint is not minimally encoded"),
+        };
+
+    /// <summary>
+    /// Decodes a whole varint at the front of <paramref name="source"/>: false when it is truncated, over 9 bytes
+    /// or not minimally encoded. Never throws, for parsers of complete buffers that report their own typed error.
+    /// </summary>
+    public static bool TryDecode(ReadOnlySpan<byte> source, out ulong value, out int length) =>
+        Decode(source, out value, out length) == Status.Complete;
 
     /// <summary>Reads a varint from a sequence: true when complete (the reader moves past it); false when more bytes are needed (the reader stays).</summary>
     public static bool TryRead(ref SequenceReader<byte> reader, out ulong value)
@@ -76,5 +72,28 @@ public static class UnsignedVarint
             return false;
         reader.Advance(length);
         return true;
+    }
+
+    private enum Status { Complete, Incomplete, Overlong, NotMinimal }
+
+    private static Status Decode(ReadOnlySpan<byte> source, out ulong value, out int length)
+    {
+        value = 0;
+        length = 0;
+        for (var i = 0; i < source.Length; i++)
+        {
+            if (i >= MaxBytes)
+                return Status.Overlong;
+            var b = source[i];
+            value |= (ulong)(b & 0x7F) << (7 * i);
+            if ((b & 0x80) == 0)
+            {
+                if (b == 0 && i > 0)
+                    return Status.NotMinimal;
+                length = i + 1;
+                return Status.Complete;
+            }
+        }
+        return source.Length >= MaxBytes ? Status.Overlong : Status.Incomplete;
     }
 }

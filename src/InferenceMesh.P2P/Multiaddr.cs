@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 
@@ -41,7 +42,7 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
         var end = parts.Length;
         if (end > 1 && parts[^1].Length == 0) end--; // allow one trailing slash
         var buffer = new List<byte>();
-        Span<byte> v = stackalloc byte[Varint.MaxLength];
+        Span<byte> v = stackalloc byte[UnsignedVarint.MaxBytes];
         for (var i = 1; i < end; i++)
         {
             var name = parts[i];
@@ -59,14 +60,14 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
                 "memory" => MultiaddrProtocol.Memory,
                 _ => throw new P2PException(P2PErrorCode.InvalidEncoding, $"unknown multiaddr protocol '{name}' in '{text}'"),
             };
-            buffer.AddRange(v[..Varint.Write(v, (ulong)proto)].ToArray());
+            buffer.AddRange(v[..UnsignedVarint.Write(v, (ulong)proto)].ToArray());
             if (proto == MultiaddrProtocol.P2pCircuit)
                 continue;
             if (++i >= end)
                 throw new P2PException(P2PErrorCode.InvalidEncoding, $"multiaddr '{text}': /{name} needs a value");
             var value = TextToValue(proto, parts[i]);
             if (IsVariable(proto))
-                buffer.AddRange(v[..Varint.Write(v, (ulong)value.Length)].ToArray());
+                buffer.AddRange(v[..UnsignedVarint.Write(v, (ulong)value.Length)].ToArray());
             buffer.AddRange(value);
         }
         return FromBytes(buffer.ToArray());
@@ -97,7 +98,8 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
         var pos = 0;
         while (pos < copy.Length)
         {
-            var code = Varint.Read(copy.AsSpan(pos), out var n);
+            if (!UnsignedVarint.TryDecode(copy.AsSpan(pos), out var code, out var n))
+                throw new P2PException(P2PErrorCode.InvalidEncoding, "multiaddr has a malformed protocol code");
             pos += n;
             var proto = code switch
             {
@@ -107,7 +109,8 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
             int size;
             if (IsVariable(proto))
             {
-                var len = Varint.Read(copy.AsSpan(pos), out n);
+                if (!UnsignedVarint.TryDecode(copy.AsSpan(pos), out var len, out n))
+                    throw new P2PException(P2PErrorCode.InvalidEncoding, $"multiaddr /{Name(proto)} has a malformed length");
                 pos += n;
                 if (len > MaxVarValue)
                     throw new P2PException(P2PErrorCode.LimitExceeded, $"multiaddr /{Name(proto)} value of {len} bytes exceeds {MaxVarValue}");

@@ -98,15 +98,11 @@ public class IdentityTests
     }
 
     [Fact]
-    public void VarintRejectsOverlongAndNonMinimal()
+    public void MalformedVarintsInBinaryPeerIdsAndMultiaddrsAreInvalidEncoding()
     {
-        Span<byte> b = stackalloc byte[9];
-        Assert.Equal(2, Varint.Write(b, 300));
-        Assert.Equal(300ul, Varint.Read(b, out var n));
-        Assert.Equal(2, n);
-        Assert.Throws<P2PException>(() => Varint.Read(new byte[] { 0x80, 0x00 }, out _));
-        Assert.Throws<P2PException>(() => Varint.Read(Enumerable.Repeat((byte)0xFF, 10).ToArray(), out _));
-        Assert.False(Varint.TryRead(new byte[] { 0x80 }, out _, out _));
+        Assert.Equal(P2PErrorCode.InvalidEncoding, Assert.Throws<P2PException>(() => PeerId.FromBytes([0x80, 0x00, 0x00])).P2PCode);
+        Assert.Equal(P2PErrorCode.InvalidEncoding, Assert.Throws<P2PException>(() => Multiaddr.FromBytes([0x84, 0x00])).P2PCode);
+        Assert.Equal(P2PErrorCode.InvalidEncoding, Assert.Throws<P2PException>(() => Multiaddr.FromBytes([0xFF])).P2PCode);
     }
 
     [Fact]

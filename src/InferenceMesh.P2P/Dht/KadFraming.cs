@@ -1,4 +1,5 @@
 using System.Buffers;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Encoding;
 
 namespace InferenceMesh.P2P.Dht;
@@ -11,7 +12,7 @@ public static class KadFraming
     {
         var w = new ProtoWriter();
         message.WriteTo(w);
-        Varint.Write(output, (ulong)w.Length);
+        UnsignedVarint.Write(output, (ulong)w.Length);
         output.Write(w.WrittenSpan);
     }
 
@@ -36,10 +37,10 @@ public static class KadFraming
         ulong len;
         try
         {
-            if (!Varint.TryRead(ref reader, out len))
+            if (!UnsignedVarint.TryRead(ref reader, out len))
                 return false;
         }
-        catch (P2PException e)
+        catch (MeshException e)
         {
             throw new DhtException(DhtErrorCode.InvalidMessage, "bad DHT frame length prefix", e);
         }

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using InferenceMesh.P2P.Encoding;
+using InferenceMesh.Core;
 
 namespace InferenceMesh.P2P.Protocols;
 
@@ -10,7 +10,7 @@ public static class LengthPrefixed
     /// <summary>Writes the varint length then the bytes, without flushing.</summary>
     public static void Write(PipeWriter writer, ReadOnlySpan<byte> message)
     {
-        Varint.Write(writer, (ulong)message.Length);
+        UnsignedVarint.Write(writer, (ulong)message.Length);
         writer.Write(message);
     }
 
@@ -29,7 +29,7 @@ public static class LengthPrefixed
             try
             {
                 var sr = new SequenceReader<byte>(buffer);
-                if (Varint.TryRead(ref sr, out var len))
+                if (TryReadLength(ref sr, out var len))
                 {
                     if (len > (ulong)maxLength)
                         throw new P2PException(P2PErrorCode.LimitExceeded, $"message of {len} bytes exceeds {maxLength}");
@@ -53,6 +53,18 @@ public static class LengthPrefixed
             {
                 reader.AdvanceTo(consumed, examined);
             }
+        }
+    }
+
+    private static bool TryReadLength(ref SequenceReader<byte> reader, out ulong length)
+    {
+        try
+        {
+            return UnsignedVarint.TryRead(ref reader, out length);
+        }
+        catch (MeshException e)
+        {
+            throw new P2PException(P2PErrorCode.InvalidEncoding, $"length prefix: {e.Message}", e);
         }
     }
 }

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
-using InferenceMesh.P2P.Encoding;
+using InferenceMesh.Core;
 
 namespace InferenceMesh.P2P.Protocols;
 
@@ -83,8 +83,8 @@ public static class Multistream
         var count = System.Text.Encoding.UTF8.GetByteCount(message) + 1;
         if (count > MaxMessageLength)
             throw new P2PException(P2PErrorCode.LimitExceeded, $"multistream message of {count} bytes exceeds {MaxMessageLength}");
-        var span = writer.GetSpan(Varint.MaxLength + count);
-        var n = Varint.Write(span, (ulong)count);
+        var span = writer.GetSpan(UnsignedVarint.MaxBytes + count);
+        var n = UnsignedVarint.Write(span, (ulong)count);
         n += System.Text.Encoding.UTF8.GetBytes(message, span[n..]);
         span[n++] = (byte)'\n';
         writer.Advance(n);
@@ -102,10 +102,10 @@ public static class Multistream
         ulong len;
         try
         {
-            if (!Varint.TryRead(ref reader, out len))
+            if (!UnsignedVarint.TryRead(ref reader, out len))
                 return false;
         }
-        catch (P2PException e) when (e.P2PCode == P2PErrorCode.InvalidEncoding)
+        catch (MeshException e)
         {
             throw new P2PException(P2PErrorCode.ProtocolViolation, $"multistream: {e.Message}", e);
         }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
 
@@ -57,7 +58,7 @@ public sealed class KadMessageTests
     public void FrameLengthOverTheLimitIsRefusedBeforeItsBytesArrive()
     {
         var buf = new ArrayBufferWriter<byte>();
-        InferenceMesh.P2P.Encoding.Varint.Write(buf, 2_000_000);
+        UnsignedVarint.Write(buf, 2_000_000);
         buf.Write(new byte[] { 1, 2, 3 });
         var seq = new ReadOnlySequence<byte>(buf.WrittenMemory);
         var e = Assert.Throws<DhtException>(() => KadFraming.TryReadFrame(ref seq, 1024 * 1024, out _));

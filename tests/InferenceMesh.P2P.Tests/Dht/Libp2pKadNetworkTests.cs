@@ -1,3 +1,4 @@
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Hosting;
@@ -87,8 +88,8 @@ public sealed class Libp2pKadNetworkTests
         var addr = TestHosts.Dialable(a.Host);
         var stream = await b.Host.NewStreamAsync(addr, [KadDhtOptions.MeshProtocolId], TestHosts.Token()).Within();
         // claim an 8 MiB message and send a few bytes of it
-        var prefix = new byte[Varint.MaxLength];
-        var n = Varint.Write(prefix, 8 * 1024 * 1024);
+        var prefix = new byte[UnsignedVarint.MaxBytes];
+        var n = UnsignedVarint.Write(prefix, 8 * 1024 * 1024);
         await stream.Output.WriteAsync(prefix.AsMemory(0, n));
         await stream.Output.WriteAsync(new byte[100]);
         await Assert.ThrowsAnyAsync<Exception>(async () =>
