@@ -11,35 +11,25 @@ namespace InferenceMesh.Onnx.Split;
 /// </summary>
 public sealed class GraphAnalysis
 {
-    private readonly GraphProto _graph;
-    private readonly NodeProto[] _nodes;
-    private readonly Dictionary<string, int> _producer = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _initializers;
-    private readonly HashSet<string> _graphInputs;
+    private readonly IReadOnlyList<NodeProto> _nodes;
     private readonly bool[] _isMain;
     private readonly List<string> _cuts;
     private readonly Dictionary<string, HashSet<int>> _beforeCut;
 
     public GraphAnalysis(ModelProto model)
     {
-        _graph = model.Graph;
-        _initializers = _graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        _graphInputs = _graph.Input.Select(i => i.Name).Where(n => !_initializers.Contains(n)).ToHashSet(StringComparer.Ordinal);
-        _nodes = TopologicalOrder(_graph, _initializers, _graphInputs);
-        for (var i = 0; i < _nodes.Length; i++)
-            foreach (var output in _nodes[i].Output)
-                if (output.Length > 0 && !_producer.TryAdd(output, i))
-                    throw Refuse($"tensor '{output}' is produced twice");
+        Index = new OnnxGraphIndex(model);
+        _nodes = Index.Nodes;
 
         var inputDependencies = InputDependencies();
-        var inputNames = _graphInputs.ToList();
-        var outputNames = _graph.Output.Select(o => o.Name).ToList();
+        var inputNames = Index.GraphInputs.ToList();
+        var outputNames = Index.Graph.Output.Select(o => o.Name).ToList();
         foreach (var output in outputNames)
-            if (!_producer.ContainsKey(output))
+            if (Index.ProducerIndex(output) is null)
                 throw Refuse($"output '{output}' is not computed by any node");
 
-        var sources = inputNames.Where(input => outputNames.All(o => inputDependencies[_producer[o]].Contains(input))).ToList();
-        var finals = outputNames.Where(o => inputNames.All(input => inputDependencies[_producer[o]].Contains(input))).ToList();
+        var sources = inputNames.Where(input => outputNames.All(o => inputDependencies[ProducerOf(o)].Contains(input))).ToList();
+        var finals = outputNames.Where(o => inputNames.All(input => inputDependencies[ProducerOf(o)].Contains(input))).ToList();
         if (sources.Count != 1)
             throw Refuse(sources.Count == 0
                 ? "no graph input feeds every output, so there is no token input to cut from"
@@ -51,12 +41,15 @@ public sealed class GraphAnalysis
         TokenInput = sources[0];
         FinalOutput = finals[0];
 
-        _isMain = new bool[_nodes.Length];
-        for (var i = 0; i < _nodes.Length; i++) _isMain[i] = inputDependencies[i].Contains(TokenInput);
+        _isMain = new bool[_nodes.Count];
+        for (var i = 0; i < _nodes.Count; i++) _isMain[i] = inputDependencies[i].Contains(TokenInput);
 
         (_cuts, _beforeCut) = FindCuts();
         BlockBoundaries = FindBlockBoundaries();
     }
+
+    /// <summary>The graph's nodes (in topological order), producers and consumers.</summary>
+    public OnnxGraphIndex Index { get; }
 
     public string TokenInput { get; }
     public string FinalOutput { get; }
@@ -79,7 +72,7 @@ public sealed class GraphAnalysis
         if (to == FinalOutput)
         {
             // Nodes that feed only KV outputs and no later cut still belong to the stage that holds their inputs.
-            for (var i = 0; i < _nodes.Length; i++)
+            for (var i = 0; i < _nodes.Count; i++)
                 if (_isMain[i] && !_beforeCut.Values.Any(set => set.Contains(i)) && (from is null || !_beforeCut[from].Contains(i)))
                     stageMain.Add(i);
         }
@@ -92,13 +85,13 @@ public sealed class GraphAnalysis
         {
             foreach (var input in _nodes[pending.Pop()].Input)
             {
-                if (input.Length == 0 || input == from || _initializers.Contains(input)) continue;
-                if (_graphInputs.Contains(input))
+                if (input.Length == 0 || input == from || Index.IsInitializer(input)) continue;
+                if (Index.GraphInputs.Contains(input))
                 {
                     if (!stageInputs.Contains(input)) stageInputs.Add(input);
                     continue;
                 }
-                var source = _producer[input];
+                var source = ProducerOf(input);
                 if (included.Contains(source)) continue;
                 if (_isMain[source])
                     throw Refuse($"tensor '{input}' crosses the cut at '{from}' besides the residual stream");
@@ -107,35 +100,33 @@ public sealed class GraphAnalysis
             }
         }
 
-        var stageNodes = Enumerable.Range(0, _nodes.Length).Where(included.Contains).Select(i => _nodes[i]).ToList();
+        var stageNodes = Enumerable.Range(0, _nodes.Count).Where(included.Contains).Select(i => _nodes[i]).ToList();
         var produced = stageNodes.SelectMany(n => n.Output).ToHashSet(StringComparer.Ordinal);
         var outputs = new List<string> { to };
-        outputs.AddRange(_graph.Output.Select(o => o.Name).Where(o => o != to && produced.Contains(o)));
+        outputs.AddRange(Index.Graph.Output.Select(o => o.Name).Where(o => o != to && produced.Contains(o)));
         return new StageGraph(stageNodes, stageInputs, outputs);
     }
 
     internal ValueInfoProto ValueInfoFor(string tensor)
     {
-        var known = _graph.Input.Concat(_graph.Output).Concat(_graph.ValueInfo).FirstOrDefault(v => v.Name == tensor);
+        var known = Index.Graph.Input.Concat(Index.Graph.Output).Concat(Index.Graph.ValueInfo).FirstOrDefault(v => v.Name == tensor);
         if (known is not null) return known;
-        var elementType = _graph.Output.First(o => o.Name == FinalOutput).Type.TensorType.ElemType;
+        var elementType = Index.Graph.Output.First(o => o.Name == FinalOutput).Type.TensorType.ElemType;
         return new ValueInfoProto { Name = tensor, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType } } };
     }
 
-    internal bool IsInitializer(string name) => _initializers.Contains(name);
-
-    internal NodeProto? Producer(string tensor) => _producer.TryGetValue(tensor, out var index) ? _nodes[index] : null;
+    private int ProducerOf(string tensor) => Index.ProducerIndex(tensor) ?? throw Refuse($"tensor '{tensor}' is not computed by any node");
 
     private List<HashSet<string>> InputDependencies()
     {
-        var result = new List<HashSet<string>>(_nodes.Length);
+        var result = new List<HashSet<string>>(_nodes.Count);
         foreach (var node in _nodes)
         {
             var set = new HashSet<string>(StringComparer.Ordinal);
             foreach (var input in node.Input)
             {
-                if (_graphInputs.Contains(input)) set.Add(input);
-                else if (_producer.TryGetValue(input, out var p)) set.UnionWith(result[p]);
+                if (Index.GraphInputs.Contains(input)) set.Add(input);
+                else if (Index.ProducerIndex(input) is { } p) set.UnionWith(result[p]);
             }
             result.Add(set);
         }
@@ -148,9 +139,9 @@ public sealed class GraphAnalysis
     /// </summary>
     private (List<string>, Dictionary<string, HashSet<int>>) FindCuts()
     {
-        var finalAncestors = MainAncestors(_producer[FinalOutput]);
+        var finalAncestors = MainAncestors(ProducerOf(FinalOutput));
         var found = new List<(string Tensor, HashSet<int> Before)>();
-        for (var i = 0; i < _nodes.Length; i++)
+        for (var i = 0; i < _nodes.Count; i++)
         {
             if (!_isMain[i] || !finalAncestors.Contains(i) || _nodes[i].Output.Count != 1) continue;
             var tensor = _nodes[i].Output[0];
@@ -163,14 +154,14 @@ public sealed class GraphAnalysis
 
     private bool IsCut(string tensor, HashSet<int> before)
     {
-        for (var i = 0; i < _nodes.Length; i++)
+        for (var i = 0; i < _nodes.Count; i++)
         {
             if (!_isMain[i] || before.Contains(i)) continue;
             foreach (var input in _nodes[i].Input)
             {
                 if (input == tensor || input.Length == 0) continue;
                 if (input == TokenInput) return false;
-                if (_producer.TryGetValue(input, out var p) && _isMain[p] && before.Contains(p)) return false;
+                if (Index.ProducerIndex(input) is { } p && _isMain[p] && before.Contains(p)) return false;
             }
         }
         return true;
@@ -183,7 +174,7 @@ public sealed class GraphAnalysis
         stack.Push(node);
         while (stack.Count > 0)
             foreach (var input in _nodes[stack.Pop()].Input)
-                if (_producer.TryGetValue(input, out var p) && _isMain[p] && set.Add(p)) stack.Push(p);
+                if (Index.ProducerIndex(input) is { } p && _isMain[p] && set.Add(p)) stack.Push(p);
         return set;
     }
 
@@ -197,12 +188,12 @@ public sealed class GraphAnalysis
         var residual = new bool[_cuts.Count];
         for (var j = 0; j + 1 < _cuts.Count; j++)
         {
-            var next = _nodes[_producer[_cuts[j + 1]]];
+            var next = _nodes[ProducerOf(_cuts[j + 1])];
             if (next.OpType == "Add" && next.Input.Contains(_cuts[j]))
                 residual[j] = residual[j + 1] = true;
         }
 
-        var stateOutputs = _graph.Output.Select(o => o.Name).Where(o => o != FinalOutput).ToHashSet(StringComparer.Ordinal);
+        var stateOutputs = Index.Graph.Output.Select(o => o.Name).Where(o => o != FinalOutput).ToHashSet(StringComparer.Ordinal);
         var boundaries = new List<int>();
         for (var j = 0; j < _cuts.Count; j++)
         {
@@ -223,41 +214,6 @@ public sealed class GraphAnalysis
             throw Refuse("no residual tensor follows the last block");
         boundaries.Add(end);
         return boundaries.Select(b => _cuts[b]).ToList();
-    }
-
-    private static NodeProto[] TopologicalOrder(GraphProto graph, HashSet<string> initializers, HashSet<string> inputs)
-    {
-        var available = new HashSet<string>(initializers.Concat(inputs), StringComparer.Ordinal) { "" };
-        var remaining = graph.Node.ToList();
-        var ordered = new List<NodeProto>(remaining.Count);
-        var waitingOn = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
-        var missing = new Dictionary<NodeProto, int>(ReferenceEqualityComparer.Instance);
-        var ready = new Queue<NodeProto>();
-        foreach (var node in remaining)
-        {
-            var count = 0;
-            foreach (var input in node.Input.Distinct())
-            {
-                if (available.Contains(input)) continue;
-                count++;
-                if (!waitingOn.TryGetValue(input, out var list)) waitingOn[input] = list = [];
-                list.Add(node);
-            }
-            missing[node] = count;
-            if (count == 0) ready.Enqueue(node);
-        }
-        while (ready.Count > 0)
-        {
-            var node = ready.Dequeue();
-            ordered.Add(node);
-            foreach (var output in node.Output)
-                if (waitingOn.Remove(output, out var consumers))
-                    foreach (var consumer in consumers)
-                        if (--missing[consumer] == 0) ready.Enqueue(consumer);
-        }
-        if (ordered.Count != remaining.Count)
-            throw Refuse($"{remaining.Count - ordered.Count} nodes have inputs no node or graph input provides, or form a cycle");
-        return ordered.ToArray();
     }
 
     private static MeshException Refuse(string why) => new(MeshErrorCode.NoCutPoint, $"cannot split this graph: {why}");

@@ -32,7 +32,7 @@ public static class GraphSplitter
     {
         var analysis = new GraphAnalysis(model);
         var graph = model.Graph;
-        var inputs = graph.Input.Where(i => !analysis.IsInitializer(i.Name)).Select(i => i.Name).ToList();
+        var inputs = graph.Input.Where(i => !analysis.Index.IsInitializer(i.Name)).Select(i => i.Name).ToList();
         var outputs = graph.Output.Select(o => o.Name).ToList();
         var state = BindState(analysis, analysis.Nodes, inputs, outputs);
         var context = inputs.Where(i => i != analysis.TokenInput && state.All(s => s.Past != i)).ToList();
@@ -69,7 +69,7 @@ public static class GraphSplitter
         foreach (var output in outputs)
         {
             if (output == analysis.FinalOutput || analysis.BlockBoundaries.Contains(output)) continue;
-            var producer = analysis.Producer(output)!;
+            var producer = analysis.Index.Producer(output)!;
             var type = analysis.ValueInfoFor(output).Type.TensorType.ElemType;
             var candidates = producer.Input.Where(i => inputs.Contains(i) && analysis.ValueInfoFor(i).Type.TensorType.ElemType == type).Distinct().ToList();
             if (candidates.Count != 1)

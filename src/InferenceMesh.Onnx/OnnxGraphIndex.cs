@@ -2,32 +2,41 @@ using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 using Onnx;
 
-namespace InferenceMesh.Compute.Ilgpu;
+namespace InferenceMesh.Onnx;
 
 /// <summary>
-/// Read-only indexes over an ONNX graph for pattern matching: producer and consumers of every tensor, and the
-/// values of constants (initializers and <c>Constant</c> nodes). Names are used only to connect nodes, never
-/// for their meaning.
+/// Read-only indexes over an ONNX graph, shared by the splitter and the ILGPU recogniser: the nodes in
+/// topological order, the producer and consumers of every tensor, the graph inputs that are not initializers,
+/// and the values of constants (initializers and <c>Constant</c> nodes). Names are used only to connect nodes,
+/// never for their meaning. A graph whose tensors are produced twice, or whose nodes read a tensor nothing
+/// provides or form a cycle, is refused with <see cref="MeshErrorCode.InvalidOnnx"/>.
 /// </summary>
-internal sealed class OnnxGraphView
+public sealed class OnnxGraphIndex
 {
     private static readonly IReadOnlyList<NodeProto> None = [];
-    private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
+    private readonly NodeProto[] _nodes;
+    private readonly Dictionary<string, int> _producers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<NodeProto>> _consumers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, TensorProto> _constants = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _initializers;
 
-    public OnnxGraphView(ModelProto model)
+    public OnnxGraphIndex(ModelProto model)
     {
-        Graph = model.Graph ?? throw new MeshException(MeshErrorCode.InvalidOnnx, "the model has no graph");
+        ArgumentNullException.ThrowIfNull(model);
+        Graph = model.Graph ?? throw Invalid("the model has no graph");
         foreach (var opset in model.OpsetImport)
             if (opset.Domain is "" or "ai.onnx") Opset = opset.Version;
+        _initializers = Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var tensor in Graph.Initializer) _constants[tensor.Name] = tensor;
-        foreach (var node in Graph.Node)
+        GraphInputs = Graph.Input.Select(i => i.Name).Where(n => !_initializers.Contains(n)).ToHashSet(StringComparer.Ordinal);
+        GraphOutputs = Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        _nodes = TopologicalOrder(Graph, _initializers, GraphInputs);
+        for (var i = 0; i < _nodes.Length; i++)
         {
-            if (node.Domain is not ("" or "ai.onnx"))
-                throw new MeshException(MeshErrorCode.InvalidOnnx, $"node of type {node.Domain}:{node.OpType} is outside the standard ONNX domain");
+            var node = _nodes[i];
             foreach (var output in node.Output)
-                if (output.Length > 0) _producers[output] = node;
+                if (output.Length > 0 && !_producers.TryAdd(output, i))
+                    throw Invalid($"tensor '{output}' is produced twice");
             foreach (var input in node.Input)
             {
                 if (input.Length == 0) continue;
@@ -37,16 +46,27 @@ internal sealed class OnnxGraphView
             if (node.OpType == "Constant" && node.Output.Count == 1 && ConstantValue(node) is { } value)
                 _constants[node.Output[0]] = value;
         }
-        GraphInputs = Graph.Input.Select(i => i.Name).Where(n => !_constants.ContainsKey(n)).ToHashSet(StringComparer.Ordinal);
-        GraphOutputs = Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
     }
 
     public GraphProto Graph { get; }
-    public long Opset { get; }
-    public HashSet<string> GraphInputs { get; }
-    public HashSet<string> GraphOutputs { get; }
 
-    public NodeProto? Producer(string tensor) => _producers.GetValueOrDefault(tensor);
+    /// <summary>The version of the standard ONNX opset the model imports (0 if none).</summary>
+    public long Opset { get; }
+
+    /// <summary>Every node, each after the nodes producing its inputs.</summary>
+    public IReadOnlyList<NodeProto> Nodes => _nodes;
+
+    /// <summary>The graph inputs that are not initializers: what a caller feeds.</summary>
+    public IReadOnlySet<string> GraphInputs { get; }
+
+    public IReadOnlySet<string> GraphOutputs { get; }
+
+    public bool IsInitializer(string tensor) => _initializers.Contains(tensor);
+
+    /// <summary>The position in <see cref="Nodes"/> of the node producing <paramref name="tensor"/>, or null for a graph input, an initializer or an unknown name.</summary>
+    public int? ProducerIndex(string tensor) => _producers.TryGetValue(tensor, out var index) ? index : null;
+
+    public NodeProto? Producer(string tensor) => _producers.TryGetValue(tensor, out var index) ? _nodes[index] : null;
 
     public IReadOnlyList<NodeProto> Consumers(string tensor) => _consumers.TryGetValue(tensor, out var list) ? list : None;
 
@@ -107,12 +127,47 @@ internal sealed class OnnxGraphView
         return false;
     }
 
-    public static MeshException Invalid(string message) => new(MeshErrorCode.InvalidOnnx, message);
+    private static MeshException Invalid(string message) => new(MeshErrorCode.InvalidOnnx, message);
 
     private static void CheckInline(TensorProto t)
     {
         if (t.DataLocation == TensorProto.Types.DataLocation.External || t.ExternalData.Count > 0)
-            throw Invalid($"tensor '{t.Name}' keeps its data in an external file, which the ILGPU executor does not read");
+            throw Invalid($"tensor '{t.Name}' keeps its data in an external file, which is not read here");
+    }
+
+    private static NodeProto[] TopologicalOrder(GraphProto graph, HashSet<string> initializers, IReadOnlySet<string> inputs)
+    {
+        var available = new HashSet<string>(initializers.Concat(inputs), StringComparer.Ordinal) { "" };
+        var remaining = graph.Node.ToList();
+        var ordered = new List<NodeProto>(remaining.Count);
+        var waitingOn = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
+        var missing = new Dictionary<NodeProto, int>(ReferenceEqualityComparer.Instance);
+        var ready = new Queue<NodeProto>();
+        foreach (var node in remaining)
+        {
+            var count = 0;
+            foreach (var input in node.Input.Distinct())
+            {
+                if (available.Contains(input)) continue;
+                count++;
+                if (!waitingOn.TryGetValue(input, out var list)) waitingOn[input] = list = [];
+                list.Add(node);
+            }
+            missing[node] = count;
+            if (count == 0) ready.Enqueue(node);
+        }
+        while (ready.Count > 0)
+        {
+            var node = ready.Dequeue();
+            ordered.Add(node);
+            foreach (var output in node.Output)
+                if (waitingOn.Remove(output, out var consumers))
+                    foreach (var consumer in consumers)
+                        if (--missing[consumer] == 0) ready.Enqueue(consumer);
+        }
+        if (ordered.Count != remaining.Count)
+            throw Invalid($"{remaining.Count - ordered.Count} nodes have inputs no node or graph input provides, or form a cycle");
+        return ordered.ToArray();
     }
 
     private static TensorProto? ConstantValue(NodeProto node)
