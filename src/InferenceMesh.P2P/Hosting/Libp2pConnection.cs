@@ -95,8 +95,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
     public async Task<Libp2pStream> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
         var ys = await _session.OpenStreamAsync(cancellationToken).ConfigureAwait(false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
-        timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
+        using var timeout = new Deadline(_host.Options.StreamNegotiationTimeout, _host.Options.Time, cancellationToken, _cts.Token);
         try
         {
             var protocol = await Multistream.SelectAsync(ys, protocols, timeout.Token).ConfigureAwait(false);
@@ -179,9 +178,8 @@ public sealed class Libp2pConnection : IAsyncDisposable
         try
         {
             string protocol;
-            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token))
+            using (var timeout = new Deadline(_host.Options.StreamNegotiationTimeout, _host.Options.Time, _cts.Token))
             {
-                timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
                 protocol = await Multistream.ListenAsync(ys, _host.HasHandler, timeout.Token).ConfigureAwait(false);
             }
             var handler = _host.GetHandler(protocol);

@@ -44,7 +44,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         Options = options;
         _noise = new NoiseIdentity(options.Identity);
         _transports = options.Transports ?? [new TcpTransport(options.Pool)];
-        _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log };
+        _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log, Time = options.Yamux.Time ?? options.Time };
         _identify = new IdentifyProtocol(this);
         _handlers[IdentifyCodec.ProtocolId] = _identify.ServeAsync;
         _handlers[IdentifyCodec.PushProtocolId] = _identify.ServePushAsync;
@@ -216,8 +216,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     private async Task<Libp2pConnection> UpgradeOutboundAsync(Multiaddr address, PeerId? expected, CancellationToken cancellationToken)
     {
         var transport = FindTransport(address);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(Options.HandshakeTimeout);
+        using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, cancellationToken, _stopping.Token);
         ITransportConnection raw;
         try
         {
@@ -304,7 +303,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         var timeout = Options.IdleConnectionTimeout;
         var period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(15).Ticks));
-        using var timer = new PeriodicTimer(period);
+        using var timer = new PeriodicTimer(period, Options.Time);
         try
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
@@ -356,9 +355,8 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         try
         {
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            cts.CancelAfter(Options.HandshakeTimeout);
-            await conn.IdentifyAsync(cts.Token).ConfigureAwait(false);
+            using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, _stopping.Token);
+            await conn.IdentifyAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is P2PException or OperationCanceledException or InvalidOperationException)
         {
@@ -388,8 +386,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             }
             _ = Task.Run(async () =>
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-                timeout.CancelAfter(Options.HandshakeTimeout);
+                using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, _stopping.Token);
                 try
                 {
                     await UpgradeAsync(raw, false, null, timeout.Token, CancellationToken.None).ConfigureAwait(false);
