@@ -51,8 +51,7 @@ public static class UnsignedVarint
         {
             Status.Complete => true,
             Status.Incomplete => false,
-            Status.Overlong => throw new MeshException(MeshErrorCode.ProtocolViolation, $"varint is longer than {MaxBytes} bytes"),
-            _ => throw new MeshException(MeshErrorCode.ProtocolViolation, "varint is not minimally encoded"),
+            var status => throw ProtocolViolation(Reason(status)),
         };
 
     /// <summary>
@@ -63,18 +62,36 @@ public static class UnsignedVarint
         Decode(source, out value, out length) == Status.Complete;
 
     /// <summary>Reads a varint from a sequence: true when complete (the reader moves past it); false when more bytes are needed (the reader stays).</summary>
-    public static bool TryRead(ref SequenceReader<byte> reader, out ulong value)
+    public static bool TryRead(ref SequenceReader<byte> reader, out ulong value) =>
+        TryRead(ref reader, out value, ProtocolViolation);
+
+    /// <summary>
+    /// <see cref="TryRead(ref SequenceReader{byte}, out ulong)"/>, throwing what <paramref name="malformed"/> makes of the
+    /// reason when the varint is over 9 bytes or not minimal, so each protocol layer reports its own typed error.
+    /// </summary>
+    public static bool TryRead(ref SequenceReader<byte> reader, out ulong value, Func<string, Exception> malformed)
     {
         Span<byte> head = stackalloc byte[MaxBytes];
         var available = (int)Math.Min(MaxBytes, reader.Remaining);
         reader.TryCopyTo(head[..available]);
-        if (!TryRead(head[..available], out value, out var length))
-            return false;
-        reader.Advance(length);
-        return true;
+        switch (Decode(head[..available], out value, out var length))
+        {
+            case Status.Complete:
+                reader.Advance(length);
+                return true;
+            case Status.Incomplete:
+                return false;
+            case var status:
+                throw malformed(Reason(status));
+        }
     }
 
     private enum Status { Complete, Incomplete, Overlong, NotMinimal }
+
+    private static MeshException ProtocolViolation(string reason) => new(MeshErrorCode.ProtocolViolation, reason);
+
+    private static string Reason(Status status) =>
+        status == Status.Overlong ? $"varint is longer than {MaxBytes} bytes" : "varint is not minimally encoded";
 
     private static Status Decode(ReadOnlySpan<byte> source, out ulong value, out int length)
     {

@@ -34,16 +34,8 @@ public static class KadFraming
     {
         payload = default;
         var reader = new SequenceReader<byte>(buffer);
-        ulong len;
-        try
-        {
-            if (!UnsignedVarint.TryRead(ref reader, out len))
-                return false;
-        }
-        catch (MeshException e)
-        {
-            throw new DhtException(DhtErrorCode.InvalidMessage, "bad DHT frame length prefix", e);
-        }
+        if (!UnsignedVarint.TryRead(ref reader, out var len, why => new DhtException(DhtErrorCode.InvalidMessage, $"bad DHT frame length prefix: {why}")))
+            return false;
         if (len > (ulong)maxMessageSize)
             throw new DhtException(DhtErrorCode.LimitExceeded, $"DHT message of {len} bytes exceeds {maxMessageSize}");
         if (reader.Remaining < (long)len)

@@ -29,7 +29,7 @@ public static class LengthPrefixed
             try
             {
                 var sr = new SequenceReader<byte>(buffer);
-                if (TryReadLength(ref sr, out var len))
+                if (UnsignedVarint.TryRead(ref sr, out var len, why => new P2PException(P2PErrorCode.InvalidEncoding, $"length prefix: {why}")))
                 {
                     if (len > (ulong)maxLength)
                         throw new P2PException(P2PErrorCode.LimitExceeded, $"message of {len} bytes exceeds {maxLength}");
@@ -53,18 +53,6 @@ public static class LengthPrefixed
             {
                 reader.AdvanceTo(consumed, examined);
             }
-        }
-    }
-
-    private static bool TryReadLength(ref SequenceReader<byte> reader, out ulong length)
-    {
-        try
-        {
-            return UnsignedVarint.TryRead(ref reader, out length);
-        }
-        catch (MeshException e)
-        {
-            throw new P2PException(P2PErrorCode.InvalidEncoding, $"length prefix: {e.Message}", e);
         }
     }
 }

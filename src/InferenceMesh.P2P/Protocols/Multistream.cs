@@ -99,16 +99,8 @@ public static class Multistream
     {
         message = "";
         var reader = new SequenceReader<byte>(buffer);
-        ulong len;
-        try
-        {
-            if (!UnsignedVarint.TryRead(ref reader, out len))
-                return false;
-        }
-        catch (MeshException e)
-        {
-            throw new P2PException(P2PErrorCode.ProtocolViolation, $"multistream: {e.Message}", e);
-        }
+        if (!UnsignedVarint.TryRead(ref reader, out var len, why => new P2PException(P2PErrorCode.ProtocolViolation, $"multistream: {why}")))
+            return false;
         if (len > MaxMessageLength)
             throw new P2PException(P2PErrorCode.LimitExceeded, $"multistream message of {len} bytes exceeds {MaxMessageLength}");
         if (len == 0)
