@@ -11,11 +11,11 @@ namespace InferenceMesh.Compute;
 /// </summary>
 public sealed class LocalModel : IDisposable
 {
-    private readonly StageExecutorFactory factory;
+    private readonly StageExecutorFactory _factory;
 
     private LocalModel(StagePipeline pipeline, Llama2cTokenizer tokenizer, ModelConfig config, StageExecutorFactory factory)
     {
-        this.factory = factory;
+        _factory = factory;
         Pipeline = pipeline;
         Tokenizer = tokenizer;
         Config = config;
@@ -93,7 +93,7 @@ public sealed class LocalModel : IDisposable
     public void Dispose()
     {
         Pipeline.Dispose();
-        factory.Dispose();
+        _factory.Dispose();
     }
 
     private static int MaxSequence(ModelConfig? config) => config?.MaxSequence ?? 4096;

@@ -1,18 +1,9 @@
 using System.Collections.Concurrent;
-using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace InferenceMesh.Compute;
-
-/// <summary>Limits and threading of an <see cref="OrtStageExecutor"/>.</summary>
-/// <param name="MaxSessions">Sessions with a live KV cache; one more is refused with <see cref="MeshErrorCode.LimitExceeded"/>.</param>
-/// <param name="MaxSequence">Longest cached length in positions per session.</param>
-/// <param name="IntraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose (one per core).</param>
-/// <param name="AllowSpinning">Let ONNX Runtime's threads spin between runs: fastest alone, but several processes on few
-/// cores (a node, its neighbours, the client) then steal each other's time, so mesh processes turn it off.</param>
-public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, int IntraOpThreads = 0, bool AllowSpinning = true);
 
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
@@ -20,23 +11,23 @@ public sealed record OrtExecutorOptions(int MaxSessions = 64, int MaxSequence = 
 /// </summary>
 public sealed class OrtStageExecutor : IStageExecutor
 {
-    private readonly InferenceSession session;
-    private readonly OrtExecutorOptions options;
-    private readonly ConcurrentDictionary<string, SessionCache> caches = new(StringComparer.Ordinal);
-    private readonly string[] inputNames;
-    private readonly string[] outputNames;
-    private readonly long[][] pastShapes;
-    private readonly DType activationType;
+    private readonly InferenceSession _session;
+    private readonly OrtExecutorOptions _options;
+    private readonly ConcurrentDictionary<string, SessionCache> _caches = new(StringComparer.Ordinal);
+    private readonly string[] _inputNames;
+    private readonly string[] _outputNames;
+    private readonly long[][] _pastShapes;
+    private readonly DType _activationType;
 
     public OrtStageExecutor(StageDescriptor stage, byte[] model, OrtExecutorOptions? options = null)
     {
         Stage = stage;
-        this.options = options ?? new OrtExecutorOptions();
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = this.options.IntraOpThreads };
-        if (!this.options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        _options = options ?? new OrtExecutorOptions();
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = _options.IntraOpThreads };
+        if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         try
         {
-            session = new InferenceSession(model, sessionOptions);
+            _session = new InferenceSession(model, sessionOptions);
         }
         catch (OnnxRuntimeException e)
         {
@@ -45,10 +36,10 @@ public sealed class OrtStageExecutor : IStageExecutor
         foreach (var context in stage.ContextInputs)
             if (context is not ContextInputs.PositionIds and not ContextInputs.AttentionMask)
                 throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} needs context input '{context}', which this executor cannot provide");
-        inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
-        outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
-        pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
-        activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
+        _inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
+        _outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
+        _pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
+        _activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
         ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
     }
 
@@ -57,23 +48,23 @@ public sealed class OrtStageExecutor : IStageExecutor
     /// <summary>Last dimension of the activation input (the model width), or 0 for the head's token ids.</summary>
     public long ActivationWidth { get; }
 
-    public int CachedLength(string sessionId) => caches.TryGetValue(sessionId, out var cache) ? cache.Length : 0;
+    public int CachedLength(string sessionId) => _caches.TryGetValue(sessionId, out var cache) ? cache.Length : 0;
 
     public TensorData Run(string sessionId, TensorData activation, int startPosition)
     {
         ValidateActivation(activation);
         var steps = (int)activation.Shape[1];
-        var cache = Stage.State.Count == 0 ? null : caches.GetOrAdd(sessionId, _ => caches.Count >= options.MaxSessions
-            ? throw new MeshException(MeshErrorCode.LimitExceeded, $"stage {Stage.File} already holds {options.MaxSessions} sessions")
+        var cache = Stage.State.Count == 0 ? null : _caches.GetOrAdd(sessionId, _ => _caches.Count >= _options.MaxSessions
+            ? throw new MeshException(MeshErrorCode.LimitExceeded, $"stage {Stage.File} already holds {_options.MaxSessions} sessions")
             : new SessionCache());
         if (cache is not null && cache.Length != startPosition)
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cache.Length} cached positions; a step at position {startPosition} does not follow on");
-        if (startPosition + steps > options.MaxSequence)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {options.MaxSequence}");
+        if (startPosition + steps > _options.MaxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {_options.MaxSequence}");
 
         // Cached pasts belong to the session cache; everything else built here is disposed after the run.
-        var inputs = new OrtValue[inputNames.Length];
-        var owned = new bool[inputNames.Length];
+        var inputs = new OrtValue[_inputNames.Length];
+        var owned = new bool[_inputNames.Length];
         try
         {
             inputs[0] = ToOrtValue(activation);
@@ -89,11 +80,11 @@ public sealed class OrtStageExecutor : IStageExecutor
             for (var s = 0; s < Stage.State.Count; s++)
             {
                 owned[index] = cache!.Past is null;
-                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShapes[s]);
+                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, _pastShapes[s]);
             }
 
             using var runOptions = new RunOptions();
-            var outputs = session.Run(runOptions, inputNames, inputs, outputNames);
+            var outputs = _session.Run(runOptions, _inputNames, inputs, _outputNames);
             using (var logits = outputs[0])
             {
                 var presents = new OrtValue[Stage.State.Count];
@@ -115,21 +106,21 @@ public sealed class OrtStageExecutor : IStageExecutor
 
     public void CloseSession(string sessionId)
     {
-        if (caches.TryRemove(sessionId, out var cache)) cache.Dispose();
+        if (_caches.TryRemove(sessionId, out var cache)) cache.Dispose();
     }
 
     public void Dispose()
     {
-        foreach (var cache in caches.Values) cache.Dispose();
-        caches.Clear();
-        session.Dispose();
+        foreach (var cache in _caches.Values) cache.Dispose();
+        _caches.Clear();
+        _session.Dispose();
     }
 
     private void ValidateActivation(TensorData activation)
     {
-        if (activation.Type != activationType)
-            throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} takes {activationType} activations, got {activation.Type}");
-        var expectedRank = activationType == DType.Int64 ? 2 : 3;
+        if (activation.Type != _activationType)
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} takes {_activationType} activations, got {activation.Type}");
+        var expectedRank = _activationType == DType.Int64 ? 2 : 3;
         if (activation.Shape.Length != expectedRank || activation.Shape[0] != 1 || activation.Shape[1] < 1
             || (expectedRank == 3 && ActivationWidth > 0 && activation.Shape[2] != ActivationWidth))
             throw new MeshException(MeshErrorCode.ShapeMismatch,
@@ -194,11 +185,4 @@ public sealed class OrtStageExecutor : IStageExecutor
             Past = null;
         }
     }
-}
-
-/// <summary>Names of the context inputs, following Hugging Face Optimum's decoder exports.</summary>
-public static class ContextInputs
-{
-    public const string PositionIds = "position_ids";
-    public const string AttentionMask = "attention_mask";
 }

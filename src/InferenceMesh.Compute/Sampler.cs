@@ -9,10 +9,10 @@ namespace InferenceMesh.Compute;
 /// </summary>
 public sealed class Sampler
 {
-    private readonly float temperature;
-    private readonly float topP;
-    private ulong state;
-    private (float Probability, int Index)[] candidates = [];
+    private readonly float _temperature;
+    private readonly float _topP;
+    private ulong _state;
+    private (float Probability, int Index)[] _candidates = [];
 
     public Sampler(float temperature, float topP, ulong seed)
     {
@@ -20,19 +20,19 @@ public sealed class Sampler
             throw new MeshException(MeshErrorCode.InvalidArgument, $"temperature {temperature} must be 0 or more");
         if (topP < 0 || topP > 1 || float.IsNaN(topP))
             throw new MeshException(MeshErrorCode.InvalidArgument, $"top-p {topP} must be between 0 and 1");
-        this.temperature = temperature;
-        this.topP = topP;
-        state = seed == 0 ? 1 : seed;
+        _temperature = temperature;
+        _topP = topP;
+        _state = seed == 0 ? 1 : seed;
     }
 
     /// <summary>Chooses a token; <paramref name="logits"/> is overwritten with probabilities when sampling.</summary>
     public int Sample(Span<float> logits)
     {
-        if (temperature == 0) return ArgMax(logits);
-        for (var i = 0; i < logits.Length; i++) logits[i] /= temperature;
+        if (_temperature == 0) return ArgMax(logits);
+        for (var i = 0; i < logits.Length; i++) logits[i] /= _temperature;
         Softmax(logits);
         var coin = RandomFloat();
-        return topP <= 0 || topP >= 1 ? SampleMultinomial(logits, coin) : SampleTopP(logits, coin);
+        return _topP <= 0 || _topP >= 1 ? SampleMultinomial(logits, coin) : SampleTopP(logits, coin);
     }
 
     public static int ArgMax(ReadOnlySpan<float> values)
@@ -69,20 +69,20 @@ public sealed class Sampler
 
     private int SampleTopP(ReadOnlySpan<float> probabilities, float coin)
     {
-        if (candidates.Length < probabilities.Length) candidates = new (float, int)[probabilities.Length];
+        if (_candidates.Length < probabilities.Length) _candidates = new (float, int)[probabilities.Length];
         // Tokens below this cannot be in the nucleus, so they are dropped before sorting.
-        var cutoff = (1f - topP) / (probabilities.Length - 1);
+        var cutoff = (1f - _topP) / (probabilities.Length - 1);
         var count = 0;
         for (var i = 0; i < probabilities.Length; i++)
-            if (probabilities[i] >= cutoff) candidates[count++] = (probabilities[i], i);
-        var nucleus = candidates.AsSpan(0, count);
+            if (probabilities[i] >= cutoff) _candidates[count++] = (probabilities[i], i);
+        var nucleus = _candidates.AsSpan(0, count);
         nucleus.Sort((a, b) => b.Probability.CompareTo(a.Probability));
         var cumulative = 0f;
         var last = count - 1;
         for (var i = 0; i < count; i++)
         {
             cumulative += nucleus[i].Probability;
-            if (cumulative > topP)
+            if (cumulative > _topP)
             {
                 last = i;
                 break;
@@ -100,10 +100,10 @@ public sealed class Sampler
 
     private float RandomFloat()
     {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        var u32 = (uint)((state * 0x2545F4914F6CDD1DUL) >> 32);
+        _state ^= _state >> 12;
+        _state ^= _state << 25;
+        _state ^= _state >> 27;
+        var u32 = (uint)((_state * 0x2545F4914F6CDD1DUL) >> 32);
         return (u32 >> 8) / 16777216f;
     }
 }

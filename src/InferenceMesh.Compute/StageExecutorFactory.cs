@@ -10,16 +10,16 @@ namespace InferenceMesh.Compute;
 /// </summary>
 public sealed class StageExecutorFactory : IDisposable
 {
-    private readonly Action<string> log;
-    private readonly OrtExecutorOptions ortOptions;
-    private IlgpuDevice? device;
+    private readonly Action<string> _log;
+    private readonly OrtExecutorOptions _ortOptions;
+    private IlgpuDevice? _device;
 
     /// <param name="ortOptions">Threading of the ONNX Runtime executors; their limits come from each <see cref="Create"/> call.</param>
     public StageExecutorFactory(ExecutorKind requested, Action<string>? log = null, OrtExecutorOptions? ortOptions = null)
     {
         Choice = ExecutorKinds.Resolve(requested);
-        this.log = log ?? (_ => { });
-        this.ortOptions = ortOptions ?? new OrtExecutorOptions();
+        _log = log ?? (_ => { });
+        _ortOptions = ortOptions ?? new OrtExecutorOptions();
     }
 
     public ExecutorChoice Choice { get; }
@@ -35,20 +35,20 @@ public sealed class StageExecutorFactory : IDisposable
         {
             try
             {
-                device ??= IlgpuDevices.Open(Choice.Backend);
-                return new IlgpuStageExecutor(stage, model, new IlgpuExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence), device);
+                _device ??= IlgpuDevices.Open(Choice.Backend);
+                return new IlgpuStageExecutor(stage, model, new IlgpuExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence), _device);
             }
             catch (MeshException e) when (e.Code == MeshErrorCode.InvalidOnnx)
             {
-                log($"stage {stage.File} runs on ONNX Runtime: {e.Message}");
+                _log($"stage {stage.File} runs on ONNX Runtime: {e.Message}");
             }
         }
-        return new OrtStageExecutor(stage, model, ortOptions with { MaxSessions = maxSessions, MaxSequence = maxSequence });
+        return new OrtStageExecutor(stage, model, _ortOptions with { MaxSessions = maxSessions, MaxSequence = maxSequence });
     }
 
     public void Dispose()
     {
-        device?.Dispose();
-        device = null;
+        _device?.Dispose();
+        _device = null;
     }
 }

@@ -9,16 +9,16 @@ namespace InferenceMesh.Compute;
 /// </summary>
 public sealed class StagePipeline : IDisposable
 {
-    private readonly IReadOnlyList<IStageExecutor> stages;
+    private readonly IReadOnlyList<IStageExecutor> _stages;
 
     public StagePipeline(IReadOnlyList<IStageExecutor> stages)
     {
         if (stages.Count == 0)
             throw new MeshException(MeshErrorCode.InvalidArgument, "a pipeline needs at least one stage");
-        this.stages = stages;
+        _stages = stages;
     }
 
-    public IReadOnlyList<IStageExecutor> Stages => stages;
+    public IReadOnlyList<IStageExecutor> Stages => _stages;
 
     /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="startPosition"/> and returns the logits of every position, <c>[1, t, vocab]</c>.</summary>
     public TensorData Forward(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
@@ -26,7 +26,7 @@ public sealed class StagePipeline : IDisposable
         var ids = new long[tokens.Length];
         for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
         var activation = TensorData.FromInt64s([1, ids.Length], ids);
-        foreach (var stage in stages)
+        foreach (var stage in _stages)
             activation = stage.Run(sessionId, activation, startPosition);
         return activation;
     }
@@ -41,11 +41,11 @@ public sealed class StagePipeline : IDisposable
 
     public void CloseSession(string sessionId)
     {
-        foreach (var stage in stages) stage.CloseSession(sessionId);
+        foreach (var stage in _stages) stage.CloseSession(sessionId);
     }
 
     public void Dispose()
     {
-        foreach (var stage in stages) stage.Dispose();
+        foreach (var stage in _stages) stage.Dispose();
     }
 }

@@ -4,40 +4,6 @@ using System.Text.Json.Serialization;
 
 namespace InferenceMesh.Core;
 
-/// <summary>What a stage computes: the client-side embedding, a range of blocks, the client-side final norm and LM head, or the whole unsplit model.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<StageKind>))]
-public enum StageKind { Head, Blocks, Tail, Whole }
-
-/// <summary>A named graph input or output. Dimensions are numbers, or symbolic names such as <c>batch</c>.</summary>
-public sealed record TensorInfo(string Name, DType Type, IReadOnlyList<string> Shape);
-
-/// <summary>One KV-cache tensor of a stage: fed back as <see cref="Past"/> from the <see cref="Present"/> of the previous step.</summary>
-public sealed record StateBinding(string Past, string Present);
-
-/// <summary>One standalone ONNX graph cut from the model.</summary>
-/// <param name="ActivationInput">The residual-stream input (token ids for the head).</param>
-/// <param name="ActivationOutput">The residual-stream output (logits for the tail).</param>
-/// <param name="ContextInputs">Inputs every stage recomputes its side tensors from (positions, mask); never activations.</param>
-public sealed record StageDescriptor(
-    StageKind Kind,
-    BlockRange? Blocks,
-    string File,
-    string Sha256,
-    string ActivationInput,
-    string ActivationOutput,
-    IReadOnlyList<TensorInfo> Inputs,
-    IReadOnlyList<TensorInfo> Outputs,
-    IReadOnlyList<string> ContextInputs,
-    IReadOnlyList<StateBinding> State);
-
-/// <summary>The architecture numbers of a Llama-family decoder.</summary>
-public sealed record ModelConfig(
-    int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int Vocab, int MaxSequence, float NormEpsilon, float RopeTheta)
-{
-    [JsonIgnore] public int HeadSize => Dim / Heads;
-    [JsonIgnore] public int KvDim => HeadSize * KvHeads;
-}
-
 /// <summary>
 /// The split model: every stage file with its sha256, I/O and block range. <see cref="ModelId"/> is the
 /// sha256 (hex) of <see cref="CanonicalBytes"/>, so two peers with the same id run byte-identical stages.

@@ -2,29 +2,6 @@ using System.Runtime.InteropServices;
 
 namespace InferenceMesh.Core;
 
-/// <summary>Element types the mesh moves between stages. Values match ONNX's TensorProto.DataType.</summary>
-public enum DType
-{
-    Float32 = 1,
-    Int32 = 6,
-    Int64 = 7,
-    Bool = 9,
-    Float16 = 10,
-}
-
-public static class DTypeExtensions
-{
-    /// <summary>Size of one element in bytes.</summary>
-    public static int ByteSize(this DType type) => type switch
-    {
-        DType.Float32 or DType.Int32 => 4,
-        DType.Int64 => 8,
-        DType.Bool => 1,
-        DType.Float16 => 2,
-        _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"unsupported dtype {type}"),
-    };
-}
-
 /// <summary>
 /// A dense tensor as the mesh carries it: dtype, shape and little-endian bytes in row-major order.
 /// It owns no native memory; the byte array may be shared, so treat it as immutable once built.

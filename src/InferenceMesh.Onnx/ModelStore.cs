@@ -4,12 +4,8 @@ using InferenceMesh.Core;
 using InferenceMesh.Onnx.Import;
 using InferenceMesh.Onnx.Split;
 using InferenceMesh.Onnx.Tokenizer;
-using Onnx;
 
 namespace InferenceMesh.Onnx;
-
-/// <summary>The small description file written next to an imported model.</summary>
-public sealed record ModelDescription(string Name, ModelConfig Config, string Source, string SourceSha256, string Tokenizer);
 
 /// <summary>
 /// The on-disk layout of models: an imported model directory holds <c>model.onnx</c>, <c>tokenizer.bin</c>

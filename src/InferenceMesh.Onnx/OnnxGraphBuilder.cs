@@ -8,26 +8,26 @@ namespace InferenceMesh.Onnx;
 /// <summary>Builds an ONNX graph node by node, naming every produced tensor uniquely.</summary>
 public sealed class OnnxGraphBuilder
 {
-    private readonly GraphProto graph;
-    private readonly Dictionary<string, int> nameCounts = new();
+    private readonly GraphProto _graph;
+    private readonly Dictionary<string, int> _nameCounts = new();
 
-    public OnnxGraphBuilder(string name) => graph = new GraphProto { Name = name };
+    public OnnxGraphBuilder(string name) => _graph = new GraphProto { Name = name };
 
-    public GraphProto Graph => graph;
+    public GraphProto Graph => _graph;
 
     public string UniqueName(string stem)
     {
-        var count = nameCounts.GetValueOrDefault(stem);
-        nameCounts[stem] = count + 1;
+        var count = _nameCounts.GetValueOrDefault(stem);
+        _nameCounts[stem] = count + 1;
         return count == 0 ? stem : $"{stem}_{count}";
     }
 
-    public void Input(string name, DType type, params string[] shape) => graph.Input.Add(ValueInfo(name, type, shape));
+    public void Input(string name, DType type, params string[] shape) => _graph.Input.Add(ValueInfo(name, type, shape));
 
-    public void Output(string name, DType type, params string[] shape) => graph.Output.Add(ValueInfo(name, type, shape));
+    public void Output(string name, DType type, params string[] shape) => _graph.Output.Add(ValueInfo(name, type, shape));
 
     /// <summary>Records the type and shape of an intermediate tensor (ONNX <c>value_info</c>).</summary>
-    public void Annotate(string name, DType type, params string[] shape) => graph.ValueInfo.Add(ValueInfo(name, type, shape));
+    public void Annotate(string name, DType type, params string[] shape) => _graph.ValueInfo.Add(ValueInfo(name, type, shape));
 
     /// <summary>Adds a node with one output named after <paramref name="outputStem"/>, and returns that output's name.</summary>
     public string Node(string opType, string outputStem, string[] inputs, params AttributeProto[] attributes) =>
@@ -40,7 +40,7 @@ public sealed class OnnxGraphBuilder
         var outputs = outputStems.Select(UniqueName).ToArray();
         node.Output.AddRange(outputs);
         node.Attribute.AddRange(attributes);
-        graph.Node.Add(node);
+        _graph.Node.Add(node);
         return outputs;
     }
 
@@ -51,7 +51,7 @@ public sealed class OnnxGraphBuilder
         node.Input.AddRange(inputs);
         node.Output.Add(outputName);
         node.Attribute.AddRange(attributes);
-        graph.Node.Add(node);
+        _graph.Node.Add(node);
     }
 
     public string Floats(string stem, ReadOnlySpan<float> values, params long[] dims) => Initializer(stem, DType.Float32, MemoryMarshal.AsBytes(values), dims);
@@ -66,7 +66,7 @@ public sealed class OnnxGraphBuilder
     {
         var tensor = new TensorProto { Name = UniqueName(stem), DataType = (int)type, RawData = ByteString.CopyFrom(raw) };
         tensor.Dims.AddRange(dims);
-        graph.Initializer.Add(tensor);
+        _graph.Initializer.Add(tensor);
         return tensor.Name;
     }
 
@@ -98,7 +98,7 @@ public sealed class OnnxGraphBuilder
     /// <summary>Wraps the graph in a model that imports the default ONNX domain at <paramref name="opset"/>.</summary>
     public ModelProto ToModel(long opset, string producer)
     {
-        var model = new ModelProto { IrVersion = 8, ProducerName = producer, ProducerVersion = "1", Graph = graph };
+        var model = new ModelProto { IrVersion = 8, ProducerName = producer, ProducerVersion = "1", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
         return model;
     }

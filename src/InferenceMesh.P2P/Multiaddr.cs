@@ -2,33 +2,11 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P;
-
-/// <summary>A multiaddr protocol this implementation knows, with its multicodec code.</summary>
-public enum MultiaddrProtocol
-{
-    Ip4 = 4,
-    Tcp = 6,
-    Ip6 = 41,
-    Dns = 53,
-    Dns4 = 54,
-    Dns6 = 55,
-    Udp = 273,
-    P2pCircuit = 290,
-    P2p = 421,
-    /// <summary>In-process transport address (<c>/memory/&lt;u64&gt;</c>), used by tests and benchmarks.</summary>
-    Memory = 777,
-}
-
-/// <summary>One <c>/proto/value</c> part of a <see cref="Multiaddr"/>; <see cref="Value"/> is the binary value.</summary>
-public readonly record struct MultiaddrComponent(MultiaddrProtocol Protocol, ReadOnlyMemory<byte> Value)
-{
-    /// <summary>The value as multiaddr text (empty for protocols without a value).</summary>
-    public string ValueText => Multiaddr.ValueToText(Protocol, Value.Span);
-}
 
 /// <summary>
 /// A multiaddr (github.com/multiformats/multiaddr), binary and text. Immutable; equality by bytes.
@@ -64,7 +42,7 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
         var end = parts.Length;
         if (end > 1 && parts[^1].Length == 0) end--; // allow one trailing slash
         var buffer = new List<byte>();
-        Span<byte> v = stackalloc byte[Varint.MaxLength];
+        Span<byte> v = stackalloc byte[UnsignedVarint.MaxBytes];
         for (var i = 1; i < end; i++)
         {
             var name = parts[i];
@@ -82,14 +60,14 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
                 "memory" => MultiaddrProtocol.Memory,
                 _ => throw new P2PException(P2PErrorCode.InvalidEncoding, $"unknown multiaddr protocol '{name}' in '{text}'"),
             };
-            buffer.AddRange(v[..Varint.Write(v, (ulong)proto)].ToArray());
+            buffer.AddRange(v[..UnsignedVarint.Write(v, (ulong)proto)].ToArray());
             if (proto == MultiaddrProtocol.P2pCircuit)
                 continue;
             if (++i >= end)
                 throw new P2PException(P2PErrorCode.InvalidEncoding, $"multiaddr '{text}': /{name} needs a value");
             var value = TextToValue(proto, parts[i]);
             if (IsVariable(proto))
-                buffer.AddRange(v[..Varint.Write(v, (ulong)value.Length)].ToArray());
+                buffer.AddRange(v[..UnsignedVarint.Write(v, (ulong)value.Length)].ToArray());
             buffer.AddRange(value);
         }
         return FromBytes(buffer.ToArray());
@@ -120,7 +98,8 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
         var pos = 0;
         while (pos < copy.Length)
         {
-            var code = Varint.Read(copy.AsSpan(pos), out var n);
+            if (!UnsignedVarint.TryDecode(copy.AsSpan(pos), out var code, out var n))
+                throw new P2PException(P2PErrorCode.InvalidEncoding, "multiaddr has a malformed protocol code");
             pos += n;
             var proto = code switch
             {
@@ -130,7 +109,8 @@ public sealed class Multiaddr : IEquatable<Multiaddr>
             int size;
             if (IsVariable(proto))
             {
-                var len = Varint.Read(copy.AsSpan(pos), out n);
+                if (!UnsignedVarint.TryDecode(copy.AsSpan(pos), out var len, out n))
+                    throw new P2PException(P2PErrorCode.InvalidEncoding, $"multiaddr /{Name(proto)} has a malformed length");
                 pos += n;
                 if (len > MaxVarValue)
                     throw new P2PException(P2PErrorCode.LimitExceeded, $"multiaddr /{Name(proto)} value of {len} bytes exceeds {MaxVarValue}");

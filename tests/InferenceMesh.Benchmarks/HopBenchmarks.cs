@@ -21,12 +21,12 @@ public class HopBenchmarks
     [Params("memory", "libp2p")]
     public string Transport { get; set; } = "memory";
 
-    private StageServer server = null!;
-    private Libp2pHost? serverHost;
-    private Libp2pHost? clientHost;
-    private StageChannel client = null!;
-    private Step step = null!;
-    private ulong next;
+    private StageServer _server = null!;
+    private Libp2pHost? _serverHost;
+    private Libp2pHost? _clientHost;
+    private StageChannel _client = null!;
+    private Step _step = null!;
+    private ulong _next;
 
     [Params(64, 4096)]
     public int Width { get; set; }
@@ -36,42 +36,42 @@ public class HopBenchmarks
     {
         var stage = new StageDescriptor(StageKind.Blocks, new BlockRange(0, 1), "echo", "", "in", "out", [], [], [], []);
         var manifest = new Manifest(1, "echo", 1, new ModelConfig(Width, Width, 1, 1, 1, 512, 4096, 1e-5f, 1e4f), "", null, [stage]);
-        server = new StageServer(new ServedSpan(manifest, [new EchoExecutor(stage)]), new NodeOptions(), new NoConnector());
+        _server = new StageServer(new ServedSpan(manifest, [new EchoExecutor(stage)]), new NodeOptions(), new NoConnector());
         if (Transport == "memory")
         {
             var toServer = new Pipe();
             var toClient = new Pipe();
-            _ = server.ServeAsync(new StageChannel(new Duplex(toServer.Reader, toClient.Writer)));
-            client = new StageChannel(new Duplex(toClient.Reader, toServer.Writer));
+            _ = _server.ServeAsync(new StageChannel(new Duplex(toServer.Reader, toClient.Writer)));
+            _client = new StageChannel(new Duplex(toClient.Reader, toServer.Writer));
         }
         else
         {
-            serverHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
-            clientHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
-            StageHosting.Serve(serverHost, server, StageHosting.Connector(serverHost));
-            await serverHost.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")]);
-            await clientHost.StartAsync([]);
-            client = await StageHosting.Connector(clientHost).ConnectAsync(serverHost.PeerId.ToString(), serverHost.ListenAddresses.Select(a => a.ToString()).ToList(), CancellationToken.None);
+            _serverHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
+            _clientHost = new Libp2pHost(new Libp2pHostOptions { Identity = Ed25519KeyPair.Generate() });
+            StageHosting.Serve(_serverHost, _server, StageHosting.Connector(_serverHost));
+            await _serverHost.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")]);
+            await _clientHost.StartAsync([]);
+            _client = await StageHosting.Connector(_clientHost).ConnectAsync(_serverHost.PeerId.ToString(), _serverHost.ListenAddresses.Select(a => a.ToString()).ToList(), CancellationToken.None);
         }
-        await client.SendAsync(new OpenSession(1, "s", manifest.ModelId, new BlockRange(0, 1), 4096));
-        await client.ReceiveAsync();
-        step = new Step(0, "s", 0, TensorData.FromFloats([1, 1, Width], new float[Width]), []);
+        await _client.SendAsync(new OpenSession(1, "s", manifest.ModelId, new BlockRange(0, 1), 4096));
+        await _client.ReceiveAsync();
+        _step = new Step(0, "s", 0, TensorData.FromFloats([1, 1, Width], new float[Width]), []);
     }
 
     [Benchmark]
     public async Task<StageMessage?> StepRoundTrip()
     {
-        await client.SendAsync(step with { StepId = ++next });
-        return await client.ReceiveAsync();
+        await _client.SendAsync(_step with { StepId = ++_next });
+        return await _client.ReceiveAsync();
     }
 
     [GlobalCleanup]
     public async Task Cleanup()
     {
-        await client.DisposeAsync();
-        await server.DisposeAsync();
-        if (clientHost is not null) await clientHost.DisposeAsync();
-        if (serverHost is not null) await serverHost.DisposeAsync();
+        await _client.DisposeAsync();
+        await _server.DisposeAsync();
+        if (_clientHost is not null) await _clientHost.DisposeAsync();
+        if (_serverHost is not null) await _serverHost.DisposeAsync();
     }
 
     private sealed class EchoExecutor(StageDescriptor stage) : IStageExecutor

@@ -13,8 +13,8 @@ namespace InferenceMesh.Benchmarks;
 [MemoryDiagnoser]
 public class StageBoundaryBenchmarks
 {
-    private OrtStageExecutor stage = null!;
-    private TensorData activation = null!;
+    private OrtStageExecutor _stage = null!;
+    private TensorData _activation = null!;
 
     [Params(64, 1024, 4096)]
     public int Width { get; set; }
@@ -27,13 +27,13 @@ public class StageBoundaryBenchmarks
         graph.NodeNamed("Identity", "y", ["x"]);
         graph.Output("y", DType.Float32, "1", "t", Width.ToString());
         var descriptor = new StageDescriptor(StageKind.Blocks, new BlockRange(0, 1), "boundary.onnx", "", "x", "y", [new TensorInfo("x", DType.Float32, ["1", "t", Width.ToString()])], [], [], []);
-        stage = new OrtStageExecutor(descriptor, graph.ToModel(17, "bench").ToByteArray(), new OrtExecutorOptions(IntraOpThreads: 1));
-        activation = TensorData.FromFloats([1, 1, Width], new float[Width]);
+        _stage = new OrtStageExecutor(descriptor, graph.ToModel(17, "bench").ToByteArray(), new OrtExecutorOptions(IntraOpThreads: 1));
+        _activation = TensorData.FromFloats([1, 1, Width], new float[Width]);
     }
 
     [Benchmark]
-    public TensorData OneBoundary() => stage.Run("s", activation, 0);
+    public TensorData OneBoundary() => _stage.Run("s", _activation, 0);
 
     [GlobalCleanup]
-    public void Cleanup() => stage.Dispose();
+    public void Cleanup() => _stage.Dispose();
 }

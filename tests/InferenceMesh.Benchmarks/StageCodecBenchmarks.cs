@@ -9,9 +9,9 @@ namespace InferenceMesh.Benchmarks;
 [MemoryDiagnoser]
 public class StageCodecBenchmarks
 {
-    private readonly ArrayBufferWriter<byte> output = new(64 << 20);
-    private Step step = null!;
-    private byte[] frame = [];
+    private readonly ArrayBufferWriter<byte> _output = new(64 << 20);
+    private Step _step = null!;
+    private byte[] _frame = [];
 
     /// <summary>Positions × width of the activation: one decode token at dim 64 and 4096, a 128-token prefill at dim 4096.</summary>
     [Params("1x64", "1x4096", "128x4096")]
@@ -23,23 +23,23 @@ public class StageCodecBenchmarks
         var parts = Shape.Split('x').Select(int.Parse).ToArray();
         var values = new float[parts[0] * parts[1]];
         new Random(1).NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
-        step = new Step(1, "session-0123456789abcdef", 17, TensorData.FromFloats([1, parts[0], parts[1]], values), []);
-        StageCodec.Write(output, step);
-        frame = output.WrittenSpan.ToArray();
+        _step = new Step(1, "session-0123456789abcdef", 17, TensorData.FromFloats([1, parts[0], parts[1]], values), []);
+        StageCodec.Write(_output, _step);
+        _frame = _output.WrittenSpan.ToArray();
     }
 
     [Benchmark]
     public int Encode()
     {
-        output.ResetWrittenCount();
-        StageCodec.Write(output, step);
-        return output.WrittenCount;
+        _output.ResetWrittenCount();
+        StageCodec.Write(_output, _step);
+        return _output.WrittenCount;
     }
 
     [Benchmark]
     public StageMessage? Decode()
     {
-        var sequence = new ReadOnlySequence<byte>(frame);
+        var sequence = new ReadOnlySequence<byte>(_frame);
         StageCodec.TryRead(ref sequence, new StageLimits(), out var message);
         return message;
     }

@@ -5,9 +5,9 @@ namespace InferenceMesh.Core.Tests;
 
 public sealed class ManifestTests : IDisposable
 {
-    private readonly string directory = Directory.CreateTempSubdirectory("manifest-test").FullName;
+    private readonly string _directory = Directory.CreateTempSubdirectory("manifest-test").FullName;
 
-    public void Dispose() => Directory.Delete(directory, recursive: true);
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     private Manifest Sample(string headSha)
     {
@@ -23,8 +23,8 @@ public sealed class ManifestTests : IDisposable
     public void SavedManifestLoadsBackWithTheSameModelId()
     {
         var manifest = Sample("11");
-        manifest.Save(directory);
-        var loaded = Manifest.Load(directory, verifyFiles: false);
+        manifest.Save(_directory);
+        var loaded = Manifest.Load(_directory, verifyFiles: false);
         Assert.Equal(Encoding.UTF8.GetString(manifest.CanonicalBytes()), Encoding.UTF8.GetString(loaded.CanonicalBytes()));
         Assert.Equal(manifest.ModelId, loaded.ModelId);
         Assert.Equal(new BlockRange(0, 2), loaded.Stages[1].Blocks);
@@ -40,20 +40,20 @@ public sealed class ManifestTests : IDisposable
     [Fact]
     public void TamperedManifestIsRefused()
     {
-        Sample("11").Save(directory);
-        var path = Path.Combine(directory, Manifest.FileName);
+        Sample("11").Save(_directory);
+        var path = Path.Combine(_directory, Manifest.FileName);
         File.WriteAllText(path, File.ReadAllText(path).Replace("\"head.onnx\"", "\"evil.onnx\""));
-        var error = Assert.Throws<MeshException>(() => Manifest.Load(directory, verifyFiles: false));
+        var error = Assert.Throws<MeshException>(() => Manifest.Load(_directory, verifyFiles: false));
         Assert.Equal(MeshErrorCode.IntegrityMismatch, error.Code);
     }
 
     [Fact]
     public void StageFileWithOtherBytesIsRefused()
     {
-        File.WriteAllText(Path.Combine(directory, "head.onnx"), "not the stage");
-        File.WriteAllText(Path.Combine(directory, "blocks.onnx"), "x");
-        Sample(Manifest.Sha256Hex(Path.Combine(directory, "head.onnx"))).Save(directory);
-        var error = Assert.Throws<MeshException>(() => Manifest.Load(directory));
+        File.WriteAllText(Path.Combine(_directory, "head.onnx"), "not the stage");
+        File.WriteAllText(Path.Combine(_directory, "blocks.onnx"), "x");
+        Sample(Manifest.Sha256Hex(Path.Combine(_directory, "head.onnx"))).Save(_directory);
+        var error = Assert.Throws<MeshException>(() => Manifest.Load(_directory));
         Assert.Equal(MeshErrorCode.IntegrityMismatch, error.Code);
         Assert.Contains("blocks.onnx", error.Message);
     }

@@ -45,4 +45,23 @@ public sealed class UnsignedVarintTests
         });
         Assert.Equal(MeshErrorCode.ProtocolViolation, error.Code);
     }
+
+    [Fact]
+    public void TryDecodeReadsAWholeVarintAndItsLength()
+    {
+        Assert.True(UnsignedVarint.TryDecode(Convert.FromHexString("AC02FF"), out var value, out var length));
+        Assert.Equal(300UL, value);
+        Assert.Equal(2, length);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("80")]
+    [InlineData("8000")]
+    [InlineData("FFFFFFFFFFFFFFFFFF01")]
+    public void TryDecodeRefusesTruncatedNonMinimalAndOverlongVarintsWithoutThrowing(string hex)
+    {
+        Assert.False(UnsignedVarint.TryDecode(Convert.FromHexString(hex), out _, out var length));
+        Assert.Equal(0, length);
+    }
 }

@@ -1,11 +1,25 @@
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Transport;
+using Microsoft.Extensions.Time.Testing;
 
 namespace InferenceMesh.P2P.Tests;
 
-/// <summary>The host's pool stays bounded: idle connections close, and at the limit the idlest makes room.</summary>
+/// <summary>
+/// The host's pool stays bounded: idle connections close, and at the limit the idlest makes room. Time passes on
+/// a <see cref="FakeTimeProvider"/> given to the host whose clock matters; the waits are for events, never for time.
+/// </summary>
 public class ConnectionLimitTests
 {
+    private static Task WaitForNoStreamsAsync(Libp2pConnection conn) =>
+        TestHosts.WaitUntilAsync(() => conn.Session.StreamCount == 0, "the connection's streams to end");
+
+    /// <summary>Waits until <paramref name="remote"/> has identified <paramref name="local"/>, so no Identify stream opens later.</summary>
+    private static async Task RemoteIdentifiedAsync(Libp2pHost remote, Libp2pHost local)
+    {
+        await TestHosts.WaitUntilAsync(() => remote.Connections.Any(c => c.RemotePeer == local.PeerId), "the remote holding the connection");
+        await remote.Connections.Single(c => c.RemotePeer == local.PeerId).Identified.Within();
+    }
+
     private static async Task EchoOnceAsync(Libp2pConnection conn, CancellationToken ct)
     {
         await using var s = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct);
@@ -25,20 +39,27 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task An_Idle_Connection_Closes_After_The_Timeout_And_A_New_Stream_Dials_Afresh()
+    public async Task AnIdleConnectionClosesAfterTheTimeoutAndANewStreamDialsAfresh()
     {
         var pool = new TrackingMemoryPool();
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
-        await using (var a = TestHosts.Create(net, pool, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(300) }))
+        var time = new FakeTimeProvider();
+        await using (var a = TestHosts.Create(net, pool, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(300), Time = time }))
         await using (var b = TestHosts.Create(net, pool))
         {
             b.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
             await b.StartAsync([Multiaddr.Parse("/memory/0")], ct);
             var conn = await a.DialAsync(TestHosts.Dialable(b), ct);
             await conn.Identified.Within();
+            await RemoteIdentifiedAsync(b, a);
             await EchoOnceAsync(conn, ct);
+            await WaitForNoStreamsAsync(conn);
 
+            time.Advance(TimeSpan.FromMilliseconds(250));
+            Assert.Equal(TimeSpan.FromMilliseconds(250), conn.IdleTime);
+            Assert.False(conn.IsClosed);
+            time.Advance(TimeSpan.FromMilliseconds(100));
             await TestHosts.WaitUntilAsync(() => conn.IsClosed, "closing the idle connection");
             Assert.Empty(a.Connections);
             await TestHosts.WaitUntilAsync(() => b.Connections.Count == 0, "the remote seeing the close");
@@ -52,35 +73,42 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task A_Connection_With_An_Open_Stream_Is_Not_Idle()
+    public async Task AConnectionWithAnOpenStreamIsNotIdle()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
-        await using var a = TestHosts.Create(net, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(200) });
+        var time = new FakeTimeProvider();
+        await using var a = TestHosts.Create(net, configure: o => o with { IdleConnectionTimeout = TimeSpan.FromMilliseconds(200), Time = time });
         await using var b = TestHosts.Create(net);
         b.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
         await b.StartAsync([Multiaddr.Parse("/memory/0")], ct);
         var conn = await a.DialAsync(TestHosts.Dialable(b), ct);
+        await conn.Identified.Within();
+        await RemoteIdentifiedAsync(b, a);
         await using (var s = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct))
         {
             for (var i = 0; i < 10; i++)
             {
-                await Task.Delay(100, ct); // 1 s in all, five timeouts' worth
+                time.Advance(TimeSpan.FromMilliseconds(100)); // 1 s in all, five timeouts' worth
                 Assert.Equal(TimeSpan.Zero, conn.IdleTime);
                 Assert.Equal((byte)i, await EchoByteAsync(s, (byte)i, ct));
             }
             Assert.True(conn.AcceptsNewStreams);
             await s.Output.CompleteAsync();
         }
+        await WaitForNoStreamsAsync(conn);
+        Assert.False(conn.IsClosed);
+        time.Advance(TimeSpan.FromMilliseconds(200));
         await TestHosts.WaitUntilAsync(() => conn.IsClosed, "closing the connection once its stream ended");
     }
 
     [Fact]
-    public async Task At_The_Limit_The_Idlest_Connection_Makes_Room_And_A_Busy_One_Is_Kept()
+    public async Task AtTheLimitTheIdlestConnectionMakesRoomAndABusyOneIsKept()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
-        await using var server = TestHosts.Create(net, configure: o => o with { MaxConnections = 2, IdleConnectionTimeout = Timeout.InfiniteTimeSpan });
+        var time = new FakeTimeProvider();
+        await using var server = TestHosts.Create(net, configure: o => o with { MaxConnections = 2, IdleConnectionTimeout = Timeout.InfiniteTimeSpan, Time = time });
         server.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
         await server.StartAsync([Multiaddr.Parse("/memory/0")], ct);
         await using var idle = TestHosts.Create(net);
@@ -91,8 +119,13 @@ public class ConnectionLimitTests
         await idleConn.Identified.Within();
         var busyConn = await busy.DialAsync(TestHosts.Dialable(server), ct);
         await using var held = await busyConn.OpenStreamAsync(HostTests.EchoProtocol, ct);
-        await TestHosts.WaitUntilAsync(() => server.Connections.All(c => c.RemotePeer == busy.PeerId || c.IdleTime >= TimeSpan.FromSeconds(1.2)),
-            "the first connection being idle for over a second");
+        await TestHosts.WaitUntilAsync(() => server.Connections.Count == 2, "the server holding both connections");
+        await RemoteIdentifiedAsync(server, idle);
+        var idleOnServer = server.Connections.Single(c => c.RemotePeer == idle.PeerId);
+        await WaitForNoStreamsAsync(idleOnServer);
+        time.Advance(TimeSpan.FromSeconds(1.2));
+        Assert.Equal(TimeSpan.FromSeconds(1.2), idleOnServer.IdleTime);
+        Assert.Equal(TimeSpan.Zero, server.Connections.Single(c => c.RemotePeer == busy.PeerId).IdleTime);
 
         await using var s = await late.NewStreamAsync(TestHosts.Dialable(server), [HostTests.EchoProtocol], ct);
         Assert.Equal(5, await EchoByteAsync(s, 5, ct));
@@ -103,12 +136,13 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public async Task At_The_Limit_With_Every_Connection_Busy_An_Inbound_One_Is_Refused()
+    public async Task AtTheLimitWithEveryConnectionBusyAnInboundOneIsRefused()
     {
         var net = new MemoryNetwork();
         var log = new LogSink();
         var ct = TestHosts.Token();
-        await using var server = TestHosts.Create(net, log: log, configure: o => o with { MaxConnections = 1 });
+        var time = new FakeTimeProvider();
+        await using var server = TestHosts.Create(net, log: log, configure: o => o with { MaxConnections = 1, Time = time });
         server.SetHandler(HostTests.EchoProtocol, HostTests.EchoAsync);
         await server.StartAsync([Multiaddr.Parse("/memory/0")], ct);
         await using var first = TestHosts.Create(net);
@@ -116,7 +150,7 @@ public class ConnectionLimitTests
 
         var conn = await first.DialAsync(TestHosts.Dialable(server), ct);
         await using var held = await conn.OpenStreamAsync(HostTests.EchoProtocol, ct);
-        await Task.Delay(1200, ct); // old enough to be trimmed, were it idle
+        time.Advance(TimeSpan.FromSeconds(1.2)); // old enough to be trimmed, were it idle
 
         var e = await Assert.ThrowsAnyAsync<P2PException>(() => second.NewStreamAsync(TestHosts.Dialable(server), [HostTests.EchoProtocol], ct));
         Assert.Equal(P2PErrorCode.ConnectionClosed, e.P2PCode); // the server hangs up before the handshake

@@ -43,7 +43,7 @@ public class HostTests
     [InlineData("memory", false)]
     [InlineData("tcp", true)]
     [InlineData("tcp", false)]
-    public async Task Connect_Identify_Ping_Echo(string transport, bool early)
+    public async Task ConnectIdentifyPingEcho(string transport, bool early)
     {
         var pool = new TrackingMemoryPool();
         var net = new MemoryNetwork();
@@ -93,7 +93,7 @@ public class HostTests
     }
 
     [Fact]
-    public async Task Dial_Refuses_A_Peer_Other_Than_The_One_Asked_For()
+    public async Task DialRefusesAPeerOtherThanTheOneAskedFor()
     {
         var net = new MemoryNetwork();
         var log = new LogSink();
@@ -112,7 +112,7 @@ public class HostTests
     }
 
     [Fact]
-    public async Task Identify_Push_Announces_A_New_Protocol()
+    public async Task IdentifyPushAnnouncesANewProtocol()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();
@@ -130,7 +130,7 @@ public class HostTests
     [Theory]
     [InlineData("dns4")]
     [InlineData("dns")]
-    public async Task Dials_A_Dns_Name(string dns)
+    public async Task DialsADnsName(string dns)
     {
         var ct = TestHosts.Token();
         await using var a = TestHosts.Create();
@@ -145,7 +145,7 @@ public class HostTests
     }
 
     [Fact]
-    public async Task A_Dns_Name_That_Does_Not_Resolve_Fails_To_Dial_With_A_Typed_Error()
+    public async Task ADnsNameThatDoesNotResolveFailsToDialWithATypedError()
     {
         var ct = TestHosts.Token();
         await using var a = TestHosts.Create();
@@ -157,7 +157,7 @@ public class HostTests
     }
 
     [Fact]
-    public async Task Concurrent_Dials_Share_One_Connection()
+    public async Task ConcurrentDialsShareOneConnection()
     {
         var net = new MemoryNetwork();
         var ct = TestHosts.Token();

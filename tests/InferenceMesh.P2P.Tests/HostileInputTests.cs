@@ -46,24 +46,24 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Yamux_Bad_Version() =>
+    public async Task YamuxBadVersion() =>
         Assert.Contains("version", (await SessionFailsWith(Frame(1, 1, YamuxFlags.Syn, 1, 0))).Message);
 
     [Fact]
-    public async Task Yamux_Unknown_Type() =>
+    public async Task YamuxUnknownType() =>
         Assert.Contains("unknown frame type 7", (await SessionFailsWith(Frame(0, 7, YamuxFlags.None, 0, 0))).Message);
 
     [Fact]
-    public async Task Yamux_Data_Beyond_The_Window() =>
+    public async Task YamuxDataBeyondTheWindow() =>
         Assert.Contains("window", (await SessionFailsWith(Frame(0, 0, YamuxFlags.Syn, 1, YamuxOptions.InitialWindow + 1))).Message);
 
     [Fact]
-    public async Task Yamux_Send_Window_Overflow() =>
+    public async Task YamuxSendWindowOverflow() =>
         Assert.Contains("overflow", (await SessionFailsWith(
             Frame(0, 1, YamuxFlags.Syn, 1, 0), Frame(0, 1, YamuxFlags.None, 1, uint.MaxValue))).Message);
 
     [Fact]
-    public async Task Yamux_GoAway_Is_The_Last_Frame_Even_With_An_Ack_Queued()
+    public async Task YamuxGoAwayIsTheLastFrameEvenWithAnAckQueued()
     {
         // The SYN and the violation arrive in one read, so the ACK is still queued for the control writer when
         // the violation ends the session; it must not race past the GoAway. A race needs many tries to show.
@@ -72,7 +72,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task A_Remote_That_Never_Reads_Does_Not_Hold_The_Close()
+    public async Task ARemoteThatNeverReadsDoesNotHoldTheClose()
     {
         // The remote completes the Noise handshake over TCP and then reads nothing, so our socket fills up and
         // the stream's writer blocks inside a socket flush. Closing must still end in bounded time and give
@@ -105,18 +105,18 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Yamux_Reused_Stream_Id() =>
+    public async Task YamuxReusedStreamId() =>
         Assert.Contains("reused stream id 1", (await SessionFailsWith(Frame(0, 1, YamuxFlags.Syn, 1, 0), Frame(0, 1, YamuxFlags.Syn, 1, 0))).Message);
 
     [Fact]
-    public async Task Yamux_Wrong_Parity_And_Stream_Zero()
+    public async Task YamuxWrongParityAndStreamZero()
     {
         Assert.Contains("parity", (await SessionFailsWith(Frame(0, 1, YamuxFlags.Syn, 2, 0))).Message);
         Assert.Contains("stream id 0", (await SessionFailsWith(Frame(0, 0, YamuxFlags.None, 0, 0))).Message);
     }
 
     [Fact]
-    public async Task Yamux_Seeded_Random_Bytes_End_Sessions_Cleanly()
+    public async Task YamuxSeededRandomBytesEndSessionsCleanly()
     {
         var rng = new Random(20240601);
         var pool = new TrackingMemoryPool();
@@ -207,7 +207,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Multistream_Line_Over_The_Limit()
+    public async Task MultistreamLineOverTheLimit()
     {
         await using var t = await Target.StartAsync();
         var raw = await t.RawAsync();
@@ -217,7 +217,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Noise_Truncated_Message()
+    public async Task NoiseTruncatedMessage()
     {
         await using var t = await Target.StartAsync();
         var raw = await t.RawAsync();
@@ -230,7 +230,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Noise_Oversized_Message()
+    public async Task NoiseOversizedMessage()
     {
         await using var t = await Target.StartAsync();
         var raw = await t.RawAsync();
@@ -242,7 +242,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Noise_Wrong_Identity_Signature_Is_Refused_By_The_Dialer()
+    public async Task NoiseWrongIdentitySignatureIsRefusedByTheDialer()
     {
         await using var t = await Target.StartAsync();
         var sig = t.Host.NoiseIdentity.Signature;
@@ -258,7 +258,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Noise_Wrong_Identity_Signature_Is_Refused_By_The_Listener()
+    public async Task NoiseWrongIdentitySignatureIsRefusedByTheListener()
     {
         await using var t = await Target.StartAsync();
         await using var client = TestHosts.Create(t.Net);
@@ -281,7 +281,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Seeded_Random_Bytes_At_The_Multistream_And_Noise_Layers()
+    public async Task SeededRandomBytesAtTheMultistreamAndNoiseLayers()
     {
         await using var t = await Target.StartAsync();
         var rng = new Random(99);
@@ -311,7 +311,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Noise_Payload_Decoder_Rejects_Random_Bytes()
+    public async Task NoisePayloadDecoderRejectsRandomBytes()
     {
         var rng = new Random(5);
         using var key = Ed25519KeyPair.Generate();
@@ -325,7 +325,7 @@ public class HostileInputTests
     }
 
     [Fact]
-    public async Task Identify_Decoder_Survives_Random_Bytes()
+    public async Task IdentifyDecoderSurvivesRandomBytes()
     {
         var rng = new Random(6);
         for (var i = 0; i < 3000; i++)

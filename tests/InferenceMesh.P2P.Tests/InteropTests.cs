@@ -67,7 +67,7 @@ public class InteropTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task CSharp_Dials_Js(bool early)
+    public async Task CSharpDialsJs(bool early)
     {
         var ct = TestHosts.Token(90);
         await using var js = JsPeer.Start(new { mode = "listen", early });
@@ -125,7 +125,7 @@ public class InteropTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task Js_Dials_CSharp(bool early)
+    public async Task JsDialsCSharp(bool early)
     {
         var ct = TestHosts.Token(90);
         var log = new LogSink();

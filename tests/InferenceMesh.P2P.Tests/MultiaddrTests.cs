@@ -7,7 +7,7 @@ public class MultiaddrTests
     [InlineData("/ip6/::1/tcp/0", "2900000000000000000000000000000001060000")]
     [InlineData("/dns4/example.com/tcp/443", "360b6578616d706c652e636f6d0601bb")]
     [InlineData("/ip4/1.2.3.4/udp/53", "040102030491020035")]
-    public void Text_And_Binary_Agree(string text, string hex)
+    public void TextAndBinaryAgree(string text, string hex)
     {
         var m = Multiaddr.Parse(text);
         Assert.Equal(hex, Convert.ToHexStringLower(m.ToBytes()));
@@ -16,7 +16,7 @@ public class MultiaddrTests
     }
 
     [Fact]
-    public void P2p_And_Circuit_RoundTrip()
+    public void P2pAndCircuitRoundTrip()
     {
         const string id = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5";
         var text = $"/ip4/10.0.0.1/tcp/1/p2p/{id}/p2p-circuit/p2p/{id}";
@@ -35,14 +35,14 @@ public class MultiaddrTests
     [InlineData("/ip4/1.2.3.4/tcp/65536")]
     [InlineData("/ip4/1.2.3.4/tcp")]
     [InlineData("/p2p/notapeer")]
-    public void Bad_Text_Is_Rejected(string text)
+    public void BadTextIsRejected(string text)
     {
         var e = Assert.ThrowsAny<P2PException>(() => Multiaddr.Parse(text));
         Assert.Equal(P2PErrorCode.InvalidEncoding, e.P2PCode);
     }
 
     [Fact]
-    public void Unknown_Binary_Code_Is_Rejected_With_Its_Number()
+    public void UnknownBinaryCodeIsRejectedWithItsNumber()
     {
         var e = Assert.Throws<P2PException>(() => Multiaddr.FromBytes([0xcc, 0x03]));
         Assert.Contains("unknown multiaddr protocol code 460", e.Message);
@@ -51,7 +51,7 @@ public class MultiaddrTests
     }
 
     [Fact]
-    public void Random_Bytes_Never_Crash_Parser()
+    public void RandomBytesNeverCrashParser()
     {
         var rng = new Random(1234);
         for (var i = 0; i < 5000; i++)

@@ -11,7 +11,7 @@ public class MultistreamTests
         MemoryTransport.CreatePair(Multiaddr.Parse("/memory/1"), Multiaddr.Parse("/memory/2"));
 
     [Fact]
-    public async Task Select_Negotiates_After_Na()
+    public async Task SelectNegotiatesAfterNa()
     {
         var (a, b) = Pair();
         var ct = TestHosts.Token();
@@ -22,7 +22,7 @@ public class MultistreamTests
     }
 
     [Fact]
-    public async Task Wire_Bytes_Are_Exact()
+    public async Task WireBytesAreExact()
     {
         var (a, b) = Pair();
         var ct = TestHosts.Token();
@@ -38,7 +38,7 @@ public class MultistreamTests
     }
 
     [Fact]
-    public async Task Listener_Leaves_Data_After_The_Accepted_Line_Unread()
+    public async Task ListenerLeavesDataAfterTheAcceptedLineUnread()
     {
         var (a, b) = Pair();
         var ct = TestHosts.Token();
@@ -49,7 +49,7 @@ public class MultistreamTests
     }
 
     [Fact]
-    public async Task Line_Over_The_Limit_Is_Rejected_Before_Reading_It()
+    public async Task LineOverTheLimitIsRejectedBeforeReadingIt()
     {
         var (a, b) = Pair();
         var ct = TestHosts.Token();
@@ -72,7 +72,7 @@ public class MultistreamTests
     }
 
     [Fact]
-    public void Random_Bytes_Never_Crash_The_Parser()
+    public void RandomBytesNeverCrashTheParser()
     {
         var rng = new Random(42);
         for (var i = 0; i < 5000; i++)

@@ -8,53 +8,6 @@ using InferenceMesh.P2P.Transport;
 
 namespace InferenceMesh.P2P.Tests;
 
-/// <summary>A connected pair of Yamux sessions over some transport stack, for the conformance suite.</summary>
-public sealed class MuxerPair : IAsyncDisposable
-{
-    private readonly List<Func<ValueTask>> _cleanup = [];
-    public required YamuxSession A { get; init; }
-    public required YamuxSession B { get; init; }
-    public required TrackingMemoryPool Pool { get; init; }
-
-    public static async Task<MuxerPair> CreateAsync(string stack, YamuxOptions? options = null)
-    {
-        var pool = new TrackingMemoryPool();
-        var opts = (options ?? new YamuxOptions()) with { Pool = pool };
-        IDuplexPipe pa, pb;
-        var cleanup = new List<Func<ValueTask>>();
-        switch (stack)
-        {
-            case "memory":
-                var (ca, cb) = MemoryTransport.CreatePair(Multiaddr.Parse("/memory/1"), Multiaddr.Parse("/memory/2"), pool);
-                (pa, pb) = (ca, cb);
-                cleanup.Add(ca.DisposeAsync);
-                cleanup.Add(cb.DisposeAsync);
-                break;
-            case "noise-tcp":
-                var noise = await NoiseTcpPair.CreateAsync(pool);
-                (pa, pb) = (noise.Initiator, noise.Responder);
-                cleanup.Add(noise.DisposeAsync);
-                break;
-            default:
-                throw new ArgumentException(stack);
-        }
-        var a = new YamuxSession(pa, isClient: true, opts);
-        var b = new YamuxSession(pb, isClient: false, opts);
-        a.Start();
-        b.Start();
-        var pair = new MuxerPair { A = a, B = b, Pool = pool };
-        pair._cleanup.AddRange(cleanup);
-        return pair;
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await A.DisposeAsync();
-        await B.DisposeAsync();
-        foreach (var c in _cleanup) await c();
-    }
-}
-
 /// <summary>
 /// Muxer conformance, in the spirit of go-libp2p's suite: the same tests over every stack, each
 /// ending with every pooled buffer returned.
@@ -88,7 +41,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Thousand_Streams_Echo(string stack)
+    public async Task ThousandStreamsEcho(string stack)
     {
         var pool = await Run(stack, async (p, ct) =>
         {
@@ -112,7 +65,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Reset_Fails_Both_Sides_And_Session_Goes_On(string stack)
+    public async Task ResetFailsBothSidesAndSessionGoesOn(string stack)
     {
         await Run(stack, async (p, ct) =>
         {
@@ -153,7 +106,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Half_Close_Lets_The_Other_Side_Keep_Writing(string stack)
+    public async Task HalfCloseLetsTheOtherSideKeepWriting(string stack)
     {
         await Run(stack, async (p, ct) =>
         {
@@ -174,7 +127,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Write_After_Close_Throws(string stack)
+    public async Task WriteAfterCloseThrows(string stack)
     {
         await Run(stack, async (p, ct) =>
         {
@@ -190,7 +143,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Window_Exhaustion_Stalls_The_Writer_Then_Recovers(string stack)
+    public async Task WindowExhaustionStallsTheWriterThenRecovers(string stack)
     {
         await Run(stack, async (p, ct) =>
         {
@@ -220,7 +173,7 @@ public class YamuxConformanceTests
 
     [Theory]
     [MemberData(nameof(Stacks))]
-    public async Task Ping_And_GoAway(string stack)
+    public async Task PingAndGoAway(string stack)
     {
         await Run(stack, async (p, ct) =>
         {
@@ -234,7 +187,7 @@ public class YamuxConformanceTests
     }
 
     [Fact]
-    public async Task Concurrent_Stream_Limit_Is_Enforced_Both_Ways()
+    public async Task ConcurrentStreamLimitIsEnforcedBothWays()
     {
         await Run("memory", async (p, ct) =>
         {
@@ -284,7 +237,7 @@ public class YamuxAckBacklogTests
     }
 
     [Fact]
-    public async Task Unacknowledged_Streams_Block_Opening_Until_The_Remote_Answers()
+    public async Task UnacknowledgedStreamsBlockOpeningUntilTheRemoteAnswers()
     {
         var (raw, peer) = MemoryTransport.CreatePair(Multiaddr.Parse("/memory/1"), Multiaddr.Parse("/memory/2"));
         await using var session = new YamuxSession(peer, isClient: true, new YamuxOptions { MaxUnackedOutboundStreams = 2 });

@@ -1,66 +1,9 @@
 using ILGPU;
-using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using InferenceMesh.Core;
 
 namespace InferenceMesh.Compute.Ilgpu;
-
-/// <summary>The ILGPU backends this project runs kernels on.</summary>
-public enum IlgpuBackend
-{
-    /// <summary>ILGPU's CPU accelerator: always present; for correctness, not speed (about 1 GFLOP/s).</summary>
-    Cpu,
-
-    /// <summary>An NVIDIA GPU through ILGPU's CUDA/PTX backend.</summary>
-    Cuda,
-}
-
-/// <summary>What a probe of the machine found: the CUDA devices, or why there are none.</summary>
-/// <param name="CudaDevices">Names of the CUDA devices ILGPU can use (empty where none).</param>
-/// <param name="CudaUnavailableReason">Why no CUDA device can be used; null when one can.</param>
-public sealed record IlgpuProbe(IReadOnlyList<string> CudaDevices, string? CudaUnavailableReason)
-{
-    public bool HasCuda => CudaDevices.Count > 0;
-
-    /// <summary>Whether <paramref name="backend"/> can run here; <paramref name="reason"/> says why not.</summary>
-    public bool IsAvailable(IlgpuBackend backend, out string? reason)
-    {
-        reason = backend == IlgpuBackend.Cuda ? CudaUnavailableReason : null;
-        return reason is null;
-    }
-}
-
-/// <summary>
-/// An ILGPU context and one accelerator on it, disposed together (accelerator first, then the context).
-/// </summary>
-public sealed class IlgpuDevice : IDisposable
-{
-    internal IlgpuDevice(Context context, Accelerator accelerator, IlgpuBackend backend)
-    {
-        Context = context;
-        Accelerator = accelerator;
-        Backend = backend;
-    }
-
-    public Context Context { get; }
-    public Accelerator Accelerator { get; }
-    public IlgpuBackend Backend { get; }
-
-    /// <summary>The device's name as ILGPU reports it, e.g. "NVIDIA H100 80GB HBM3" or "CPUAccelerator".</summary>
-    public string Name => Accelerator.Name;
-
-    /// <summary>Serializes work of the executors that share this device (one default stream, one bound context).</summary>
-    internal Lock Gate { get; } = new();
-
-    public void Dispose()
-    {
-        Accelerator.Dispose();
-        Context.Dispose();
-    }
-
-    public override string ToString() => $"{Backend} ({Name})";
-}
 
 /// <summary>Finds ILGPU backends and opens accelerators: CUDA when a device is present, else the CPU accelerator.</summary>
 public static class IlgpuDevices

@@ -14,12 +14,12 @@ namespace InferenceMesh.Compute.Ilgpu;
 internal sealed class IlgpuKvCache : IDisposable
 {
     private const int Granule = 64;
-    private readonly Accelerator accelerator;
-    private readonly Dictionary<string, SessionCache> sessions = new(StringComparer.Ordinal);
+    private readonly Accelerator _accelerator;
+    private readonly Dictionary<string, SessionCache> _sessions = new(StringComparer.Ordinal);
 
     public IlgpuKvCache(Accelerator accelerator, int layers, int kvHeads, int headSize, int maxSessions, int maxSequence)
     {
-        this.accelerator = accelerator;
+        _accelerator = accelerator;
         Layers = layers;
         KvHeads = kvHeads;
         HeadSize = headSize;
@@ -32,28 +32,28 @@ internal sealed class IlgpuKvCache : IDisposable
     public int HeadSize { get; }
     public int MaxSessions { get; }
     public int MaxSequence { get; }
-    public int SessionCount => sessions.Count;
+    public int SessionCount => _sessions.Count;
 
     /// <summary>Bytes of accelerator memory the caches hold now.</summary>
-    public long BytesInUse => sessions.Values.Sum(s => 2L * s.Keys.Length * sizeof(float));
+    public long BytesInUse => _sessions.Values.Sum(s => 2L * s.Keys.Length * sizeof(float));
 
     /// <summary>Bytes per cached position across this stage's layers (keys and values).</summary>
     public long BytesPerPosition => 2L * Layers * KvHeads * HeadSize * sizeof(float);
 
-    public int Length(string sessionId) => sessions.TryGetValue(sessionId, out var s) ? s.Length : 0;
+    public int Length(string sessionId) => _sessions.TryGetValue(sessionId, out var s) ? s.Length : 0;
 
     /// <summary>The session's cache with room for <paramref name="newLength"/> positions, creating or growing it.</summary>
     public SessionCache Reserve(string sessionId, int newLength, string stageName)
     {
         if (newLength > MaxSequence)
             throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {newLength} positions; the limit is {MaxSequence}");
-        if (!sessions.TryGetValue(sessionId, out var session))
+        if (!_sessions.TryGetValue(sessionId, out var session))
         {
-            if (sessions.Count >= MaxSessions)
+            if (_sessions.Count >= MaxSessions)
                 throw new MeshException(MeshErrorCode.LimitExceeded,
                     $"the ILGPU KV cache of stage {stageName} is full: it holds {MaxSessions} sessions (the limit); close one or raise MaxSessions");
             session = new SessionCache();
-            sessions[sessionId] = session;
+            _sessions[sessionId] = session;
         }
         if (newLength > session.Capacity)
         {
@@ -65,13 +65,13 @@ internal sealed class IlgpuKvCache : IDisposable
 
     public void Close(string sessionId)
     {
-        if (sessions.Remove(sessionId, out var session)) session.Dispose();
+        if (_sessions.Remove(sessionId, out var session)) session.Dispose();
     }
 
     public void Dispose()
     {
-        foreach (var session in sessions.Values) session.Dispose();
-        sessions.Clear();
+        foreach (var session in _sessions.Values) session.Dispose();
+        _sessions.Clear();
     }
 
     private void Grow(SessionCache session, int capacity, string sessionId, string stageName)
@@ -80,7 +80,7 @@ internal sealed class IlgpuKvCache : IDisposable
         MemoryBuffer1D<float, Stride1D.Dense> keys, values;
         try
         {
-            keys = accelerator.Allocate1D<float>(size);
+            keys = _accelerator.Allocate1D<float>(size);
         }
         catch (Exception e) when (e is AcceleratorException or OutOfMemoryException or InvalidOperationException)
         {
@@ -88,7 +88,7 @@ internal sealed class IlgpuKvCache : IDisposable
         }
         try
         {
-            values = accelerator.Allocate1D<float>(size);
+            values = _accelerator.Allocate1D<float>(size);
         }
         catch (Exception e) when (e is AcceleratorException or OutOfMemoryException or InvalidOperationException)
         {
@@ -116,11 +116,11 @@ internal sealed class IlgpuKvCache : IDisposable
     /// <summary>One session's key and value buffers and how many positions they hold.</summary>
     internal sealed class SessionCache : IDisposable
     {
-        private MemoryBuffer1D<float, Stride1D.Dense>? keys;
-        private MemoryBuffer1D<float, Stride1D.Dense>? values;
+        private MemoryBuffer1D<float, Stride1D.Dense>? _keys;
+        private MemoryBuffer1D<float, Stride1D.Dense>? _values;
 
-        public MemoryBuffer1D<float, Stride1D.Dense> Keys => keys!;
-        public MemoryBuffer1D<float, Stride1D.Dense> Values => values!;
+        public MemoryBuffer1D<float, Stride1D.Dense> Keys => _keys!;
+        public MemoryBuffer1D<float, Stride1D.Dense> Values => _values!;
         public int Capacity { get; private set; }
         public int Length { get; set; }
 
@@ -131,18 +131,18 @@ internal sealed class IlgpuKvCache : IDisposable
 
         public void Replace(MemoryBuffer1D<float, Stride1D.Dense> newKeys, MemoryBuffer1D<float, Stride1D.Dense> newValues, int capacity)
         {
-            keys?.Dispose();
-            values?.Dispose();
-            keys = newKeys;
-            values = newValues;
+            _keys?.Dispose();
+            _values?.Dispose();
+            _keys = newKeys;
+            _values = newValues;
             Capacity = capacity;
         }
 
         public void Dispose()
         {
-            keys?.Dispose();
-            values?.Dispose();
-            keys = values = null;
+            _keys?.Dispose();
+            _values?.Dispose();
+            _keys = _values = null;
         }
     }
 }

@@ -1,18 +1,9 @@
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
 
 namespace InferenceMesh.Compute.Ilgpu;
-
-/// <summary>Limits and device of an <see cref="IlgpuStageExecutor"/>.</summary>
-/// <param name="MaxSessions">Sessions with a live KV cache; one more is refused with <see cref="MeshErrorCode.LimitExceeded"/>.</param>
-/// <param name="MaxSequence">Longest cached length in positions per session (<see cref="MeshErrorCode.ContextOverflow"/> past it).</param>
-/// <param name="Backend">The backend to open when no device is given; null picks CUDA when present, else the CPU accelerator.</param>
-/// <param name="GroupedKernels">Force the shared-memory group kernels on (or off); null takes <see cref="LlamaKernels.PreferGrouped"/> (on for a GPU).</param>
-/// <param name="MaxChunkRows">Rows of a long prefill run through the blocks at once; bounds the scratch memory (scores are rows × heads × positions).</param>
-public sealed record IlgpuExecutorOptions(int MaxSessions = 64, int MaxSequence = 4096, IlgpuBackend? Backend = null, bool? GroupedKernels = null, int MaxChunkRows = 256);
 
 /// <summary>
 /// Runs a block-range stage with the ILGPU kernels of <see cref="LlamaKernels"/>: the stage's ONNX graph is recognised
@@ -23,18 +14,18 @@ public sealed record IlgpuExecutorOptions(int MaxSessions = 64, int MaxSequence 
 /// </summary>
 public sealed class IlgpuStageExecutor : IStageExecutor
 {
-    private readonly IlgpuDevice device;
-    private readonly bool ownsDevice;
-    private readonly LlamaKernels kernels;
-    private readonly LlamaStagePlan plan;
-    private readonly IlgpuExecutorOptions options;
-    private readonly DeviceBlock[] blocks;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> cos;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> sin;
-    private readonly IlgpuKvCache cache;
-    private readonly Lock gate = new();
-    private Scratch? scratch;
-    private bool disposed;
+    private readonly IlgpuDevice _device;
+    private readonly bool _ownsDevice;
+    private readonly LlamaKernels _kernels;
+    private readonly LlamaStagePlan _plan;
+    private readonly IlgpuExecutorOptions _options;
+    private readonly DeviceBlock[] _blocks;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _cos;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _sin;
+    private readonly IlgpuKvCache _cache;
+    private readonly Lock _gate = new();
+    private Scratch? _scratch;
+    private bool _disposed;
 
     /// <param name="stage">The stage's descriptor; must be a block-range stage.</param>
     /// <param name="model">The stage's ONNX file.</param>
@@ -44,45 +35,45 @@ public sealed class IlgpuStageExecutor : IStageExecutor
         ArgumentNullException.ThrowIfNull(stage);
         ArgumentNullException.ThrowIfNull(model);
         Stage = stage;
-        this.options = options ?? new IlgpuExecutorOptions();
-        if (this.options.MaxSessions < 1 || this.options.MaxSequence < 1 || this.options.MaxChunkRows < 1)
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"ILGPU executor limits must be positive: {this.options}");
+        _options = options ?? new IlgpuExecutorOptions();
+        if (_options.MaxSessions < 1 || _options.MaxSequence < 1 || _options.MaxChunkRows < 1)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"ILGPU executor limits must be positive: {_options}");
         if (stage.Kind != StageKind.Blocks)
             throw new MeshException(MeshErrorCode.InvalidOnnx, $"the ILGPU executor runs block stages only; {stage.File} is a {stage.Kind} stage (run it on ONNX Runtime)");
         foreach (var context in stage.ContextInputs)
             if (context is not ContextInputs.PositionIds and not ContextInputs.AttentionMask)
                 throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} needs context input '{context}', which the ILGPU executor cannot provide");
-        plan = LlamaGraphRecognizer.Recognize(OnnxModelFile.Parse(model, stage.File), stage.ActivationInput, stage.ActivationOutput);
-        if (stage.Blocks is { } range && range.Count != plan.Blocks.Count)
-            throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} says it holds blocks {range} but its graph has {plan.Blocks.Count}");
+        _plan = LlamaGraphRecognizer.Recognize(OnnxModelFile.Parse(model, stage.File), stage.ActivationInput, stage.ActivationOutput);
+        if (stage.Blocks is { } range && range.Count != _plan.Blocks.Count)
+            throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} says it holds blocks {range} but its graph has {_plan.Blocks.Count}");
 
-        ownsDevice = device is null;
-        this.device = device ?? IlgpuDevices.Open(this.options.Backend);
-        var loaded = new List<DeviceBlock>(plan.Blocks.Count);
+        _ownsDevice = device is null;
+        _device = device ?? IlgpuDevices.Open(_options.Backend);
+        var loaded = new List<DeviceBlock>(_plan.Blocks.Count);
         try
         {
-            lock (this.device.Gate)
+            lock (_device.Gate)
             {
-                var accelerator = this.device.Accelerator;
+                var accelerator = _device.Accelerator;
                 accelerator.Bind();
-                kernels = LlamaKernels.For(accelerator);
-                foreach (var block in plan.Blocks) loaded.Add(new DeviceBlock(accelerator, block));
-                blocks = loaded.ToArray();
-                var (cosTable, sinTable) = RotaryTables(plan.InverseFrequencies, this.options.MaxSequence);
-                cos = accelerator.Allocate1D(cosTable);
-                sin = accelerator.Allocate1D(sinTable);
-                cache = new IlgpuKvCache(accelerator, blocks.Length, plan.KvHeads, plan.HeadSize, this.options.MaxSessions, this.options.MaxSequence);
+                _kernels = LlamaKernels.For(accelerator);
+                foreach (var block in _plan.Blocks) loaded.Add(new DeviceBlock(accelerator, block));
+                _blocks = loaded.ToArray();
+                var (cosTable, sinTable) = RotaryTables(_plan.InverseFrequencies, _options.MaxSequence);
+                _cos = accelerator.Allocate1D(cosTable);
+                _sin = accelerator.Allocate1D(sinTable);
+                _cache = new IlgpuKvCache(accelerator, _blocks.Length, _plan.KvHeads, _plan.HeadSize, _options.MaxSessions, _options.MaxSequence);
             }
         }
         catch (Exception e)
         {
-            lock (this.device.Gate)
+            lock (_device.Gate)
             {
                 foreach (var block in loaded) block.Dispose();
-                cos?.Dispose();
-                sin?.Dispose();
+                _cos?.Dispose();
+                _sin?.Dispose();
             }
-            if (ownsDevice) this.device.Dispose();
+            if (_ownsDevice) _device.Dispose();
             if (e is AcceleratorException or OutOfMemoryException)
                 throw new MeshException(MeshErrorCode.LimitExceeded, $"the accelerator cannot hold stage {stage.File}'s weights: {e.Message}", e);
             throw;
@@ -92,31 +83,31 @@ public sealed class IlgpuStageExecutor : IStageExecutor
     public StageDescriptor Stage { get; }
 
     /// <summary>What the graph was recognised as: dimensions and per-block weights.</summary>
-    public LlamaStagePlan Plan => plan;
+    public LlamaStagePlan Plan => _plan;
 
     /// <summary>The device the kernels run on.</summary>
-    public IlgpuDevice Device => device;
+    public IlgpuDevice Device => _device;
 
     /// <summary>Bytes of accelerator memory held by KV caches now.</summary>
     public long CacheBytesInUse
     {
-        get { lock (gate) return cache.BytesInUse; }
+        get { lock (_gate) return _cache.BytesInUse; }
     }
 
     public int CachedLength(string sessionId)
     {
-        lock (gate) return disposed ? 0 : cache.Length(sessionId);
+        lock (_gate) return _disposed ? 0 : _cache.Length(sessionId);
     }
 
     public void CloseSession(string sessionId)
     {
-        lock (gate)
+        lock (_gate)
         {
-            if (disposed) return;
-            lock (device.Gate)
+            if (_disposed) return;
+            lock (_device.Gate)
             {
-                device.Accelerator.Bind();
-                cache.Close(sessionId);
+                _device.Accelerator.Bind();
+                _cache.Close(sessionId);
             }
         }
     }
@@ -124,35 +115,35 @@ public sealed class IlgpuStageExecutor : IStageExecutor
     public TensorData Run(string sessionId, TensorData activation, int startPosition)
     {
         ArgumentNullException.ThrowIfNull(activation);
-        var dim = plan.Dim;
+        var dim = _plan.Dim;
         if (activation.Type != DType.Float32 || activation.Shape.Length != 3 || activation.Shape[0] != 1 || activation.Shape[1] < 1 || activation.Shape[2] != dim)
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} takes Float32 [1, t, {dim}] activations, got {activation}");
         var steps = (int)activation.Shape[1];
-        lock (gate)
+        lock (_gate)
         {
-            ObjectDisposedException.ThrowIf(disposed, this);
-            var cached = cache.Length(sessionId);
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var cached = _cache.Length(sessionId);
             if (cached != startPosition)
                 throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cached} cached positions; a step at position {startPosition} does not follow on");
             var result = new float[steps * dim];
             var input = activation.AsFloats();
-            lock (device.Gate)
+            lock (_device.Gate)
             {
-                var accelerator = device.Accelerator;
+                var accelerator = _device.Accelerator;
                 accelerator.Bind();
-                var session = cache.Reserve(sessionId, startPosition + steps, Stage.File);
+                var session = _cache.Reserve(sessionId, startPosition + steps, Stage.File);
                 // Long prefills go through in chunks of rows: exact, since a row attends only to earlier positions,
                 // and it bounds the scratch (the score matrix grows with rows × positions).
-                for (var offset = 0; offset < steps; offset += options.MaxChunkRows)
+                for (var offset = 0; offset < steps; offset += _options.MaxChunkRows)
                 {
-                    var rows = Math.Min(options.MaxChunkRows, steps - offset);
+                    var rows = Math.Min(_options.MaxChunkRows, steps - offset);
                     var position = startPosition + offset;
-                    var s = scratch = Scratch.Ensure(scratch, accelerator, plan, rows, position + rows);
+                    var s = _scratch = Scratch.Ensure(_scratch, accelerator, _plan, rows, position + rows);
                     ArrayView<float> x = s.X.View.SubView(0, (long)rows * dim);
                     x.CopyFromCPU(input.Slice(offset * dim, rows * dim));
-                    var layerSize = plan.KvHeads * session.Capacity * plan.HeadSize;
-                    for (var l = 0; l < blocks.Length; l++)
-                        RunBlock(blocks[l], s, x, session.LayerKeys(l, layerSize), session.LayerValues(l, layerSize), rows, position, session.Capacity);
+                    var layerSize = _plan.KvHeads * session.Capacity * _plan.HeadSize;
+                    for (var l = 0; l < _blocks.Length; l++)
+                        RunBlock(_blocks[l], s, x, session.LayerKeys(l, layerSize), session.LayerValues(l, layerSize), rows, position, session.Capacity);
                     accelerator.Synchronize();
                     x.CopyToCPU(result.AsSpan(offset * dim, rows * dim));
                 }
@@ -164,35 +155,35 @@ public sealed class IlgpuStageExecutor : IStageExecutor
 
     public void Dispose()
     {
-        lock (gate)
+        lock (_gate)
         {
-            if (disposed) return;
-            disposed = true;
-            lock (device.Gate)
+            if (_disposed) return;
+            _disposed = true;
+            lock (_device.Gate)
             {
-                device.Accelerator.Bind();
-                foreach (var block in blocks) block.Dispose();
-                cos.Dispose();
-                sin.Dispose();
-                cache.Dispose();
-                scratch?.Dispose();
-                scratch = null;
+                _device.Accelerator.Bind();
+                foreach (var block in _blocks) block.Dispose();
+                _cos.Dispose();
+                _sin.Dispose();
+                _cache.Dispose();
+                _scratch?.Dispose();
+                _scratch = null;
             }
-            if (ownsDevice) device.Dispose();
+            if (_ownsDevice) _device.Dispose();
         }
     }
 
     private void RunBlock(DeviceBlock b, Scratch s, ArrayView<float> x, ArrayView<float> keyCache, ArrayView<float> valueCache, int steps, int start, int capacity)
     {
-        int dim = plan.Dim, kvDim = plan.KvDim, hidden = plan.HiddenDim, heads = plan.Heads, kvHeads = plan.KvHeads, hs = plan.HeadSize;
-        var k = kernels;
-        var g = options.GroupedKernels;
+        int dim = _plan.Dim, kvDim = _plan.KvDim, hidden = _plan.HiddenDim, heads = _plan.Heads, kvHeads = _plan.KvHeads, hs = _plan.HeadSize;
+        var k = _kernels;
+        var g = _options.GroupedKernels;
         k.RmsNorm(x, b.AttentionNorm.View, s.H.View, steps, dim, b.Plan.AttentionEpsilon, grouped: g);
         k.MatMul(s.H.View, b.Wq.View, s.Q.View, steps, dim, dim, grouped: g);
         k.MatMul(s.H.View, b.Wk.View, s.K.View, steps, dim, kvDim, grouped: g);
         k.MatMul(s.H.View, b.Wv.View, s.V.View, steps, dim, kvDim, grouped: g);
-        k.Rope(s.Q.View, cos.View, sin.View, steps, heads, hs, start);
-        k.Rope(s.K.View, cos.View, sin.View, steps, kvHeads, hs, start);
+        k.Rope(s.Q.View, _cos.View, _sin.View, steps, heads, hs, start);
+        k.Rope(s.K.View, _cos.View, _sin.View, steps, kvHeads, hs, start);
         k.AppendKv(s.K.View, s.V.View, keyCache, valueCache, steps, kvHeads, hs, capacity, start);
         k.Attention(s.Q.View, keyCache, valueCache, s.Scores.View, s.Context.View, steps, heads, kvHeads, hs, capacity, start, b.Plan.ScoreDivisor, grouped: g);
         k.MatMul(s.Context.View, b.Wo.View, s.O.View, steps, dim, dim, grouped: g);

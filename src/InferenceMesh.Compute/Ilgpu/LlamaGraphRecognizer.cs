@@ -1,25 +1,8 @@
 using InferenceMesh.Core;
+using InferenceMesh.Onnx;
 using Onnx;
 
 namespace InferenceMesh.Compute.Ilgpu;
-
-/// <summary>One recognised Llama block: its weights (matrices as MatMul B operands, <c>[in, out]</c>) and constants.</summary>
-/// <param name="ScoreDivisor">Attention scores are divided by this (√headSize in a standard graph).</param>
-/// <param name="PastKey">The graph input the block's key cache is appended to (for diagnostics; the executor keeps its own cache).</param>
-public sealed record LlamaBlockPlan(
-    float[] AttentionNorm, float AttentionEpsilon,
-    float[] Wq, float[] Wk, float[] Wv, float[] Wo,
-    float[] FfnNorm, float FfnEpsilon,
-    float[] W1, float[] W2, float[] W3,
-    float ScoreDivisor,
-    string PastKey, string PastValue);
-
-/// <summary>A block-range stage as the ILGPU executor runs it: the architecture numbers, the rotary frequencies and each block in order.</summary>
-/// <param name="InverseFrequencies">Rotary inverse frequencies, <c>headSize/2</c> of them, as the graph holds them.</param>
-public sealed record LlamaStagePlan(int Dim, int Heads, int KvHeads, int HeadSize, int HiddenDim, float[] InverseFrequencies, IReadOnlyList<LlamaBlockPlan> Blocks)
-{
-    public int KvDim => KvHeads * HeadSize;
-}
 
 /// <summary>
 /// Recognises the Llama blocks of a block-range stage graph from its structure alone — walking from the activation
@@ -35,7 +18,9 @@ public static class LlamaGraphRecognizer
     public static LlamaStagePlan Recognize(ModelProto model, string activationInput, string activationOutput)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var view = new OnnxGraphView(model);
+        var view = new OnnxGraphIndex(model);
+        if (view.Nodes.FirstOrDefault(n => n.Domain is not ("" or "ai.onnx")) is { } custom)
+            throw Refuse(-1, $"node of type {custom.Domain}:{custom.OpType} is outside the standard ONNX domain");
         if (!view.GraphInputs.Contains(activationInput))
             throw Refuse(-1, $"'{activationInput}' is not an input of the graph");
         if (!view.GraphOutputs.Contains(activationOutput))
@@ -61,9 +46,9 @@ public static class LlamaGraphRecognizer
     private static MeshException Refuse(int block, string detail) => new(MeshErrorCode.InvalidOnnx,
         $"the ILGPU executor does not recognise this graph as Llama blocks{(block >= 0 ? $" (block {block} of the stage)" : "")}: {detail}; run it on ONNX Runtime (--executor ort)");
 
-    private sealed class Matcher(OnnxGraphView g, string activationInput)
+    private sealed class Matcher(OnnxGraphIndex g, string activationInput)
     {
-        private int block;
+        private int _block;
 
         public int Dim { get; private set; }
         public int Heads { get; private set; }
@@ -75,7 +60,7 @@ public static class LlamaGraphRecognizer
         /// <summary>Matches one block starting at residual tensor <paramref name="x"/>; returns the residual tensor after it.</summary>
         public string Block(int index, string x, List<LlamaBlockPlan> blocks)
         {
-            block = index;
+            _block = index;
             var (h, attentionNorm, attentionEps) = RmsNorm(x, "attention RMSNorm");
             if (Dim == 0) Dim = attentionNorm.Length;
             else Expect(attentionNorm.Length == Dim, $"attention norm weight has {attentionNorm.Length} elements, expected {Dim}");
@@ -136,7 +121,7 @@ public static class LlamaGraphRecognizer
             Expect(!g.DependsOn(mask, activationInput) && g.GraphInputs.Any(i => g.DependsOn(mask, i)),
                 "the attention bias is not computed from the context inputs alone");
             var softmax = One(g.Consumers(maskAdd.Output[0], "Softmax"), "the attention softmax");
-            var axis = OnnxGraphView.IntAttribute(softmax, "axis") ?? (g.Opset >= 13 ? -1 : 1);
+            var axis = OnnxGraphIndex.IntAttribute(softmax, "axis") ?? (g.Opset >= 13 ? -1 : 1);
             Expect(axis is -1 or 3, $"softmax over axis {axis}, not the key axis");
             var values = RepeatKv(presentValue!);
             var contextNode = One(g.Consumers(softmax.Output[0], "MatMul").Where(n => n.Input[0] == softmax.Output[0] && n.Input[1] == values), "the attention · values MatMul");
@@ -173,9 +158,9 @@ public static class LlamaGraphRecognizer
                 (n.OpType == "Mul" && n.Input.Count == 2 && n.Input[0] == x && n.Input[1] == x)
                 || (n.OpType == "Pow" && n.Input[0] == x && g.Scalar(n.Input[1]) == 2f)), $"the square in the {what}");
             var mean = One(g.Consumers(square.Output[0], "ReduceMean"), $"the mean in the {what}");
-            var axes = g.Opset >= 18 && mean.Input.Count > 1 ? g.Int64s(mean.Input[1]) : OnnxGraphView.IntsAttribute(mean, "axes");
+            var axes = g.Opset >= 18 && mean.Input.Count > 1 ? g.Int64s(mean.Input[1]) : OnnxGraphIndex.IntsAttribute(mean, "axes");
             Expect(axes is [-1] or [2], $"the {what} averages over axes [{string.Join(",", axes ?? [])}], not the last");
-            Expect((OnnxGraphView.IntAttribute(mean, "keepdims") ?? 1) == 1, $"the {what} does not keep dims");
+            Expect((OnnxGraphIndex.IntAttribute(mean, "keepdims") ?? 1) == 1, $"the {what} does not keep dims");
             var addEps = One(g.Consumers(mean.Output[0], "Add").Where(n => g.Scalar(Other(n, mean.Output[0])) is not null), $"the epsilon in the {what}");
             var epsilon = g.Scalar(Other(addEps, mean.Output[0]))!.Value;
             var sqrt = One(g.Consumers(addEps.Output[0], "Sqrt"), $"the square root in the {what}");
@@ -194,7 +179,7 @@ public static class LlamaGraphRecognizer
             foreach (var node in g.Consumers(h, "MatMul"))
             {
                 if (node.Input[0] != h || g.Dims(node.Input[1]) is not [var rows, var cols] || g.Floats(node.Input[1]) is not { } weight)
-                    throw Refuse(block, $"{what}: a MatMul takes the normalized activations without a constant [in, out] weight");
+                    throw Refuse(_block, $"{what}: a MatMul takes the normalized activations without a constant [in, out] weight");
                 Expect(rows == inDim, $"{what}: weight of shape [{rows}, {cols}] does not take {inDim} inputs");
                 list.Add((node.Output[0], weight, (int)cols));
             }
@@ -226,7 +211,7 @@ public static class LlamaGraphRecognizer
         {
             var concat = g.Consumers(t, "Concat").FirstOrDefault(n => n.Input.Count == 2 && n.Input[1] == t && g.GraphInputs.Contains(n.Input[0]));
             if (concat is null) return null;
-            Expect(OnnxGraphView.IntAttribute(concat, "axis") is 2 or -2, "the cache is not appended along the sequence axis");
+            Expect(OnnxGraphIndex.IntAttribute(concat, "axis") is 2 or -2, "the cache is not appended along the sequence axis");
             Expect(g.GraphOutputs.Contains(concat.Output[0]), "the appended cache is not an output of the stage");
             return (concat.Input[0], concat.Output[0]);
         }
@@ -240,8 +225,8 @@ public static class LlamaGraphRecognizer
             var half = headSize / 2;
             var pairs = One(g.Consumers(x, "Reshape").Where(n => ReshapeTo(n, 5) is [_, _, _, var p, 2] && p == half), "the rotary reshape to adjacent pairs");
             var split = One(g.Consumers(pairs.Output[0], "Split").Where(n => n.Output.Count == 2), "the rotary split into pairs");
-            Expect(OnnxGraphView.IntAttribute(split, "axis") is -1 or 4, "the rotary split is not on the pair axis");
-            var sizes = split.Input.Count > 1 ? g.Int64s(split.Input[1]) : OnnxGraphView.IntsAttribute(split, "split");
+            Expect(OnnxGraphIndex.IntAttribute(split, "axis") is -1 or 4, "the rotary split is not on the pair axis");
+            var sizes = split.Input.Count > 1 ? g.Int64s(split.Input[1]) : OnnxGraphIndex.IntsAttribute(split, "split");
             Expect(sizes is null or [1, 1], "the rotary split does not take one element of each pair");
             var re = split.Output[0];
             var im = split.Output[1];
@@ -253,7 +238,7 @@ public static class LlamaGraphRecognizer
                     (IsMul(a.Input[0], re, sin) && IsMul(a.Input[1], im, cos)) || (IsMul(a.Input[1], re, sin) && IsMul(a.Input[0], im, cos))),
                 "the rotary re·sin + im·cos");
             var joined = One(g.Consumers(sub.Output[0], "Concat").Where(c => c.Input.Count == 2 && c.Input[0] == sub.Output[0] && c.Input[1] == add.Output[0]), "the rotary concat");
-            Expect(OnnxGraphView.IntAttribute(joined, "axis") is -1 or 4, "the rotary concat is not on the pair axis");
+            Expect(OnnxGraphIndex.IntAttribute(joined, "axis") is -1 or 4, "the rotary concat is not on the pair axis");
             var back = One(g.Consumers(joined.Output[0], "Reshape").Where(n => ReshapeTo(n, 4) is [_, _, _, var d] && d == headSize), "the rotary reshape back to heads");
 
             var cosAngles = Through(cos, "Cos");
@@ -285,7 +270,7 @@ public static class LlamaGraphRecognizer
         {
             if (Heads == KvHeads) return present;
             var group = Heads / KvHeads;
-            var unsqueeze = One(g.Consumers(present, "Unsqueeze").Where(n => (n.Input.Count > 1 ? g.Int64s(n.Input[1]) : OnnxGraphView.IntsAttribute(n, "axes")) is [2]),
+            var unsqueeze = One(g.Consumers(present, "Unsqueeze").Where(n => (n.Input.Count > 1 ? g.Int64s(n.Input[1]) : OnnxGraphIndex.IntsAttribute(n, "axes")) is [2]),
                 "the KV-head unsqueeze of grouped-query attention");
             var expand = One(g.Consumers(unsqueeze.Output[0], "Expand").Where(n => g.Int64s(n.Input[1]) is [1, 1, var r, 1, 1] && r == group), "the KV-head expand");
             var reshape = One(g.Consumers(expand.Output[0], "Reshape").Where(n => ReshapeTo(n, 4) is [_, var h, _, var d] && h == Heads && d == HeadSize), "the KV-head reshape");
@@ -302,7 +287,7 @@ public static class LlamaGraphRecognizer
         private long[]? ReshapeTo(NodeProto reshape, int rank) =>
             reshape.Input.Count == 2 && g.Int64s(reshape.Input[1]) is { } shape && shape.Length == rank ? shape : null;
 
-        private static long[]? Perm(NodeProto transpose) => OnnxGraphView.IntsAttribute(transpose, "perm");
+        private static long[]? Perm(NodeProto transpose) => OnnxGraphIndex.IntsAttribute(transpose, "perm");
 
         private string Other(NodeProto binary, string operand)
         {
@@ -316,8 +301,8 @@ public static class LlamaGraphRecognizer
             return list.Count switch
             {
                 1 => list[0],
-                0 => throw Refuse(block, $"could not find {what}"),
-                _ => throw Refuse(block, $"found more than one candidate for {what}"),
+                0 => throw Refuse(_block, $"could not find {what}"),
+                _ => throw Refuse(_block, $"found more than one candidate for {what}"),
             };
         }
 
@@ -329,7 +314,7 @@ public static class LlamaGraphRecognizer
 
         private void Expect(bool condition, string detail)
         {
-            if (!condition) throw Refuse(block, detail);
+            if (!condition) throw Refuse(_block, detail);
         }
     }
 }

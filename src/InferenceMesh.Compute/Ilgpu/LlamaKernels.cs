@@ -19,43 +19,43 @@ public sealed class LlamaKernels
 {
     private static readonly ConditionalWeakTable<Accelerator, LlamaKernels> Cache = new();
 
-    private readonly Accelerator accelerator;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> matVec;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> matMulTiled;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> rmsNorm;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> rope;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> appendKv;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> attentionScores;
-    private readonly Action<KernelConfig, ArrayView<float>, int, int, int> softmax;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> attentionContext;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> siluMul;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> addInPlace;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> matMulPerElement;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> rmsNormPerRow;
-    private readonly Action<Index1D, ArrayView<float>, int, int, int> softmaxPerRow;
+    private readonly Accelerator _accelerator;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _matVec;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _matMulTiled;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _rope;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _appendKv;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> _attentionScores;
+    private readonly Action<KernelConfig, ArrayView<float>, int, int, int> _softmax;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> _attentionContext;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _siluMul;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _addInPlace;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _matMulPerElement;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNormPerRow;
+    private readonly Action<Index1D, ArrayView<float>, int, int, int> _softmaxPerRow;
 
     private LlamaKernels(Accelerator accelerator)
     {
-        this.accelerator = accelerator;
+        _accelerator = accelerator;
         var maxGroup = Math.Max(1, accelerator.MaxNumThreadsPerGroup);
         ReductionGroupSize = LargestPowerOfTwoAtMost(Math.Min(256, maxGroup));
         Tile = Math.Min(16, LargestPowerOfTwoAtMost((int)Math.Sqrt(maxGroup)));
         MatVecColumns = Math.Min(32, Math.Max(1, ReductionGroupSize / 4));
         MatVecSlices = ReductionGroupSize / MatVecColumns;
 
-        matVec = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatVecKernel);
-        matMulTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulTiledKernel);
-        rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
-        rope = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RopeKernel);
-        appendKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AppendKvKernel);
-        attentionScores = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionScoresKernel);
-        softmax = accelerator.LoadStreamKernel<ArrayView<float>, int, int, int>(SoftmaxKernel);
-        attentionContext = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionContextKernel);
-        siluMul = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(SiluMulKernel);
-        addInPlace = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(AddInPlaceKernel);
-        matMulPerElement = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MatMulPerElementKernel);
-        rmsNormPerRow = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormPerRowKernel);
-        softmaxPerRow = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, int>(SoftmaxPerRowKernel);
+        _matVec = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatVecKernel);
+        _matMulTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulTiledKernel);
+        _rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
+        _rope = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RopeKernel);
+        _appendKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AppendKvKernel);
+        _attentionScores = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionScoresKernel);
+        _softmax = accelerator.LoadStreamKernel<ArrayView<float>, int, int, int>(SoftmaxKernel);
+        _attentionContext = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionContextKernel);
+        _siluMul = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(SiluMulKernel);
+        _addInPlace = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(AddInPlaceKernel);
+        _matMulPerElement = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MatMulPerElementKernel);
+        _rmsNormPerRow = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormPerRowKernel);
+        _softmaxPerRow = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, int>(SoftmaxPerRowKernel);
         PreferGrouped = accelerator.AcceleratorType != AcceleratorType.CPU;
     }
 
@@ -66,7 +66,7 @@ public sealed class LlamaKernels
         return Cache.GetValue(accelerator, a => new LlamaKernels(a));
     }
 
-    public Accelerator Accelerator => accelerator;
+    public Accelerator Accelerator => _accelerator;
 
     /// <summary>Threads per group of the reduction kernels (RMSNorm, softmax).</summary>
     public int ReductionGroupSize { get; }
@@ -107,7 +107,7 @@ public sealed class LlamaKernels
     public void MatMulPerElement(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int rows, int inDim, int outDim)
     {
         if (rows == 0 || outDim == 0) return;
-        matMulPerElement(rows * outDim, x, w, y, inDim, outDim);
+        _matMulPerElement(rows * outDim, x, w, y, inDim, outDim);
     }
 
     /// <summary>Matrix-vector product for each of <paramref name="rows"/> rows: groups of <see cref="MatVecColumns"/> × <see cref="MatVecSlices"/> threads, coalesced reads of w.</summary>
@@ -119,7 +119,7 @@ public sealed class LlamaKernels
             new Index2D(groups, rows),
             new Index2D(MatVecColumns, MatVecSlices),
             SharedMemoryConfig.RequestDynamic<float>(MatVecColumns * MatVecSlices));
-        matVec(config, x, w, y, inDim, outDim, rows);
+        _matVec(config, x, w, y, inDim, outDim, rows);
     }
 
     /// <summary>Matrix product tiled through shared memory, <see cref="Tile"/> × <see cref="Tile"/> threads per group.</summary>
@@ -130,7 +130,7 @@ public sealed class LlamaKernels
             new Index2D((outDim + Tile - 1) / Tile, (rows + Tile - 1) / Tile),
             new Index2D(Tile, Tile),
             SharedMemoryConfig.RequestDynamic<float>(2 * Tile * Tile));
-        matMulTiled(config, x, w, y, rows, inDim, outDim);
+        _matMulTiled(config, x, w, y, rows, inDim, outDim);
     }
 
     /// <summary>
@@ -142,14 +142,14 @@ public sealed class LlamaKernels
         if (rows == 0) return;
         if (!(grouped ?? PreferGrouped))
         {
-            rmsNormPerRow(rows, x, weight, y, dim, epsilon);
+            _rmsNormPerRow(rows, x, weight, y, dim, epsilon);
             return;
         }
         var config = new KernelConfig(
             new Index1D(rows),
             new Index1D(ReductionGroupSize),
             SharedMemoryConfig.RequestDynamic<float>(ReductionGroupSize + 1));
-        rmsNorm(config, x, weight, y, dim, epsilon);
+        _rmsNorm(config, x, weight, y, dim, epsilon);
     }
 
     /// <summary>
@@ -160,7 +160,7 @@ public sealed class LlamaKernels
     {
         var pairs = rows * heads * (headSize / 2);
         if (pairs == 0) return;
-        rope(pairs, v, cos, sin, heads * (headSize / 2), headSize / 2, startPosition);
+        _rope(pairs, v, cos, sin, heads * (headSize / 2), headSize / 2, startPosition);
     }
 
     /// <summary>
@@ -172,7 +172,7 @@ public sealed class LlamaKernels
     {
         var count = rows * kvHeads * headSize;
         if (count == 0) return;
-        appendKv(count, k, v, keyCache, valueCache, kvHeads, headSize, capacity, startPosition);
+        _appendKv(count, k, v, keyCache, valueCache, kvHeads, headSize, capacity, startPosition);
     }
 
     /// <summary>
@@ -188,9 +188,9 @@ public sealed class LlamaKernels
     {
         if (rows == 0) return;
         var shape = new AttentionShape(heads, kvHeads, headSize, capacity, startPosition, startPosition + rows, scoreDivisor ?? MathF.Sqrt(headSize));
-        attentionScores(rows * heads * shape.Total, q, keyCache, scores, shape);
+        _attentionScores(rows * heads * shape.Total, q, keyCache, scores, shape);
         SoftmaxRows(scores, rows * heads, shape.Total, startPosition + 1, heads, grouped);
-        attentionContext(rows * heads * headSize, scores, valueCache, output, shape);
+        _attentionContext(rows * heads * headSize, scores, valueCache, output, shape);
     }
 
     /// <summary>
@@ -204,28 +204,28 @@ public sealed class LlamaKernels
         if (rows == 0) return;
         if (!(grouped ?? PreferGrouped))
         {
-            softmaxPerRow(rows, data, rowStride, baseLength, rowsPerStep);
+            _softmaxPerRow(rows, data, rowStride, baseLength, rowsPerStep);
             return;
         }
         var config = new KernelConfig(
             new Index1D(rows),
             new Index1D(ReductionGroupSize),
             SharedMemoryConfig.RequestDynamic<float>(ReductionGroupSize));
-        softmax(config, data, rowStride, baseLength, rowsPerStep);
+        _softmax(config, data, rowStride, baseLength, rowsPerStep);
     }
 
     /// <summary><c>gate = silu(gate) ⊙ up</c>, elementwise over <paramref name="count"/> elements.</summary>
     public void SiluMul(ArrayView<float> gate, ArrayView<float> up, int count)
     {
         if (count == 0) return;
-        siluMul(count, gate, up);
+        _siluMul(count, gate, up);
     }
 
     /// <summary><c>x += y</c> over <paramref name="count"/> elements (the residual add).</summary>
     public void Add(ArrayView<float> x, ArrayView<float> y, int count)
     {
         if (count == 0) return;
-        addInPlace(count, x, y);
+        _addInPlace(count, x, y);
     }
 
     // ---------------------------------------------------------------- kernels

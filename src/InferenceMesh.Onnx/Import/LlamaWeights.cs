@@ -2,11 +2,6 @@ using InferenceMesh.Core;
 
 namespace InferenceMesh.Onnx.Import;
 
-/// <summary>One transformer block's weights, each matrix row-major with the output dimension first (y = W·x), as llama2.c stores them.</summary>
-public sealed record LlamaBlockWeights(
-    float[] AttentionNorm, float[] Wq, float[] Wk, float[] Wv, float[] Wo,
-    float[] FfnNorm, float[] W1, float[] W2, float[] W3);
-
 /// <summary>All weights of a Llama decoder. <see cref="Classifier"/> is null when the LM head shares the token embedding.</summary>
 public sealed record LlamaWeights(ModelConfig Config, float[] TokenEmbedding, IReadOnlyList<LlamaBlockWeights> Blocks, float[] FinalNorm, float[]? Classifier)
 {

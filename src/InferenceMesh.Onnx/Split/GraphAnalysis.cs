@@ -11,35 +11,25 @@ namespace InferenceMesh.Onnx.Split;
 /// </summary>
 public sealed class GraphAnalysis
 {
-    private readonly GraphProto graph;
-    private readonly NodeProto[] nodes;
-    private readonly Dictionary<string, int> producer = new(StringComparer.Ordinal);
-    private readonly HashSet<string> initializers;
-    private readonly HashSet<string> graphInputs;
-    private readonly bool[] isMain;
-    private readonly List<string> cuts;
-    private readonly Dictionary<string, HashSet<int>> beforeCut;
+    private readonly IReadOnlyList<NodeProto> _nodes;
+    private readonly bool[] _isMain;
+    private readonly List<string> _cuts;
+    private readonly Dictionary<string, HashSet<int>> _beforeCut;
 
     public GraphAnalysis(ModelProto model)
     {
-        graph = model.Graph;
-        initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        graphInputs = graph.Input.Select(i => i.Name).Where(n => !initializers.Contains(n)).ToHashSet(StringComparer.Ordinal);
-        nodes = TopologicalOrder(graph, initializers, graphInputs);
-        for (var i = 0; i < nodes.Length; i++)
-            foreach (var output in nodes[i].Output)
-                if (output.Length > 0 && !producer.TryAdd(output, i))
-                    throw Refuse($"tensor '{output}' is produced twice");
+        Index = new OnnxGraphIndex(model);
+        _nodes = Index.Nodes;
 
         var inputDependencies = InputDependencies();
-        var inputNames = graphInputs.ToList();
-        var outputNames = graph.Output.Select(o => o.Name).ToList();
+        var inputNames = Index.GraphInputs.ToList();
+        var outputNames = Index.Graph.Output.Select(o => o.Name).ToList();
         foreach (var output in outputNames)
-            if (!producer.ContainsKey(output))
+            if (Index.ProducerIndex(output) is null)
                 throw Refuse($"output '{output}' is not computed by any node");
 
-        var sources = inputNames.Where(input => outputNames.All(o => inputDependencies[producer[o]].Contains(input))).ToList();
-        var finals = outputNames.Where(o => inputNames.All(input => inputDependencies[producer[o]].Contains(input))).ToList();
+        var sources = inputNames.Where(input => outputNames.All(o => inputDependencies[ProducerOf(o)].Contains(input))).ToList();
+        var finals = outputNames.Where(o => inputNames.All(input => inputDependencies[ProducerOf(o)].Contains(input))).ToList();
         if (sources.Count != 1)
             throw Refuse(sources.Count == 0
                 ? "no graph input feeds every output, so there is no token input to cut from"
@@ -51,36 +41,39 @@ public sealed class GraphAnalysis
         TokenInput = sources[0];
         FinalOutput = finals[0];
 
-        isMain = new bool[nodes.Length];
-        for (var i = 0; i < nodes.Length; i++) isMain[i] = inputDependencies[i].Contains(TokenInput);
+        _isMain = new bool[_nodes.Count];
+        for (var i = 0; i < _nodes.Count; i++) _isMain[i] = inputDependencies[i].Contains(TokenInput);
 
-        (cuts, beforeCut) = FindCuts();
+        (_cuts, _beforeCut) = FindCuts();
         BlockBoundaries = FindBlockBoundaries();
     }
+
+    /// <summary>The graph's nodes (in topological order), producers and consumers.</summary>
+    public OnnxGraphIndex Index { get; }
 
     public string TokenInput { get; }
     public string FinalOutput { get; }
 
     /// <summary>Every tensor whose removal disconnects the tokens from the logits, in flow order (the last is the logits).</summary>
-    public IReadOnlyList<string> Cuts => cuts;
+    public IReadOnlyList<string> Cuts => _cuts;
 
     /// <summary>The residual-stream tensors that start each block, then the one that ends the last block.</summary>
     public IReadOnlyList<string> BlockBoundaries { get; }
 
     public int BlockCount => BlockBoundaries.Count - 1;
 
-    public IReadOnlyList<NodeProto> Nodes => nodes;
+    public IReadOnlyList<NodeProto> Nodes => _nodes;
 
     /// <summary>Builds the standalone graph computing <paramref name="to"/> from <paramref name="from"/> (null = from the token input, whole head).</summary>
     internal StageGraph Extract(string? from, string to)
     {
-        var stageMain = new HashSet<int>(beforeCut[to]);
-        if (from is not null) stageMain.ExceptWith(beforeCut[from]);
+        var stageMain = new HashSet<int>(_beforeCut[to]);
+        if (from is not null) stageMain.ExceptWith(_beforeCut[from]);
         if (to == FinalOutput)
         {
             // Nodes that feed only KV outputs and no later cut still belong to the stage that holds their inputs.
-            for (var i = 0; i < nodes.Length; i++)
-                if (isMain[i] && !beforeCut.Values.Any(set => set.Contains(i)) && (from is null || !beforeCut[from].Contains(i)))
+            for (var i = 0; i < _nodes.Count; i++)
+                if (_isMain[i] && !_beforeCut.Values.Any(set => set.Contains(i)) && (from is null || !_beforeCut[from].Contains(i)))
                     stageMain.Add(i);
         }
 
@@ -90,52 +83,50 @@ public sealed class GraphAnalysis
         if (from is not null) stageInputs.Add(from);
         while (pending.Count > 0)
         {
-            foreach (var input in nodes[pending.Pop()].Input)
+            foreach (var input in _nodes[pending.Pop()].Input)
             {
-                if (input.Length == 0 || input == from || initializers.Contains(input)) continue;
-                if (graphInputs.Contains(input))
+                if (input.Length == 0 || input == from || Index.IsInitializer(input)) continue;
+                if (Index.GraphInputs.Contains(input))
                 {
                     if (!stageInputs.Contains(input)) stageInputs.Add(input);
                     continue;
                 }
-                var source = producer[input];
+                var source = ProducerOf(input);
                 if (included.Contains(source)) continue;
-                if (isMain[source])
+                if (_isMain[source])
                     throw Refuse($"tensor '{input}' crosses the cut at '{from}' besides the residual stream");
                 included.Add(source);
                 pending.Push(source);
             }
         }
 
-        var stageNodes = Enumerable.Range(0, nodes.Length).Where(included.Contains).Select(i => nodes[i]).ToList();
+        var stageNodes = Enumerable.Range(0, _nodes.Count).Where(included.Contains).Select(i => _nodes[i]).ToList();
         var produced = stageNodes.SelectMany(n => n.Output).ToHashSet(StringComparer.Ordinal);
         var outputs = new List<string> { to };
-        outputs.AddRange(graph.Output.Select(o => o.Name).Where(o => o != to && produced.Contains(o)));
+        outputs.AddRange(Index.Graph.Output.Select(o => o.Name).Where(o => o != to && produced.Contains(o)));
         return new StageGraph(stageNodes, stageInputs, outputs);
     }
 
     internal ValueInfoProto ValueInfoFor(string tensor)
     {
-        var known = graph.Input.Concat(graph.Output).Concat(graph.ValueInfo).FirstOrDefault(v => v.Name == tensor);
+        var known = Index.Graph.Input.Concat(Index.Graph.Output).Concat(Index.Graph.ValueInfo).FirstOrDefault(v => v.Name == tensor);
         if (known is not null) return known;
-        var elementType = graph.Output.First(o => o.Name == FinalOutput).Type.TensorType.ElemType;
+        var elementType = Index.Graph.Output.First(o => o.Name == FinalOutput).Type.TensorType.ElemType;
         return new ValueInfoProto { Name = tensor, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType } } };
     }
 
-    internal bool IsInitializer(string name) => initializers.Contains(name);
-
-    internal NodeProto? Producer(string tensor) => producer.TryGetValue(tensor, out var index) ? nodes[index] : null;
+    private int ProducerOf(string tensor) => Index.ProducerIndex(tensor) ?? throw Refuse($"tensor '{tensor}' is not computed by any node");
 
     private List<HashSet<string>> InputDependencies()
     {
-        var result = new List<HashSet<string>>(nodes.Length);
-        foreach (var node in nodes)
+        var result = new List<HashSet<string>>(_nodes.Count);
+        foreach (var node in _nodes)
         {
             var set = new HashSet<string>(StringComparer.Ordinal);
             foreach (var input in node.Input)
             {
-                if (graphInputs.Contains(input)) set.Add(input);
-                else if (producer.TryGetValue(input, out var p)) set.UnionWith(result[p]);
+                if (Index.GraphInputs.Contains(input)) set.Add(input);
+                else if (Index.ProducerIndex(input) is { } p) set.UnionWith(result[p]);
             }
             result.Add(set);
         }
@@ -148,12 +139,12 @@ public sealed class GraphAnalysis
     /// </summary>
     private (List<string>, Dictionary<string, HashSet<int>>) FindCuts()
     {
-        var finalAncestors = MainAncestors(producer[FinalOutput]);
+        var finalAncestors = MainAncestors(ProducerOf(FinalOutput));
         var found = new List<(string Tensor, HashSet<int> Before)>();
-        for (var i = 0; i < nodes.Length; i++)
+        for (var i = 0; i < _nodes.Count; i++)
         {
-            if (!isMain[i] || !finalAncestors.Contains(i) || nodes[i].Output.Count != 1) continue;
-            var tensor = nodes[i].Output[0];
+            if (!_isMain[i] || !finalAncestors.Contains(i) || _nodes[i].Output.Count != 1) continue;
+            var tensor = _nodes[i].Output[0];
             var before = MainAncestors(i);
             if (IsCut(tensor, before)) found.Add((tensor, before));
         }
@@ -163,14 +154,14 @@ public sealed class GraphAnalysis
 
     private bool IsCut(string tensor, HashSet<int> before)
     {
-        for (var i = 0; i < nodes.Length; i++)
+        for (var i = 0; i < _nodes.Count; i++)
         {
-            if (!isMain[i] || before.Contains(i)) continue;
-            foreach (var input in nodes[i].Input)
+            if (!_isMain[i] || before.Contains(i)) continue;
+            foreach (var input in _nodes[i].Input)
             {
                 if (input == tensor || input.Length == 0) continue;
                 if (input == TokenInput) return false;
-                if (producer.TryGetValue(input, out var p) && isMain[p] && before.Contains(p)) return false;
+                if (Index.ProducerIndex(input) is { } p && _isMain[p] && before.Contains(p)) return false;
             }
         }
         return true;
@@ -182,8 +173,8 @@ public sealed class GraphAnalysis
         var stack = new Stack<int>();
         stack.Push(node);
         while (stack.Count > 0)
-            foreach (var input in nodes[stack.Pop()].Input)
-                if (producer.TryGetValue(input, out var p) && isMain[p] && set.Add(p)) stack.Push(p);
+            foreach (var input in _nodes[stack.Pop()].Input)
+                if (Index.ProducerIndex(input) is { } p && _isMain[p] && set.Add(p)) stack.Push(p);
         return set;
     }
 
@@ -194,70 +185,35 @@ public sealed class GraphAnalysis
     /// </summary>
     private List<string> FindBlockBoundaries()
     {
-        var residual = new bool[cuts.Count];
-        for (var j = 0; j + 1 < cuts.Count; j++)
+        var residual = new bool[_cuts.Count];
+        for (var j = 0; j + 1 < _cuts.Count; j++)
         {
-            var next = nodes[producer[cuts[j + 1]]];
-            if (next.OpType == "Add" && next.Input.Contains(cuts[j]))
+            var next = _nodes[ProducerOf(_cuts[j + 1])];
+            if (next.OpType == "Add" && next.Input.Contains(_cuts[j]))
                 residual[j] = residual[j + 1] = true;
         }
 
-        var stateOutputs = graph.Output.Select(o => o.Name).Where(o => o != FinalOutput).ToHashSet(StringComparer.Ordinal);
+        var stateOutputs = Index.Graph.Output.Select(o => o.Name).Where(o => o != FinalOutput).ToHashSet(StringComparer.Ordinal);
         var boundaries = new List<int>();
-        for (var j = 0; j < cuts.Count; j++)
+        for (var j = 0; j < _cuts.Count; j++)
         {
-            var segment = new HashSet<int>(beforeCut[cuts[j]]);
-            if (j > 0) segment.ExceptWith(beforeCut[cuts[j - 1]]);
-            if (!segment.Any(i => nodes[i].Output.Any(stateOutputs.Contains))) continue;
+            var segment = new HashSet<int>(_beforeCut[_cuts[j]]);
+            if (j > 0) segment.ExceptWith(_beforeCut[_cuts[j - 1]]);
+            if (!segment.Any(i => _nodes[i].Output.Any(stateOutputs.Contains))) continue;
             var start = Enumerable.Range(0, j).LastOrDefault(r => residual[r], -1);
             if (start < 0)
-                throw Refuse($"the KV-cache outputs computed before '{cuts[j]}' have no residual tensor in front of them");
+                throw Refuse($"the KV-cache outputs computed before '{_cuts[j]}' have no residual tensor in front of them");
             if (boundaries.Count > 0 && boundaries[^1] >= start)
-                throw Refuse($"two groups of KV-cache outputs share the block that starts at '{cuts[start]}'");
+                throw Refuse($"two groups of KV-cache outputs share the block that starts at '{_cuts[start]}'");
             boundaries.Add(start);
         }
         if (boundaries.Count == 0)
             throw Refuse("the graph has no KV-cache outputs between its residual tensors, so it has no blocks to cut");
-        var end = Enumerable.Range(0, cuts.Count).Last(r => residual[r]);
+        var end = Enumerable.Range(0, _cuts.Count).Last(r => residual[r]);
         if (end <= boundaries[^1])
             throw Refuse("no residual tensor follows the last block");
         boundaries.Add(end);
-        return boundaries.Select(b => cuts[b]).ToList();
-    }
-
-    private static NodeProto[] TopologicalOrder(GraphProto graph, HashSet<string> initializers, HashSet<string> inputs)
-    {
-        var available = new HashSet<string>(initializers.Concat(inputs), StringComparer.Ordinal) { "" };
-        var remaining = graph.Node.ToList();
-        var ordered = new List<NodeProto>(remaining.Count);
-        var waitingOn = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
-        var missing = new Dictionary<NodeProto, int>(ReferenceEqualityComparer.Instance);
-        var ready = new Queue<NodeProto>();
-        foreach (var node in remaining)
-        {
-            var count = 0;
-            foreach (var input in node.Input.Distinct())
-            {
-                if (available.Contains(input)) continue;
-                count++;
-                if (!waitingOn.TryGetValue(input, out var list)) waitingOn[input] = list = [];
-                list.Add(node);
-            }
-            missing[node] = count;
-            if (count == 0) ready.Enqueue(node);
-        }
-        while (ready.Count > 0)
-        {
-            var node = ready.Dequeue();
-            ordered.Add(node);
-            foreach (var output in node.Output)
-                if (waitingOn.Remove(output, out var consumers))
-                    foreach (var consumer in consumers)
-                        if (--missing[consumer] == 0) ready.Enqueue(consumer);
-        }
-        if (ordered.Count != remaining.Count)
-            throw Refuse($"{remaining.Count - ordered.Count} nodes have inputs no node or graph input provides, or form a cycle");
-        return ordered.ToArray();
+        return boundaries.Select(b => _cuts[b]).ToList();
     }
 
     private static MeshException Refuse(string why) => new(MeshErrorCode.NoCutPoint, $"cannot split this graph: {why}");

@@ -3,9 +3,6 @@ using Onnx;
 
 namespace InferenceMesh.Onnx.Split;
 
-/// <summary>One stage cut from a model: its descriptor (file name, I/O, KV bindings; sha256 filled when written) and graph.</summary>
-public sealed record SplitStage(StageDescriptor Descriptor, ModelProto Model);
-
 /// <summary>
 /// Cuts a decoder graph into Head, block-range stages and Tail, each a standalone ONNX model. Only the
 /// residual stream crosses a cut; side tensors (rotary tables, masks) are recomputed in every stage
@@ -35,7 +32,7 @@ public static class GraphSplitter
     {
         var analysis = new GraphAnalysis(model);
         var graph = model.Graph;
-        var inputs = graph.Input.Where(i => !analysis.IsInitializer(i.Name)).Select(i => i.Name).ToList();
+        var inputs = graph.Input.Where(i => !analysis.Index.IsInitializer(i.Name)).Select(i => i.Name).ToList();
         var outputs = graph.Output.Select(o => o.Name).ToList();
         var state = BindState(analysis, analysis.Nodes, inputs, outputs);
         var context = inputs.Where(i => i != analysis.TokenInput && state.All(s => s.Past != i)).ToList();
@@ -72,7 +69,7 @@ public static class GraphSplitter
         foreach (var output in outputs)
         {
             if (output == analysis.FinalOutput || analysis.BlockBoundaries.Contains(output)) continue;
-            var producer = analysis.Producer(output)!;
+            var producer = analysis.Index.Producer(output)!;
             var type = analysis.ValueInfoFor(output).Type.TensorType.ElemType;
             var candidates = producer.Input.Where(i => inputs.Contains(i) && analysis.ValueInfoFor(i).Type.TensorType.ElemType == type).Distinct().ToList();
             if (candidates.Count != 1)

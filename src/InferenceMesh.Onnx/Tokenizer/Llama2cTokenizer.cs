@@ -15,31 +15,31 @@ public sealed class Llama2cTokenizer
     public const int Eos = 2;
     private const int ByteFallbackOffset = 3;
 
-    private readonly byte[][] pieces;
-    private readonly float[] scores;
-    private readonly Dictionary<string, int> idsByPiece;
-    private readonly byte[]?[] rawBytes;
+    private readonly byte[][] _pieces;
+    private readonly float[] _scores;
+    private readonly Dictionary<string, int> _idsByPiece;
+    private readonly byte[]?[] _rawBytes;
 
     private Llama2cTokenizer(byte[][] pieces, float[] scores)
     {
-        this.pieces = pieces;
-        this.scores = scores;
-        idsByPiece = new Dictionary<string, int>(pieces.Length, StringComparer.Ordinal);
-        rawBytes = new byte[]?[pieces.Length];
+        _pieces = pieces;
+        _scores = scores;
+        _idsByPiece = new Dictionary<string, int>(pieces.Length, StringComparer.Ordinal);
+        _rawBytes = new byte[]?[pieces.Length];
         for (var id = 0; id < pieces.Length; id++)
         {
             // Latin-1 maps each byte to one char, so byte strings compare exactly even where they are not valid UTF-8.
-            idsByPiece.TryAdd(Encoding.Latin1.GetString(pieces[id]), id);
+            _idsByPiece.TryAdd(Encoding.Latin1.GetString(pieces[id]), id);
             var text = Encoding.ASCII.GetString(pieces[id]);
             if (text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
                 && byte.TryParse(text.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out var value))
-                rawBytes[id] = [value];
+                _rawBytes[id] = [value];
         }
     }
 
-    public int VocabSize => pieces.Length;
+    public int VocabSize => _pieces.Length;
 
-    public ReadOnlySpan<byte> Piece(int id) => pieces[id];
+    public ReadOnlySpan<byte> Piece(int id) => _pieces[id];
 
     /// <summary>Reads a llama2.c tokenizer file; with <paramref name="expectedVocab"/>, a file with another vocabulary size is refused.</summary>
     public static Llama2cTokenizer Load(string path, int? expectedVocab = null)
@@ -80,13 +80,13 @@ public sealed class Llama2cTokenizer
     {
         var tokens = new List<int>(text.Length + 3);
         if (bos) tokens.Add(Bos);
-        if (text.Length > 0 && idsByPiece.TryGetValue(" ", out var space)) tokens.Add(space);
+        if (text.Length > 0 && _idsByPiece.TryGetValue(" ", out var space)) tokens.Add(space);
 
         var utf8 = Encoding.UTF8.GetBytes(text);
         for (var i = 0; i < utf8.Length;)
         {
             var length = Utf8SequenceLength(utf8, i);
-            if (idsByPiece.TryGetValue(Encoding.Latin1.GetString(utf8, i, length), out var id))
+            if (_idsByPiece.TryGetValue(Encoding.Latin1.GetString(utf8, i, length), out var id))
                 tokens.Add(id);
             else
                 for (var b = 0; b < length; b++) tokens.Add(utf8[i + b] + ByteFallbackOffset);
@@ -101,10 +101,10 @@ public sealed class Llama2cTokenizer
             var bestIndex = -1;
             for (var i = start; i < tokens.Count - 1; i++)
             {
-                var merged = Encoding.Latin1.GetString(pieces[tokens[i]]) + Encoding.Latin1.GetString(pieces[tokens[i + 1]]);
-                if (idsByPiece.TryGetValue(merged, out var id) && scores[id] > bestScore)
+                var merged = Encoding.Latin1.GetString(_pieces[tokens[i]]) + Encoding.Latin1.GetString(_pieces[tokens[i + 1]]);
+                if (_idsByPiece.TryGetValue(merged, out var id) && _scores[id] > bestScore)
                 {
-                    bestScore = scores[id];
+                    bestScore = _scores[id];
                     bestId = id;
                     bestIndex = i;
                 }
@@ -120,10 +120,10 @@ public sealed class Llama2cTokenizer
     /// <summary>The bytes <paramref name="token"/> prints after <paramref name="previous"/>: raw byte for <c>&lt;0xNN&gt;</c>, leading space dropped right after BOS.</summary>
     public ReadOnlySpan<byte> DecodeBytes(int previous, int token)
     {
-        if ((uint)token >= (uint)pieces.Length)
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"token id {token} is outside the vocabulary of {pieces.Length}");
-        if (rawBytes[token] is { } raw) return raw;
-        var piece = pieces[token].AsSpan();
+        if ((uint)token >= (uint)_pieces.Length)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"token id {token} is outside the vocabulary of {_pieces.Length}");
+        if (_rawBytes[token] is { } raw) return raw;
+        var piece = _pieces[token].AsSpan();
         if (previous == Bos && piece.Length > 0 && piece[0] == (byte)' ') piece = piece[1..];
         return piece;
     }
@@ -146,27 +146,5 @@ public sealed class Llama2cTokenizer
         var lead = utf8[index];
         var length = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
         return Math.Min(length, utf8.Length - index);
-    }
-}
-
-/// <summary>Turns a stream of token bytes into text, holding back an incomplete UTF-8 sequence until its last byte arrives.</summary>
-public sealed class StreamingTextDecoder
-{
-    private readonly Decoder decoder = Encoding.UTF8.GetDecoder();
-    private readonly char[] buffer = new char[1024];
-
-    public string Append(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.IsEmpty) return string.Empty;
-        var builder = new StringBuilder();
-        while (!bytes.IsEmpty)
-        {
-            var chunk = bytes[..Math.Min(bytes.Length, 256)];
-            var count = decoder.GetChars(chunk, buffer, flush: false);
-            foreach (var ch in buffer.AsSpan(0, count))
-                if (!char.IsControl(ch) || char.IsWhiteSpace(ch)) builder.Append(ch);
-            bytes = bytes[chunk.Length..];
-        }
-        return builder.ToString();
     }
 }

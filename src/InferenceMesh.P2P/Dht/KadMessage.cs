@@ -1,74 +1,7 @@
-using System.Buffers;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P.Dht;
-
-/// <summary>The kad-dht <c>Message.MessageType</c>; a response carries its request's type.</summary>
-public enum KadMessageType
-{
-    /// <summary>Store a record (0 is the protobuf default: js-libp2p omits the field).</summary>
-    PutValue = 0,
-    /// <summary>Fetch a record and closer peers.</summary>
-    GetValue = 1,
-    /// <summary>Announce the sender as a provider of a key.</summary>
-    AddProvider = 2,
-    /// <summary>Fetch the providers of a key and closer peers.</summary>
-    GetProviders = 3,
-    /// <summary>Fetch the peers closest to a key.</summary>
-    FindNode = 4,
-    /// <summary>Liveness check (deprecated in the spec; still answered).</summary>
-    Ping = 5,
-}
-
-/// <summary>The kad-dht <c>Message.ConnectionType</c> of a listed peer.</summary>
-public enum KadConnectionType
-{
-    /// <summary>No connection and no extra information (default).</summary>
-    NotConnected = 0,
-    /// <summary>The sender has a live connection to the peer.</summary>
-    Connected = 1,
-    /// <summary>The sender recently connected to the peer.</summary>
-    CanConnect = 2,
-    /// <summary>The sender recently failed to connect to the peer.</summary>
-    CannotConnect = 3,
-}
-
-/// <summary>A peer listed in a message (<c>Message.Peer</c>): PeerId, addresses, connection hint.</summary>
-public sealed record KadPeer(PeerId Id, IReadOnlyList<Multiaddr> Addresses, KadConnectionType Connection = KadConnectionType.NotConnected)
-{
-    /// <summary>A peer from a multiaddr ending in <c>/p2p/&lt;PeerId&gt;</c> (a <c>--bootstrap</c> argument); throws <see cref="DhtException"/> (InvalidMessage) without one.</summary>
-    public static KadPeer FromMultiaddr(Multiaddr address)
-    {
-        var id = address.PeerId ?? throw new DhtException(DhtErrorCode.InvalidMessage, $"{address} does not end in /p2p/<PeerId>");
-        return new KadPeer(id, [address.WithoutPeerId()]);
-    }
-}
-
-/// <summary>
-/// The kad-dht <c>Record</c>: key, value and <c>timeReceived</c> (RFC 3339 text, set by the receiver;
-/// js-libp2p requires it to be present).
-/// </summary>
-public sealed record KadRecord(byte[] Key, byte[] Value, string TimeReceived = "");
-
-/// <summary>Limits applied when decoding a kad-dht message from the wire.</summary>
-public sealed record KadMessageLimits
-{
-    /// <summary>Largest message accepted, in bytes (length prefix excluded). go-libp2p uses 4 MiB; the mesh needs far less.</summary>
-    public int MaxMessageSize { get; init; } = 1024 * 1024;
-
-    /// <summary>Most entries in closerPeers plus providerPeers.</summary>
-    public int MaxPeers { get; init; } = 100;
-
-    /// <summary>Most addresses kept per listed peer (the rest are dropped).</summary>
-    public int MaxAddressesPerPeer { get; init; } = 16;
-
-    /// <summary>Longest key, in bytes.</summary>
-    public int MaxKeyLength { get; init; } = 1024;
-
-    /// <summary>The defaults.</summary>
-    public static KadMessageLimits Default { get; } = new();
-}
 
 /// <summary>
 /// A kad-dht <c>Message</c> (libp2p/specs kad-dht): requests and responses share the type. Encoding is
@@ -250,55 +183,5 @@ public sealed record KadMessage
             }
         }
         return id is null || bad ? null : new KadPeer(id, addrs is null ? [] : addrs, conn);
-    }
-}
-
-/// <summary>The wire frame of kad-dht: unsigned-varint length, then the protobuf message.</summary>
-public static class KadFraming
-{
-    /// <summary>Writes one framed message.</summary>
-    public static void Write(IBufferWriter<byte> output, KadMessage message)
-    {
-        var w = new ProtoWriter();
-        message.WriteTo(w);
-        Varint.Write(output, (ulong)w.Length);
-        output.Write(w.WrittenSpan);
-    }
-
-    /// <summary>One framed message as bytes.</summary>
-    public static byte[] ToFrame(KadMessage message)
-    {
-        var b = new ArrayBufferWriter<byte>();
-        Write(b, message);
-        return b.WrittenSpan.ToArray();
-    }
-
-    /// <summary>
-    /// Cuts one frame from <paramref name="buffer"/>. Returns false (buffer unchanged) when more bytes are
-    /// needed; throws <see cref="DhtException"/> (LimitExceeded) as soon as the length prefix exceeds
-    /// <paramref name="maxMessageSize"/>, before any memory is taken for it. On true, <paramref name="buffer"/>
-    /// is advanced past the frame.
-    /// </summary>
-    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, int maxMessageSize, out ReadOnlySequence<byte> payload)
-    {
-        payload = default;
-        var reader = new SequenceReader<byte>(buffer);
-        ulong len;
-        try
-        {
-            if (!Varint.TryRead(ref reader, out len))
-                return false;
-        }
-        catch (P2PException e)
-        {
-            throw new DhtException(DhtErrorCode.InvalidMessage, "bad DHT frame length prefix", e);
-        }
-        if (len > (ulong)maxMessageSize)
-            throw new DhtException(DhtErrorCode.LimitExceeded, $"DHT message of {len} bytes exceeds {maxMessageSize}");
-        if (reader.Remaining < (long)len)
-            return false;
-        payload = buffer.Slice(reader.Position, (long)len);
-        buffer = buffer.Slice(payload.End);
-        return true;
     }
 }

@@ -4,54 +4,6 @@ using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P.Dht;
 
-/// <summary>Routing-table settings.</summary>
-public sealed record RoutingTableOptions
-{
-    /// <summary>Bucket size k (libp2p: 20).</summary>
-    public int BucketSize { get; init; } = 20;
-
-    /// <summary>Most peers of one IPv4 /24 (IPv6 /48) in one bucket (go-libp2p-kbucket's diversity filter: 2).</summary>
-    public int MaxPerIpGroupPerBucket { get; init; } = 2;
-
-    /// <summary>Most peers of one IPv4 /24 (IPv6 /48) in the whole table.</summary>
-    public int MaxPerIpGroupPerTable { get; init; } = 10;
-
-    /// <summary>Loopback and link-local addresses escape the per-group caps (local tests, one-machine meshes).</summary>
-    public bool ExemptLoopback { get; init; } = true;
-
-    /// <summary>Consecutive unanswered requests after which a peer is evicted.</summary>
-    public int MaxConsecutiveFailures { get; init; } = 2;
-
-    /// <summary>Candidates remembered per full bucket, promoted when a member is evicted.</summary>
-    public int ReplacementCacheSize { get; init; } = 20;
-
-    /// <summary>Most addresses stored per peer.</summary>
-    public int MaxAddressesPerPeer { get; init; } = 8;
-}
-
-/// <summary>One routing-table entry; a snapshot, safe to keep.</summary>
-/// <param name="Peer">The peer.</param>
-/// <param name="Id">Its Kademlia id.</param>
-/// <param name="Addresses">Its known addresses.</param>
-/// <param name="AddedAt">When it entered the table.</param>
-/// <param name="LastSeen">When it last answered or contacted us.</param>
-public sealed record RoutingEntry(PeerId Peer, KadId Id, IReadOnlyList<Multiaddr> Addresses, DateTimeOffset AddedAt, DateTimeOffset LastSeen);
-
-/// <summary>Outcome of <see cref="RoutingTable.TryAdd"/>.</summary>
-public enum RoutingAddResult
-{
-    /// <summary>New entry.</summary>
-    Added,
-    /// <summary>Already present: last-seen time and addresses refreshed.</summary>
-    Updated,
-    /// <summary>Its IP group already fills its quota (counted in <see cref="DhtMetrics.RejectedDiversity"/>).</summary>
-    RejectedDiversity,
-    /// <summary>The bucket is full of live peers; the candidate waits in the replacement cache.</summary>
-    BucketFull,
-    /// <summary>The local peer itself, never stored.</summary>
-    Self,
-}
-
 /// <summary>
 /// Kademlia k-buckets indexed by common-prefix length with the local id (256 buckets of at most k).
 /// Long-lived peers are kept: a full bucket never drops a member for a newcomer; members leave only after

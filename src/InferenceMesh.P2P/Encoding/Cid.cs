@@ -1,3 +1,5 @@
+using InferenceMesh.Core;
+
 namespace InferenceMesh.P2P.Encoding;
 
 /// <summary>Content identifiers as the DHT keys them: the multihash inside a CIDv0 (<c>Qm…</c>) or a base32 CIDv1 (<c>b…</c>).</summary>
@@ -14,9 +16,9 @@ public static class Cid
             {
                 // CIDv1: version varint, codec varint, then the multihash.
                 var bytes = Base32.Decode(text.AsSpan(1));
-                var version = Varint.Read(bytes, out var versionLength);
-                Varint.Read(bytes.AsSpan(versionLength), out var codecLength);
-                if (version == 1 && bytes.Length > versionLength + codecLength)
+                if (UnsignedVarint.TryDecode(bytes, out var version, out var versionLength)
+                    && UnsignedVarint.TryDecode(bytes.AsSpan(versionLength), out _, out var codecLength)
+                    && version == 1 && bytes.Length > versionLength + codecLength)
                     return bytes[(versionLength + codecLength)..];
             }
         }

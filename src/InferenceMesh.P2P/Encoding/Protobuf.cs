@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using InferenceMesh.Core;
 
 namespace InferenceMesh.P2P.Encoding;
 
@@ -19,7 +20,7 @@ internal sealed class ProtoWriter(int capacity = 128)
     /// <summary>A varint field; protobuf writes negative int32/int64 values as 10-byte varints, so the full 64 bits are written.</summary>
     public void WriteVarint(int field, ulong value)
     {
-        Varint.Write(_buffer, (ulong)(field << 3));
+        UnsignedVarint.Write(_buffer, (ulong)(field << 3));
         var span = _buffer.GetSpan(10);
         var i = 0;
         while (value >= 0x80)
@@ -33,8 +34,8 @@ internal sealed class ProtoWriter(int capacity = 128)
 
     public void WriteBytes(int field, ReadOnlySpan<byte> value)
     {
-        Varint.Write(_buffer, (ulong)((field << 3) | 2));
-        Varint.Write(_buffer, (ulong)value.Length);
+        UnsignedVarint.Write(_buffer, (ulong)((field << 3) | 2));
+        UnsignedVarint.Write(_buffer, (ulong)value.Length);
         _buffer.Write(value);
     }
 
@@ -42,7 +43,7 @@ internal sealed class ProtoWriter(int capacity = 128)
 
     public void WriteFixed64(int field, ulong value)
     {
-        Varint.Write(_buffer, (ulong)((field << 3) | 1));
+        UnsignedVarint.Write(_buffer, (ulong)((field << 3) | 1));
         BinaryPrimitives.WriteUInt64LittleEndian(_buffer.GetSpan(8), value);
         _buffer.Advance(8);
     }

@@ -1,7 +1,3 @@
-using System.Buffers;
-using System.Diagnostics;
-using System.IO.Pipelines;
-using System.Security.Cryptography;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Muxing;
 using InferenceMesh.P2P.Protocols;
@@ -99,8 +95,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
     public async Task<Libp2pStream> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken = default)
     {
         var ys = await _session.OpenStreamAsync(cancellationToken).ConfigureAwait(false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
-        timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
+        using var timeout = new Deadline(_host.Options.StreamNegotiationTimeout, _host.Options.Time, cancellationToken, _cts.Token);
         try
         {
             var protocol = await Multistream.SelectAsync(ys, protocols, timeout.Token).ConfigureAwait(false);
@@ -124,58 +119,16 @@ public sealed class Libp2pConnection : IAsyncDisposable
     public Task<Libp2pStream> OpenStreamAsync(string protocol, CancellationToken cancellationToken = default) =>
         OpenStreamAsync([protocol], cancellationToken);
 
-    /// <summary>
-    /// Runs <paramref name="count"/> libp2p pings (<c>/ipfs/ping/1.0.0</c>) on one stream, one after another;
-    /// returns each round-trip time. Throws <see cref="P2PException"/> (IntegrityMismatch code via ProtocolViolation)
-    /// if an echo differs. Safe to cancel.
-    /// </summary>
-    public async Task<IReadOnlyList<TimeSpan>> PingAsync(int count = 1, CancellationToken cancellationToken = default)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        await using var s = await OpenStreamAsync(PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
-        var rtts = new List<TimeSpan>(count);
-        var payload = new byte[PingProtocol.PayloadSize];
-        var echo = new byte[PingProtocol.PayloadSize];
-        for (var i = 0; i < count; i++)
-        {
-            RandomNumberGenerator.Fill(payload);
-            var start = Stopwatch.GetTimestamp();
-            await s.Output.WriteAsync(payload, cancellationToken).ConfigureAwait(false);
-            if (!await ReadExactlyAsync(s.Input, echo, cancellationToken).ConfigureAwait(false))
-                throw new P2PException(P2PErrorCode.ConnectionClosed, $"ping stream to {RemotePeer} closed early");
-            rtts.Add(Stopwatch.GetElapsedTime(start));
-            if (!echo.AsSpan().SequenceEqual(payload))
-                throw new P2PException(P2PErrorCode.ProtocolViolation, $"ping echo from {RemotePeer} differs from what was sent");
-        }
-        return rtts;
-    }
-
-    internal static async ValueTask<bool> ReadExactlyAsync(PipeReader reader, Memory<byte> dest, CancellationToken ct)
-    {
-        var got = 0;
-        while (got < dest.Length)
-        {
-            var r = await reader.ReadAsync(ct).ConfigureAwait(false);
-            var buf = r.Buffer;
-            var n = (int)Math.Min(buf.Length, dest.Length - got);
-            buf.Slice(0, n).CopyTo(dest.Span[got..]);
-            got += n;
-            reader.AdvanceTo(buf.GetPosition(n), buf.End);
-            if (got < dest.Length && r.IsCompleted)
-                return false;
-        }
-        return true;
-    }
+    /// <summary>Runs <paramref name="count"/> libp2p pings on one stream; see <see cref="PingProtocol.PingAsync"/>. Safe to cancel.</summary>
+    public Task<IReadOnlyList<TimeSpan>> PingAsync(int count = 1, CancellationToken cancellationToken = default) =>
+        PingProtocol.PingAsync(this, count, cancellationToken);
 
     /// <summary>Asks the remote for its Identify now and records it. Safe to cancel.</summary>
     public async Task<IdentifyInfo> IdentifyAsync(CancellationToken cancellationToken = default)
     {
         try
         {
-            await using var s = await OpenStreamAsync(IdentifyCodec.ProtocolId, cancellationToken).ConfigureAwait(false);
-            var msg = await LengthPrefixed.ReadAsync(s.Input, _host.Options.MaxIdentifyMessage, cancellationToken).ConfigureAwait(false)
-                ?? throw new P2PException(P2PErrorCode.ProtocolViolation, $"{RemotePeer} closed Identify without a message");
-            var info = IdentifyCodec.Decode(msg);
+            var info = await IdentifyProtocol.RequestAsync(this, _host.Options.MaxIdentifyMessage, cancellationToken).ConfigureAwait(false);
             CheckKey(info);
             _remoteInfo = info;
             _identified.TrySetResult(info);
@@ -225,9 +178,8 @@ public sealed class Libp2pConnection : IAsyncDisposable
         try
         {
             string protocol;
-            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token))
+            using (var timeout = new Deadline(_host.Options.StreamNegotiationTimeout, _host.Options.Time, _cts.Token))
             {
-                timeout.CancelAfter(_host.Options.StreamNegotiationTimeout);
                 protocol = await Multistream.ListenAsync(ys, _host.HasHandler, timeout.Token).ConfigureAwait(false);
             }
             var handler = _host.GetHandler(protocol);

@@ -10,8 +10,8 @@ namespace InferenceMesh.P2P.Hosting;
 /// <summary>
 /// A libp2p host: listens, dials by multiaddr (checking the <c>/p2p/</c> PeerId), upgrades every connection
 /// (multistream-select → Noise → Yamux, the muxer chosen in the handshake when both sides list one),
-/// keeps a pool of connections by PeerId, serves registered protocol handlers, and runs Identify,
-/// Identify-push and Ping. Thread-safe. Typical use:
+/// keeps a pool of connections by PeerId, serves registered protocol handlers, and runs Identify and
+/// Identify-push (<see cref="IdentifyProtocol"/>) and Ping (<see cref="PingProtocol"/>). Thread-safe. Typical use:
 /// <code>
 /// await using var host = new Libp2pHost(new Libp2pHostOptions { Identity = key });
 /// await host.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], ct);
@@ -32,6 +32,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     private readonly NoiseIdentity _noise;
     private readonly IReadOnlyList<ITransport> _transports;
     private readonly YamuxOptions _yamux;
+    private readonly IdentifyProtocol _identify;
     private int _disposed;
     private volatile bool _started;
 
@@ -43,10 +44,11 @@ public sealed class Libp2pHost : IAsyncDisposable
         Options = options;
         _noise = new NoiseIdentity(options.Identity);
         _transports = options.Transports ?? [new TcpTransport(options.Pool)];
-        _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log };
-        _handlers[IdentifyCodec.ProtocolId] = ServeIdentifyAsync;
-        _handlers[IdentifyCodec.PushProtocolId] = ServeIdentifyPushAsync;
-        _handlers[PingProtocol.ProtocolId] = ServePingAsync;
+        _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log, Time = options.Yamux.Time ?? options.Time };
+        _identify = new IdentifyProtocol(this);
+        _handlers[IdentifyCodec.ProtocolId] = _identify.ServeAsync;
+        _handlers[IdentifyCodec.PushProtocolId] = _identify.ServePushAsync;
+        _handlers[PingProtocol.ProtocolId] = PingProtocol.ServeAsync;
         _idleSweep = options.IdleConnectionTimeout == Timeout.InfiniteTimeSpan ? Task.CompletedTask : Task.Run(CloseIdleConnectionsAsync);
     }
 
@@ -199,27 +201,11 @@ public sealed class Libp2pHost : IAsyncDisposable
     public async Task<IReadOnlyList<TimeSpan>> PingAsync(Multiaddr address, int count = 1, CancellationToken cancellationToken = default)
     {
         var conn = await DialAsync(address, cancellationToken).ConfigureAwait(false);
-        return await conn.PingAsync(count, cancellationToken).ConfigureAwait(false);
+        return await PingProtocol.PingAsync(conn, count, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Sends Identify-push to every connected peer; failures are logged, not thrown. Safe to cancel.</summary>
-    public async Task PushIdentifyAsync(CancellationToken cancellationToken = default)
-    {
-        var tasks = Connections.Select(async c =>
-        {
-            try
-            {
-                await using var s = await c.OpenStreamAsync(IdentifyCodec.PushProtocolId, cancellationToken).ConfigureAwait(false);
-                LengthPrefixed.Write(s.Output, IdentifyCodec.Encode(BuildIdentify(c)));
-                await s.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is P2PException or OperationCanceledException or InvalidOperationException)
-            {
-                Options.Log?.Invoke($"identify-push to {c.RemotePeer} failed: {Libp2pConnection.Describe(e)}");
-            }
-        });
-        await Task.WhenAll(tasks).ConfigureAwait(false);
-    }
+    public Task PushIdentifyAsync(CancellationToken cancellationToken = default) => _identify.PushAsync(cancellationToken);
 
     private ITransport FindTransport(Multiaddr addr) =>
         _transports.FirstOrDefault(t => t.CanHandle(addr))
@@ -230,8 +216,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     private async Task<Libp2pConnection> UpgradeOutboundAsync(Multiaddr address, PeerId? expected, CancellationToken cancellationToken)
     {
         var transport = FindTransport(address);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(Options.HandshakeTimeout);
+        using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, cancellationToken, _stopping.Token);
         ITransportConnection raw;
         try
         {
@@ -318,7 +303,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         var timeout = Options.IdleConnectionTimeout;
         var period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(15).Ticks));
-        using var timer = new PeriodicTimer(period);
+        using var timer = new PeriodicTimer(period, Options.Time);
         try
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
@@ -370,9 +355,8 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         try
         {
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            cts.CancelAfter(Options.HandshakeTimeout);
-            await conn.IdentifyAsync(cts.Token).ConfigureAwait(false);
+            using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, _stopping.Token);
+            await conn.IdentifyAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is P2PException or OperationCanceledException or InvalidOperationException)
         {
@@ -402,8 +386,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             }
             _ = Task.Run(async () =>
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-                timeout.CancelAfter(Options.HandshakeTimeout);
+                using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, _stopping.Token);
                 try
                 {
                     await UpgradeAsync(raw, false, null, timeout.Token, CancellationToken.None).ConfigureAwait(false);
@@ -413,44 +396,6 @@ public sealed class Libp2pHost : IAsyncDisposable
                     // reported by UpgradeAsync
                 }
             });
-        }
-    }
-
-    // ---------------- built-in protocols ----------------
-
-    private IdentifyInfo BuildIdentify(Libp2pConnection conn) => new()
-    {
-        ProtocolVersion = Options.ProtocolVersion,
-        AgentVersion = Options.AgentVersion,
-        PublicKey = Options.Identity.PublicKeyProtobuf,
-        ListenAddresses = ListenAddresses,
-        ObservedAddress = conn.RemoteAddress,
-        Protocols = Protocols,
-    };
-
-    private async Task ServeIdentifyAsync(Libp2pStream stream, CancellationToken ct)
-    {
-        LengthPrefixed.Write(stream.Output, IdentifyCodec.Encode(BuildIdentify(stream.Connection)));
-        await stream.Output.FlushAsync(ct).ConfigureAwait(false);
-        await stream.Output.CompleteAsync().ConfigureAwait(false);
-    }
-
-    private async Task ServeIdentifyPushAsync(Libp2pStream stream, CancellationToken ct)
-    {
-        var msg = await LengthPrefixed.ReadAsync(stream.Input, Options.MaxIdentifyMessage, ct).ConfigureAwait(false);
-        if (msg is null)
-            return;
-        stream.Connection.OnIdentifyPush(IdentifyCodec.Decode(msg), msg);
-    }
-
-    private static async Task ServePingAsync(Libp2pStream stream, CancellationToken ct)
-    {
-        var buf = new byte[PingProtocol.PayloadSize];
-        while (await Libp2pConnection.ReadExactlyAsync(stream.Input, buf, ct).ConfigureAwait(false))
-        {
-            var r = await stream.Output.WriteAsync(buf, ct).ConfigureAwait(false);
-            if (r.IsCompleted)
-                return;
         }
     }
 

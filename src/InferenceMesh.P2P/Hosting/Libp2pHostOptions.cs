@@ -56,4 +56,10 @@ public sealed record Libp2pHostOptions
 
     /// <summary>Receives one line per rejected or failed connection and handler error; null for none.</summary>
     public Action<string>? Log { get; init; }
+
+    /// <summary>
+    /// The clock behind every time-based decision of the host: idle-connection closing and trimming, and the
+    /// handshake, stream-negotiation and Identify timeouts (also given to Yamux when <see cref="YamuxOptions.Time"/> is null).
+    /// </summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
 }

@@ -36,8 +36,3 @@ public sealed class Libp2pStream : IDuplexPipe, IAsyncDisposable
     /// <summary>Half-closes (FIN) if not yet done and stops reading. Not safe to cancel.</summary>
     public ValueTask DisposeAsync() => _inner.DisposeAsync();
 }
-
-/// <summary>Serves one inbound stream. The host disposes the stream when the returned task ends, and resets it if the task faults.</summary>
-/// <param name="stream">The negotiated stream.</param>
-/// <param name="cancellationToken">Cancelled when the host stops.</param>
-public delegate Task Libp2pStreamHandler(Libp2pStream stream, CancellationToken cancellationToken);

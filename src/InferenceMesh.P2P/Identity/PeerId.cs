@@ -1,3 +1,4 @@
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Encoding;
 
 namespace InferenceMesh.P2P.Identity;
@@ -51,8 +52,8 @@ public sealed class PeerId : IEquatable<PeerId>
     {
         if (multihash.Length > MaxLength)
             throw new P2PException(P2PErrorCode.LimitExceeded, $"PeerId of {multihash.Length} bytes exceeds {MaxLength}");
-        var code = Varint.Read(multihash, out var n1);
-        var len = Varint.Read(multihash[n1..], out var n2);
+        if (!UnsignedVarint.TryDecode(multihash, out var code, out var n1) || !UnsignedVarint.TryDecode(multihash[n1..], out var len, out var n2))
+            throw new P2PException(P2PErrorCode.InvalidEncoding, "PeerId multihash has a malformed varint");
         if ((ulong)(multihash.Length - n1 - n2) != len)
             throw new P2PException(P2PErrorCode.InvalidEncoding, "PeerId multihash length does not match its digest");
         if (code == IdentityCode)
@@ -86,8 +87,8 @@ public sealed class PeerId : IEquatable<PeerId>
             'z' => Base58.Decode(text.AsSpan(1)),
             _ => throw new P2PException(P2PErrorCode.InvalidEncoding, $"'{Truncate(text)}' is not a PeerId (base58btc multihash or CIDv1)"),
         };
-        var version = Varint.Read(cid, out var n1);
-        var codec = Varint.Read(cid.AsSpan(n1), out var n2);
+        if (!UnsignedVarint.TryDecode(cid, out var version, out var n1) || !UnsignedVarint.TryDecode(cid.AsSpan(n1), out var codec, out var n2))
+            throw new P2PException(P2PErrorCode.InvalidEncoding, "PeerId CID has a malformed varint");
         if (version != 1 || codec != LibP2pKeyCodec)
             throw new P2PException(P2PErrorCode.InvalidEncoding, $"CID is version {version} codec 0x{codec:x}; a PeerId needs CIDv1 with codec libp2p-key (0x72)");
         return FromBytes(cid.AsSpan(n1 + n2));

@@ -45,6 +45,9 @@ public sealed record YamuxOptions
     /// <summary>One line per session-ending error, or null for none.</summary>
     public Action<string>? Log { get; init; }
 
+    /// <summary>The clock that <see cref="YamuxSession.IdleTime"/> is read from; <see cref="TimeProvider.System"/> when null.</summary>
+    public TimeProvider? Time { get; init; }
+
     internal void Validate()
     {
         if (MaxStreamWindow < InitialWindow)

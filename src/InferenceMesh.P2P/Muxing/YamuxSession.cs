@@ -33,8 +33,9 @@ public sealed class YamuxSession : IAsyncDisposable
     private int _queuedControl;
     private int _pingId;
     private int _streamCount;
-    // Stopwatch timestamp of the last stream opened or closed: how long the session has been idle.
-    private long _lastStreamChange = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _time;
+    // Timestamp (of _time) of the last stream opened or closed: how long the session has been idle.
+    private long _lastStreamChange;
     private volatile bool _remoteGoAway;
     // Set under the write lock once our GoAway is written: it must be the last frame the remote sees.
     private bool _goAwaySent;
@@ -59,6 +60,8 @@ public sealed class YamuxSession : IAsyncDisposable
         _nextStreamId = isClient ? 1u : 2u;
         _unacked = new SemaphoreSlim(Options.MaxUnackedOutboundStreams, Options.MaxUnackedOutboundStreams);
         Pool = Options.Pool ?? MemoryPool<byte>.Shared;
+        _time = Options.Time ?? TimeProvider.System;
+        _lastStreamChange = _time.GetTimestamp();
     }
 
     /// <summary>The options in force.</summary>
@@ -73,7 +76,7 @@ public sealed class YamuxSession : IAsyncDisposable
     public int StreamCount => Volatile.Read(ref _streamCount);
 
     /// <summary>How long the session has had no open stream: zero while one is open, else the time since the last one closed (or since the session began).</summary>
-    public TimeSpan IdleTime => StreamCount > 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStreamChange));
+    public TimeSpan IdleTime => StreamCount > 0 ? TimeSpan.Zero : _time.GetElapsedTime(Volatile.Read(ref _lastStreamChange));
 
     /// <summary>True once the remote sent GoAway or the session ended: no new stream can be opened on it.</summary>
     public bool IsGoingAway => _remoteGoAway || _closed;
@@ -370,7 +373,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
-    private void MarkStreamChange() => Volatile.Write(ref _lastStreamChange, Stopwatch.GetTimestamp());
+    private void MarkStreamChange() => Volatile.Write(ref _lastStreamChange, _time.GetTimestamp());
 
     // ---------------- writing ----------------
 

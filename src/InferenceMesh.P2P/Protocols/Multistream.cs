@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
-using InferenceMesh.P2P.Encoding;
+using InferenceMesh.Core;
 
 namespace InferenceMesh.P2P.Protocols;
 
@@ -83,8 +83,8 @@ public static class Multistream
         var count = System.Text.Encoding.UTF8.GetByteCount(message) + 1;
         if (count > MaxMessageLength)
             throw new P2PException(P2PErrorCode.LimitExceeded, $"multistream message of {count} bytes exceeds {MaxMessageLength}");
-        var span = writer.GetSpan(Varint.MaxLength + count);
-        var n = Varint.Write(span, (ulong)count);
+        var span = writer.GetSpan(UnsignedVarint.MaxBytes + count);
+        var n = UnsignedVarint.Write(span, (ulong)count);
         n += System.Text.Encoding.UTF8.GetBytes(message, span[n..]);
         span[n++] = (byte)'\n';
         writer.Advance(n);
@@ -99,16 +99,8 @@ public static class Multistream
     {
         message = "";
         var reader = new SequenceReader<byte>(buffer);
-        ulong len;
-        try
-        {
-            if (!Varint.TryRead(ref reader, out len))
-                return false;
-        }
-        catch (P2PException e) when (e.P2PCode == P2PErrorCode.InvalidEncoding)
-        {
-            throw new P2PException(P2PErrorCode.ProtocolViolation, $"multistream: {e.Message}", e);
-        }
+        if (!UnsignedVarint.TryRead(ref reader, out var len, why => new P2PException(P2PErrorCode.ProtocolViolation, $"multistream: {why}")))
+            return false;
         if (len > MaxMessageLength)
             throw new P2PException(P2PErrorCode.LimitExceeded, $"multistream message of {len} bytes exceeds {MaxMessageLength}");
         if (len == 0)
@@ -165,57 +157,4 @@ public static class Multistream
     }
 
     private static string Clip(string s) => s.Length > 80 ? s[..80] + "…" : s;
-}
-
-/// <summary>Unsigned-varint length-prefixed messages, as Identify and other libp2p protocols frame protobufs.</summary>
-public static class LengthPrefixed
-{
-    /// <summary>Writes the varint length then the bytes, without flushing.</summary>
-    public static void Write(PipeWriter writer, ReadOnlySpan<byte> message)
-    {
-        Varint.Write(writer, (ulong)message.Length);
-        writer.Write(message);
-    }
-
-    /// <summary>
-    /// Reads one message of at most <paramref name="maxLength"/> bytes; null on a clean EOF before any byte.
-    /// Safe to cancel (the reader is left at a message boundary only if nothing was consumed).
-    /// </summary>
-    public static async ValueTask<byte[]?> ReadAsync(PipeReader reader, int maxLength, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            var consumed = buffer.Start;
-            var examined = buffer.End;
-            try
-            {
-                var sr = new SequenceReader<byte>(buffer);
-                if (Varint.TryRead(ref sr, out var len))
-                {
-                    if (len > (ulong)maxLength)
-                        throw new P2PException(P2PErrorCode.LimitExceeded, $"message of {len} bytes exceeds {maxLength}");
-                    if (sr.Remaining >= (long)len)
-                    {
-                        var bytes = new byte[len];
-                        sr.TryCopyTo(bytes);
-                        sr.Advance((long)len);
-                        consumed = examined = sr.Position;
-                        return bytes;
-                    }
-                }
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    if (buffer.IsEmpty)
-                        return null;
-                    throw new P2PException(P2PErrorCode.ProtocolViolation, "stream ended inside a length-prefixed message");
-                }
-            }
-            finally
-            {
-                reader.AdvanceTo(consumed, examined);
-            }
-        }
-    }
 }

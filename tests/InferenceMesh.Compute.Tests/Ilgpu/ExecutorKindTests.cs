@@ -13,10 +13,10 @@ public sealed class ExecutorKindTests(ITestOutputHelper output)
     [InlineData("auto", ExecutorKind.Auto)]
     [InlineData("ORT", ExecutorKind.Ort)]
     [InlineData(" ilgpu ", ExecutorKind.Ilgpu)]
-    public void Parses_the_option_values(string text, ExecutorKind expected) => Assert.Equal(expected, ExecutorKinds.Parse(text));
+    public void ParsesTheOptionValues(string text, ExecutorKind expected) => Assert.Equal(expected, ExecutorKinds.Parse(text));
 
     [Fact]
-    public void Refuses_an_unknown_executor()
+    public void RefusesAnUnknownExecutor()
     {
         var e = Assert.Throws<MeshException>(() => ExecutorKinds.Parse("cuda"));
         Assert.Equal(MeshErrorCode.InvalidArgument, e.Code);
@@ -24,7 +24,7 @@ public sealed class ExecutorKindTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Auto_takes_ILGPU_on_a_GPU_and_OnnxRuntime_on_a_CPU()
+    public void AutoTakesILGPUOnAGPUAndOnnxRuntimeOnACPU()
     {
         var gpu = ExecutorKinds.Resolve(ExecutorKind.Auto, WithGpu);
         Assert.Equal((ExecutorKind.Ilgpu, IlgpuBackend.Cuda), (gpu.Kind, gpu.Backend));
@@ -35,7 +35,7 @@ public sealed class ExecutorKindTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Explicit_choices_are_kept()
+    public void ExplicitChoicesAreKept()
     {
         Assert.Equal(ExecutorKind.Ort, ExecutorKinds.Resolve(ExecutorKind.Ort, WithGpu).Kind);
         var ilgpuOnCpu = ExecutorKinds.Resolve(ExecutorKind.Ilgpu, WithoutGpu);
@@ -44,7 +44,7 @@ public sealed class ExecutorKindTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Resolution_on_this_machine_says_what_it_found()
+    public void ResolutionOnThisMachineSaysWhatItFound()
     {
         var probe = IlgpuDevices.Probe();
         var choice = ExecutorKinds.Resolve(ExecutorKind.Auto);

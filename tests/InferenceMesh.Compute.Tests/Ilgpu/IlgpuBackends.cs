@@ -10,8 +10,8 @@ namespace InferenceMesh.Compute.Tests.Ilgpu;
 /// </summary>
 public sealed class IlgpuBackends : IDisposable
 {
-    private readonly Dictionary<IlgpuBackend, IlgpuDevice> devices = new();
-    private readonly Lock gate = new();
+    private readonly Dictionary<IlgpuBackend, IlgpuDevice> _devices = new();
+    private readonly Lock _gate = new();
 
     public static TheoryData<IlgpuBackend> All => new() { IlgpuBackend.Cpu, IlgpuBackend.Cuda };
 
@@ -28,10 +28,10 @@ public sealed class IlgpuBackends : IDisposable
             Console.WriteLine(line);
             throw new SkipException(line);
         }
-        lock (gate)
+        lock (_gate)
         {
-            if (!devices.TryGetValue(backend, out var device))
-                devices[backend] = device = IlgpuDevices.Open(backend);
+            if (!_devices.TryGetValue(backend, out var device))
+                _devices[backend] = device = IlgpuDevices.Open(backend);
             output.WriteLine($"ran on {device}");
             return device;
         }
@@ -39,8 +39,8 @@ public sealed class IlgpuBackends : IDisposable
 
     public void Dispose()
     {
-        foreach (var device in devices.Values) device.Dispose();
-        devices.Clear();
+        foreach (var device in _devices.Values) device.Dispose();
+        _devices.Clear();
     }
 }
 

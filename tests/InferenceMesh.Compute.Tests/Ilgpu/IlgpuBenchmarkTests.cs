@@ -16,7 +16,7 @@ public sealed class IlgpuBenchmarkTests(IlgpuBackends backends, ITestOutputHelpe
 {
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void MatVec_benchmark_reports_bandwidth(IlgpuBackend backend)
+    public void MatVecBenchmarkReportsBandwidth(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var (inDim, outDim, iterations) = backend == IlgpuBackend.Cuda ? (4096, 4096, 200) : (128, 128, 5);
@@ -31,7 +31,7 @@ public sealed class IlgpuBenchmarkTests(IlgpuBackends backends, ITestOutputHelpe
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Stage_decode_benchmark_runs_on_ILGPU_and_OnnxRuntime(IlgpuBackend backend)
+    public void StageDecodeBenchmarkRunsOnILGPUAndOnnxRuntime(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var stage = GraphSplitter.Split(IlgpuStageExecutorTests.SyntheticModel(out _), [new BlockRange(0, 4)]).Single(s => s.Descriptor.Kind == StageKind.Blocks);

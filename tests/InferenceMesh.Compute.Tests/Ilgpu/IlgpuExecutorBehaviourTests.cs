@@ -24,7 +24,7 @@ public sealed class IlgpuExecutorBehaviourTests(IlgpuBackends backends, ITestOut
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Sessions_and_positions_are_bounded_with_clear_errors(IlgpuBackend backend)
+    public void SessionsAndPositionsAreBoundedWithClearErrors(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var stage = WholeBlocks(IlgpuStageExecutorTests.SyntheticConfig, out _);
@@ -65,7 +65,7 @@ public sealed class IlgpuExecutorBehaviourTests(IlgpuBackends backends, ITestOut
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Long_prefill_in_chunks_gives_the_same_activations_and_cache(IlgpuBackend backend)
+    public void LongPrefillInChunksGivesTheSameActivationsAndCache(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var stage = WholeBlocks(IlgpuStageExecutorTests.SyntheticConfig, out _);
@@ -85,7 +85,7 @@ public sealed class IlgpuExecutorBehaviourTests(IlgpuBackends backends, ITestOut
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Group_kernel_path_matches_OnnxRuntime_for_prefill_and_decode(IlgpuBackend backend)
+    public void GroupKernelPathMatchesOnnxRuntimeForPrefillAndDecode(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         // Tiny, because group barriers are slow on the CPU accelerator; this forces the GPU's code path there.
@@ -106,7 +106,7 @@ public sealed class IlgpuExecutorBehaviourTests(IlgpuBackends backends, ITestOut
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Stories260K_generates_the_reference_text_with_ILGPU_block_stages(IlgpuBackend backend)
+    public void Stories260KGeneratesTheReferenceTextWithILGPUBlockStages(IlgpuBackend backend)
     {
         var checkpoint = IlgpuStageExecutorTests.RequireStories260K();
         var device = backends.Get(backend, output);

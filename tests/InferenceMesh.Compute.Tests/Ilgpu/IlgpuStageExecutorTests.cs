@@ -38,7 +38,7 @@ public sealed class IlgpuStageExecutorTests(IlgpuBackends backends, ITestOutputH
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Synthetic_model_every_block_stage_matches_OnnxRuntime(IlgpuBackend backend)
+    public void SyntheticModelEveryBlockStageMatchesOnnxRuntime(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var model = SyntheticModel(out _);
@@ -49,7 +49,7 @@ public sealed class IlgpuStageExecutorTests(IlgpuBackends backends, ITestOutputH
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Stories260K_every_block_stage_matches_OnnxRuntime(IlgpuBackend backend)
+    public void Stories260KEveryBlockStageMatchesOnnxRuntime(IlgpuBackend backend)
     {
         var checkpoint = RequireStories260K();
         var device = backends.Get(backend, output);
@@ -63,7 +63,7 @@ public sealed class IlgpuStageExecutorTests(IlgpuBackends backends, ITestOutputH
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Whole_model_as_one_block_stage_matches_OnnxRuntime(IlgpuBackend backend)
+    public void WholeModelAsOneBlockStageMatchesOnnxRuntime(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var model = SyntheticModel(out _);

@@ -26,7 +26,7 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
         LlamaGraphRecognizer.Recognize(stage.Model, stage.Descriptor.ActivationInput, stage.Descriptor.ActivationOutput);
 
     [Fact]
-    public void Recognizes_dimensions_and_reads_every_weight_of_each_block()
+    public void RecognizesDimensionsAndReadsEveryWeightOfEachBlock()
     {
         var stage = BlockStage(1, 3, out var weights);
         var plan = Recognize(stage);
@@ -56,7 +56,7 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Renamed_and_shuffled_graph_is_recognised_and_gives_the_same_activations(IlgpuBackend backend)
+    public void RenamedAndShuffledGraphIsRecognisedAndGivesTheSameActivations(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var stage = BlockStage(1, 3, out _);
@@ -80,7 +80,7 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
 
     [Theory]
     [MemberData(nameof(Mutations))]
-    public void Graph_that_departs_from_the_pattern_is_refused_with_a_clear_message(string mutation)
+    public void GraphThatDepartsFromThePatternIsRefusedWithAClearMessage(string mutation)
     {
         var stage = BlockStage(0, 2, out _);
         var graph = stage.Model.Graph;
@@ -118,7 +118,7 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void A_different_attention_scale_is_read_from_the_graph(IlgpuBackend backend)
+    public void ADifferentAttentionScaleIsReadFromTheGraph(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var stage = BlockStage(0, 1, out _);
@@ -132,7 +132,7 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
     }
 
     [Fact]
-    public void Head_and_tail_stages_are_refused()
+    public void HeadAndTailStagesAreRefused()
     {
         var model = IlgpuStageExecutorTests.SyntheticModel(out _);
         var stages = GraphSplitter.Split(model, [new BlockRange(0, 4)]);

@@ -23,7 +23,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void MatMul_matches_reference_for_matvec_and_tiled_shapes(IlgpuBackend backend)
+    public void MatMulMatchesReferenceForMatvecAndTiledShapes(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var a = device.Accelerator;
@@ -58,7 +58,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void RmsNorm_matches_reference(IlgpuBackend backend)
+    public void RmsNormMatchesReference(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var a = device.Accelerator;
@@ -82,7 +82,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Rope_rotates_adjacent_pairs_at_each_position(IlgpuBackend backend)
+    public void RopeRotatesAdjacentPairsAtEachPosition(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var a = device.Accelerator;
@@ -100,7 +100,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Softmax_matches_reference_full_and_causal_rows(IlgpuBackend backend)
+    public void SoftmaxMatchesReferenceFullAndCausalRows(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         Softmax_variant(device, grouped: true);
@@ -136,7 +136,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void Attention_over_kv_cache_matches_reference_for_prefill_then_decode(IlgpuBackend backend)
+    public void AttentionOverKvCacheMatchesReferenceForPrefillThenDecode(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         Attention_variant(device, grouped: true);
@@ -183,7 +183,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
 
     [SkippableTheory]
     [MemberData(nameof(IlgpuBackends.All), MemberType = typeof(IlgpuBackends))]
-    public void SiluMul_and_residual_add_match_reference(IlgpuBackend backend)
+    public void SiluMulAndResidualAddMatchReference(IlgpuBackend backend)
     {
         var device = backends.Get(backend, output);
         var a = device.Accelerator;
@@ -207,7 +207,7 @@ public sealed class LlamaKernelsTests(IlgpuBackends backends, ITestOutputHelper 
     }
 
     [Fact]
-    public void Kernel_exp_is_within_a_few_ulp_of_Math_Exp()
+    public void KernelExpIsWithinAFewUlpOfMathExp()
     {
         var worst = 0.0;
         for (var x = -103f; x <= 88.7f; x += 0.01737f)

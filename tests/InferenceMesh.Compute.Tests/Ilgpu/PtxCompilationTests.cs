@@ -26,7 +26,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void Kernel_compiles_to_PTX_for_sm_90(string name)
+    public void KernelCompilesToPTXForSm90(string name)
     {
         var method = typeof(LlamaKernels).GetMethod(name, BindingFlags.Public | BindingFlags.Static)!;
         using var context = Context.Create(builder => builder.Cuda());

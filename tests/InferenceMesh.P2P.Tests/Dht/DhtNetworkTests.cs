@@ -16,7 +16,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Put_and_get_pk_and_custom_namespace_records_from_other_nodes()
+    public void PutAndGetPkAndCustomNamespaceRecordsFromOtherNodes()
     {
         var sim = Small();
         var nodes = sim.AllNodes;
@@ -37,7 +37,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Providers_are_found_and_expire_unless_republished()
+    public void ProvidersAreFoundAndExpireUnlessRepublished()
     {
         var sim = Small();
         var nodes = sim.AllNodes;
@@ -59,7 +59,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Records_expire_after_max_age_and_publishers_republish()
+    public void RecordsExpireAfterMaxAgeAndPublishersRepublish()
     {
         var sim = Small();
         var nodes = sim.AllNodes;
@@ -73,7 +73,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Span_announcements_list_who_serves_each_block_and_lapse_after_their_ttl()
+    public void SpanAnnouncementsListWhoServesEachBlockAndLapseAfterTheirTtl()
     {
         var sim = Small();
         var nodes = sim.AllNodes;
@@ -100,7 +100,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Hostile_put_values_are_refused_counted_and_do_not_displace_honest_entries()
+    public void HostilePutValuesAreRefusedCountedAndDoNotDisplaceHonestEntries()
     {
         var sim = Small(20);
         var nodes = sim.AllNodes;
@@ -139,7 +139,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Readers_drop_forged_and_expired_entries_served_by_a_lying_holder()
+    public void ReadersDropForgedAndExpiredEntriesServedByALyingHolder()
     {
         var sim = Small(30);
         var nodes = sim.AllNodes;
@@ -168,7 +168,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Flood_of_fake_peers_from_one_slash24_keeps_the_honest_routing_table()
+    public void FloodOfFakePeersFromOneSlash24KeepsTheHonestRoutingTable()
     {
         var sim = Small(30);
         var victim = sim.AllNodes[0].Dht;
@@ -189,7 +189,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Client_mode_nodes_query_but_stay_out_of_routing_tables()
+    public void ClientModeNodesQueryButStayOutOfRoutingTables()
     {
         var sim = Small(30);
         var client = sim.AddAndJoin(o => o with { Mode = DhtMode.Client });
@@ -202,7 +202,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Unresponsive_peers_are_evicted_during_lookups()
+    public void UnresponsivePeersAreEvictedDuringLookups()
     {
         var sim = Small(60);
         var nodes = sim.AllNodes;
@@ -222,7 +222,7 @@ public sealed class DhtNetworkTests
     }
 
     [Fact]
-    public void Bootstrap_with_no_answering_seed_fails_with_NoPeers()
+    public void BootstrapWithNoAnsweringSeedFailsWithNoPeers()
     {
         var sim = Small(10);
         foreach (var n in sim.AllNodes) n.Online = false;

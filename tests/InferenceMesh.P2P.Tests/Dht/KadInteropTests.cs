@@ -83,7 +83,7 @@ public sealed class KadInteropTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task CSharp_and_js_kad_dht_peers_share_one_dht()
+    public async Task CSharpAndJsKadDhtPeersShareOneDht()
     {
         var dir = JsPeer.InteropDir();
         if (!Directory.Exists(Path.Combine(dir, "node_modules", "@libp2p", "kad-dht")))

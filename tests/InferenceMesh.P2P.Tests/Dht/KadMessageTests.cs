@@ -1,4 +1,5 @@
 using System.Buffers;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
 
@@ -16,7 +17,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Encodes_the_spec_layout_byte_for_byte()
+    public void EncodesTheSpecLayoutByteForByte()
     {
         // FIND_NODE (type 4) with key "abc": field 1 varint 4, field 2 bytes "abc".
         var m = new KadMessage { Type = KadMessageType.FindNode, Key = "abc"u8.ToArray() };
@@ -28,7 +29,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Round_trips_every_field()
+    public void RoundTripsEveryField()
     {
         var p1 = NewPeer(1);
         var p2 = NewPeer(2);
@@ -54,10 +55,10 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Frame_length_over_the_limit_is_refused_before_its_bytes_arrive()
+    public void FrameLengthOverTheLimitIsRefusedBeforeItsBytesArrive()
     {
         var buf = new ArrayBufferWriter<byte>();
-        InferenceMesh.P2P.Encoding.Varint.Write(buf, 2_000_000);
+        UnsignedVarint.Write(buf, 2_000_000);
         buf.Write(new byte[] { 1, 2, 3 });
         var seq = new ReadOnlySequence<byte>(buf.WrittenMemory);
         var e = Assert.Throws<DhtException>(() => KadFraming.TryReadFrame(ref seq, 1024 * 1024, out _));
@@ -65,7 +66,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Frame_needs_all_its_bytes()
+    public void FrameNeedsAllItsBytes()
     {
         var frame = KadFraming.ToFrame(new KadMessage { Type = KadMessageType.Ping });
         var partial = new ReadOnlySequence<byte>(frame.AsMemory(0, frame.Length - 1));
@@ -77,7 +78,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Hostile_messages_are_refused_with_typed_errors()
+    public void HostileMessagesAreRefusedWithTypedErrors()
     {
         var limits = new KadMessageLimits { MaxMessageSize = 4096, MaxPeers = 5, MaxKeyLength = 64 };
         Assert.Equal(DhtErrorCode.LimitExceeded, Assert.Throws<DhtException>(() => KadMessage.Decode(new byte[5000], limits)).DhtCode);
@@ -92,7 +93,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Peers_with_bad_ids_and_bad_addresses_are_dropped_not_fatal()
+    public void PeersWithBadIdsAndBadAddressesAreDroppedNotFatal()
     {
         var good = NewPeer(3);
         var w = new List<byte>();
@@ -112,7 +113,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Bootstrap_multiaddrs_need_a_peer_id()
+    public void BootstrapMultiaddrsNeedAPeerId()
     {
         var id = NewPeer(4);
         var p = KadPeer.FromMultiaddr(Multiaddr.Parse($"/ip4/1.2.3.4/tcp/4001/p2p/{id}"));
@@ -122,7 +123,7 @@ public sealed class KadMessageTests
     }
 
     [Fact]
-    public void Unknown_fields_are_skipped()
+    public void UnknownFieldsAreSkipped()
     {
         var m = new KadMessage { Type = KadMessageType.Ping }.Encode();
         byte[] withExtra = [.. m, 0xb8, 0x06, 0x01, 0xc2, 0x3e, 0x01, 0x00]; // field 103 varint, field 1000 bytes

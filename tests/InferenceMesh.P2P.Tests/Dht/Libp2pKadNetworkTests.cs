@@ -1,3 +1,4 @@
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Hosting;
@@ -41,7 +42,7 @@ public sealed class Libp2pKadNetworkTests
     [Theory]
     [InlineData(true, KadDhtOptions.MeshProtocolId)]
     [InlineData(false, KadDhtOptions.IpfsProtocolId)]
-    public async Task Nodes_bootstrap_find_each_other_and_share_records(bool memory, string protocol)
+    public async Task NodesBootstrapFindEachOtherAndShareRecords(bool memory, string protocol)
     {
         var net = memory ? new MemoryNetwork() : null;
         var nodes = new List<Node>();
@@ -79,7 +80,7 @@ public sealed class Libp2pKadNetworkTests
     }
 
     [Fact]
-    public async Task Oversized_frame_resets_the_stream_is_counted_and_the_node_keeps_serving()
+    public async Task OversizedFrameResetsTheStreamIsCountedAndTheNodeKeepsServing()
     {
         var net = new MemoryNetwork();
         await using var a = await StartAsync(net);
@@ -87,8 +88,8 @@ public sealed class Libp2pKadNetworkTests
         var addr = TestHosts.Dialable(a.Host);
         var stream = await b.Host.NewStreamAsync(addr, [KadDhtOptions.MeshProtocolId], TestHosts.Token()).Within();
         // claim an 8 MiB message and send a few bytes of it
-        var prefix = new byte[Varint.MaxLength];
-        var n = Varint.Write(prefix, 8 * 1024 * 1024);
+        var prefix = new byte[UnsignedVarint.MaxBytes];
+        var n = UnsignedVarint.Write(prefix, 8 * 1024 * 1024);
         await stream.Output.WriteAsync(prefix.AsMemory(0, n));
         await stream.Output.WriteAsync(new byte[100]);
         await Assert.ThrowsAnyAsync<Exception>(async () =>
@@ -103,7 +104,7 @@ public sealed class Libp2pKadNetworkTests
     }
 
     [Fact]
-    public async Task Client_mode_registers_no_handler()
+    public async Task ClientModeRegistersNoHandler()
     {
         var net = new MemoryNetwork();
         await using var server = await StartAsync(net);

@@ -31,7 +31,7 @@ public sealed class RecordTests
     };
 
     [Fact]
-    public void Pk_records_must_hash_to_the_peer_in_their_key()
+    public void PkRecordsMustHashToThePeerInTheirKey()
     {
         using var a = Ed25519KeyPair.Generate();
         using var b = Ed25519KeyPair.Generate();
@@ -45,7 +45,7 @@ public sealed class RecordTests
     }
 
     [Fact]
-    public void Span_entries_are_checked_signature_key_and_expiry_and_counted()
+    public void SpanEntriesAreCheckedSignatureKeyAndExpiryAndCounted()
     {
         using var a = Ed25519KeyPair.Generate();
         using var b = Ed25519KeyPair.Generate();
@@ -81,7 +81,7 @@ public sealed class RecordTests
     }
 
     [Fact]
-    public void Span_values_merge_one_latest_entry_per_server()
+    public void SpanValuesMergeOneLatestEntryPerServer()
     {
         using var a = Ed25519KeyPair.Generate();
         using var b = Ed25519KeyPair.Generate();
@@ -97,7 +97,7 @@ public sealed class RecordTests
     }
 
     [Fact]
-    public void Lifetime_longer_than_allowed_is_refused()
+    public void LifetimeLongerThanAllowedIsRefused()
     {
         using var a = Ed25519KeyPair.Generate();
         var v = new SpanRecordValidator(new FixedTime(T0));

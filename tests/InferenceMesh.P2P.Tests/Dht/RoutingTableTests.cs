@@ -17,7 +17,7 @@ public sealed class RoutingTableTests
     private static readonly DateTimeOffset T0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
     [Fact]
-    public void Kad_ids_measure_common_prefix_and_make_ids_in_a_bucket()
+    public void KadIdsMeasureCommonPrefixAndMakeIdsInABucket()
     {
         var a = KadId.FromKey("x"u8);
         Assert.Equal(256, a.CommonPrefixLength(a));
@@ -30,7 +30,7 @@ public sealed class RoutingTableTests
     }
 
     [Fact]
-    public void Nearest_peers_match_a_brute_force_sort()
+    public void NearestPeersMatchABruteForceSort()
     {
         var rt = new RoutingTable(Peer(0), new RoutingTableOptions { BucketSize = 20 });
         for (var i = 1; i < 400; i++)
@@ -47,7 +47,7 @@ public sealed class RoutingTableTests
     }
 
     [Fact]
-    public void Flood_from_one_slash24_is_capped_and_honest_peers_stay()
+    public void FloodFromOneSlash24IsCappedAndHonestPeersStay()
     {
         var metrics = new DhtMetrics();
         var rt = new RoutingTable(Peer(0), new RoutingTableOptions(), metrics);
@@ -72,7 +72,7 @@ public sealed class RoutingTableTests
     }
 
     [Fact]
-    public void Full_bucket_keeps_its_long_lived_peers_and_evicts_only_silent_ones()
+    public void FullBucketKeepsItsLongLivedPeersAndEvictsOnlySilentOnes()
     {
         var metrics = new DhtMetrics();
         var rt = new RoutingTable(Peer(0), new RoutingTableOptions { BucketSize = 2, MaxConsecutiveFailures = 2 }, metrics);

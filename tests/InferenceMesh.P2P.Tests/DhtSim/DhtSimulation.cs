@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
 
@@ -200,18 +201,10 @@ public sealed class DhtSimulation
 
     private SimFigures Figures(string phase, string kind, int n, int ok, List<int> hops, List<int> messages, List<long> latency)
     {
-        hops.Sort();
-        latency.Sort();
+        var hopCounts = hops.Select(h => (double)h).ToList();
         return new SimFigures(Online.Count(), phase, kind, n, (double)ok / n,
-            Percentile(hops, 0.5), Percentile(hops, 0.99), messages.Count == 0 ? 0 : messages.Average(),
-            Percentile(latency.Select(x => (int)x).ToList(), 0.5));
-    }
-
-    private static double Percentile(List<int> sorted, double p)
-    {
-        if (sorted.Count == 0) return double.NaN;
-        var idx = (int)Math.Ceiling(p * sorted.Count) - 1;
-        return sorted[Math.Clamp(idx, 0, sorted.Count - 1)];
+            Statistics.Median(hopCounts), Statistics.Percentile(hopCounts, 0.99), messages.Count == 0 ? 0 : messages.Average(),
+            Statistics.Median(latency.Select(x => (double)x)));
     }
 
     /// <summary>The whole scenario: build, publish, measure, churn, measure.</summary>

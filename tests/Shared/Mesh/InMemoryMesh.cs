@@ -12,9 +12,9 @@ namespace InferenceMesh.Tests.Shared;
 /// </summary>
 public sealed class InMemoryMesh : IAsyncDisposable
 {
-    private readonly List<MeshNode> nodes = [];
-    private readonly List<Link> links = [];
-    private readonly object gate = new();
+    private readonly List<MeshNode> _nodes = [];
+    private readonly List<Link> _links = [];
+    private readonly object _gate = new();
 
     public sealed record MeshNode(string PeerId, ServedSpan Span, StageServer Server)
     {
@@ -26,14 +26,14 @@ public sealed class InMemoryMesh : IAsyncDisposable
 
     private sealed record Link(string From, string To, Pipe Forward, Pipe Backward);
 
-    public IReadOnlyList<MeshNode> Nodes { get { lock (gate) return nodes.ToList(); } }
+    public IReadOnlyList<MeshNode> Nodes { get { lock (_gate) return _nodes.ToList(); } }
 
     public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null, InferenceMesh.Compute.ExecutorKind executor = InferenceMesh.Compute.ExecutorKind.Ort)
     {
-        var peerId = $"peer-{nodes.Count}-{blocks.Start}-{blocks.End}";
+        var peerId = $"peer-{_nodes.Count}-{blocks.Start}-{blocks.End}";
         var span = ServedSpan.Load(splitDirectory, blocks, executor, (options ?? new NodeOptions()).MaxSessions);
         var node = new MeshNode(peerId, span, new StageServer(span, options ?? new NodeOptions(), ConnectorFor(peerId)));
-        lock (gate) nodes.Add(node);
+        lock (_gate) _nodes.Add(node);
         return node;
     }
 
@@ -46,16 +46,16 @@ public sealed class InMemoryMesh : IAsyncDisposable
     /// </summary>
     public void Stall(string peerId)
     {
-        lock (gate) nodes.Single(n => n.PeerId == peerId).Stall = new TaskCompletionSource();
+        lock (_gate) _nodes.Single(n => n.PeerId == peerId).Stall = new TaskCompletionSource();
     }
 
     public void Kill(string peerId)
     {
         List<Link> cut;
-        lock (gate)
+        lock (_gate)
         {
-            nodes.Single(n => n.PeerId == peerId).Dead = true;
-            cut = links.Where(l => l.From == peerId || l.To == peerId).ToList();
+            _nodes.Single(n => n.PeerId == peerId).Dead = true;
+            cut = _links.Where(l => l.From == peerId || l.To == peerId).ToList();
         }
         var killed = new IOException($"{peerId} was killed");
         foreach (var link in cut)
@@ -71,20 +71,20 @@ public sealed class InMemoryMesh : IAsyncDisposable
     public IDuplexPipe ConnectRaw(string from, string to)
     {
         MeshNode target;
-        lock (gate)
+        lock (_gate)
         {
-            target = nodes.SingleOrDefault(n => n.PeerId == to) ?? throw new IOException($"no route to {to}");
-            if (target.Dead || nodes.Any(n => n.PeerId == from && n.Dead)) throw new IOException($"connection to {to} refused");
+            target = _nodes.SingleOrDefault(n => n.PeerId == to) ?? throw new IOException($"no route to {to}");
+            if (target.Dead || _nodes.Any(n => n.PeerId == from && n.Dead)) throw new IOException($"connection to {to} refused");
         }
         var forward = new Pipe();
         var backward = new Pipe();
         var serverOutput = new Pipe();
-        lock (gate) links.Add(new Link(from, to, forward, backward));
+        lock (_gate) _links.Add(new Link(from, to, forward, backward));
         // The server writes through a pump that a stall can hold; the link's own pipes are what Kill breaks.
         _ = PumpAsync(serverOutput.Reader, backward.Writer, target);
         _ = target.Server.ServeAsync(new StageChannel(new DuplexPipe(forward.Reader, serverOutput.Writer)));
         var callerOutput = new Pipe();
-        var caller = nodes.SingleOrDefault(n => n.PeerId == from);
+        var caller = _nodes.SingleOrDefault(n => n.PeerId == from);
         if (caller is null) return new DuplexPipe(backward.Reader, forward.Writer);
         _ = PumpAsync(callerOutput.Reader, forward.Writer, caller);
         return new DuplexPipe(backward.Reader, callerOutput.Writer);

@@ -2,34 +2,6 @@ using System.Buffers.Binary;
 
 namespace InferenceMesh.P2P.Muxing;
 
-/// <summary>Yamux frame types (hashicorp/yamux spec).</summary>
-public enum YamuxFrameType : byte
-{
-    Data = 0,
-    WindowUpdate = 1,
-    Ping = 2,
-    GoAway = 3,
-}
-
-/// <summary>Yamux header flags.</summary>
-[Flags]
-public enum YamuxFlags : ushort
-{
-    None = 0,
-    Syn = 1,
-    Ack = 2,
-    Fin = 4,
-    Rst = 8,
-}
-
-/// <summary>GoAway error codes.</summary>
-public enum YamuxGoAwayCode : uint
-{
-    Normal = 0,
-    ProtocolError = 1,
-    InternalError = 2,
-}
-
 /// <summary>A 12-byte Yamux header: version, type, flags, stream id, length — all big-endian.</summary>
 public readonly record struct YamuxHeader(byte Version, YamuxFrameType Type, YamuxFlags Flags, uint StreamId, uint Length)
 {

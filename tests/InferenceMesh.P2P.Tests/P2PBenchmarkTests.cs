@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using InferenceMesh.Core;
 using InferenceMesh.P2P.Hosting;
 using Xunit.Abstractions;
 
@@ -9,10 +10,10 @@ namespace InferenceMesh.P2P.Tests;
 /// <summary>
 /// Loopback handshake and one-stream throughput figures for docs/P2P.md and docs/BENCHMARKS.md:
 /// C#↔C#, C#↔js, js↔js, raw TCP. Measurement only, so it runs only with P2P_BENCH=1:
-/// <c>P2P_BENCH=1 dotnet test tests/InferenceMesh.P2P.Tests --filter P2PBenchmarks --logger "console;verbosity=detailed"</c>
+/// <c>P2P_BENCH=1 dotnet test tests/InferenceMesh.P2P.Tests --filter P2PBenchmarkTests --logger "console;verbosity=detailed"</c>
 /// </summary>
 [Collection("interop")]
-public class P2PBenchmarks(ITestOutputHelper output)
+public class P2PBenchmarkTests(ITestOutputHelper output)
 {
     private const int Bytes = 256 * 1024 * 1024;
     private const int Handshakes = 50;
@@ -99,15 +100,13 @@ public class P2PBenchmarks(ITestOutputHelper output)
             overJs.Add(cs / js);
             overRaw.Add(cs / raw);
         }
-        overJs.Sort();
-        overRaw.Sort();
         return
         [
             "",
             $"| {Rounds} interleaved rounds (raw TCP, C# → C#, js → js; no hashing) | median | min – max |",
             "|---|---|---|",
-            $"| C# → C# ÷ js → js | {overJs[Rounds / 2]:F2}× | {overJs[0]:F2}× – {overJs[^1]:F2}× |",
-            $"| C# → C# ÷ raw TCP | {overRaw[Rounds / 2]:P0} | {overRaw[0]:P0} – {overRaw[^1]:P0} |",
+            $"| C# → C# ÷ js → js | {Statistics.Median(overJs):F2}× | {overJs.Min():F2}× – {overJs.Max():F2}× |",
+            $"| C# → C# ÷ raw TCP | {Statistics.Median(overRaw):P0} | {overRaw.Min():P0} – {overRaw.Max():P0} |",
         ];
     }
 
@@ -126,8 +125,7 @@ public class P2PBenchmarks(ITestOutputHelper output)
             await s.DisposeAsync();
             await conn.DisposeAsync();
         }
-        times.Sort();
-        return times[times.Count / 2];
+        return Statistics.Median(times);
     }
 
     private static async Task<double> ThroughputAsync(Libp2pConnection conn, CancellationToken ct)
@@ -181,12 +179,8 @@ public class P2PBenchmarks(ITestOutputHelper output)
     }
 
     /// <summary>Median of three runs: throughput on this VM moves a lot from one run to the next.</summary>
-    private static async Task<double> MedianOf3Async(Func<Task<double>> run)
-    {
-        var runs = new[] { await run(), await run(), await run() };
-        Array.Sort(runs);
-        return runs[1];
-    }
+    private static async Task<double> MedianOf3Async(Func<Task<double>> run) =>
+        Statistics.Median([await run(), await run(), await run()]);
 
     private static async Task<double> RawTcpAsync()
     {
