@@ -61,9 +61,6 @@ public sealed class StageServer : IAsyncDisposable
                     case Step step:
                         await EnqueueAsync(channel, step.StepId, step.SessionId, new Work(step.StepId, step.StartPosition, step.Activation, step.Route)).ConfigureAwait(false);
                         break;
-                    case Push push:
-                        await EnqueueAsync(channel, push.StepId, push.SessionId, new Work(push.StepId, push.StartPosition, push.Activation, push.Route)).ConfigureAwait(false);
-                        break;
                     case CloseSession close:
                         Close(close.SessionId);
                         break;
@@ -181,7 +178,7 @@ public sealed class StageServer : IAsyncDisposable
         try
         {
             var next = await nextHops.GetOrAdd(hop.PeerId, peer => new Lazy<Task<StageChannel>>(() => ConnectNextHopAsync(peer, hop.Addresses))).Value.ConfigureAwait(false);
-            await next.SendAsync(new Push(work.StepId, hop.SessionId, work.StartPosition, output, work.Route.Skip(1).ToList())).ConfigureAwait(false);
+            await next.SendAsync(new Step(work.StepId, hop.SessionId, work.StartPosition, output, work.Route.Skip(1).ToList())).ConfigureAwait(false);
         }
         catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {

@@ -23,7 +23,7 @@ public sealed class StageCodecTests
         new SessionOpened(7, "sess-1"),
         new Step(42, "sess-1", 17, Activation(3, 64), []),
         new Step(43, "sess-1", 20, Activation(1, 64), [new RouteHop("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4001"], "sess-b"), new RouteHop("12D3KooWother", [], "sess-c")]),
-        new Push(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
+        new Step(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
         new StepResult(44, "sess-1", 5, Activation(1, 64, 3)),
         new CloseSession("sess-1"),
         new StageError(44, "sess-1", StageErrorCode.UnknownSession, "no session sess-1"),
