@@ -6,12 +6,6 @@ namespace InferenceMesh.Protocol.Tests;
 
 public sealed class StageChannelTests
 {
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input => input;
-        public PipeWriter Output => output;
-    }
-
     private static (IDuplexPipe A, IDuplexPipe B) Pair(PipeOptions? options = null)
     {
         var ab = new Pipe(options ?? PipeOptions.Default);
@@ -90,33 +84,5 @@ public sealed class StageChannelTests
         await clientPipe.Output.CompleteAsync();
         Assert.IsType<CloseSession>(await server.ReceiveAsync());
         Assert.Null(await server.ReceiveAsync());
-    }
-}
-
-public sealed class DelayedDuplexPipeTests
-{
-    [Fact]
-    public async Task DelaysEveryFrameWithoutSerializingThem()
-    {
-        var toServer = new Pipe();
-        var toClient = new Pipe();
-        var delay = TimeSpan.FromMilliseconds(100);
-        var delayed = new DelayedDuplexPipe(new Duplex(toClient.Reader, toServer.Writer), delay);
-        var sender = new StageChannel(delayed);
-        var receiver = new StageChannel(new Duplex(toServer.Reader, toClient.Writer));
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        for (var i = 0; i < 5; i++) await sender.SendAsync(new CloseSession($"s{i}"));
-        Assert.True(clock.ElapsedMilliseconds < 50, "sending must not wait for the delay");
-        for (var i = 0; i < 5; i++) Assert.Equal($"s{i}", Assert.IsType<CloseSession>(await receiver.ReceiveAsync()).SessionId);
-        var elapsed = clock.Elapsed;
-        Assert.InRange(elapsed.TotalMilliseconds, 95, 400);
-        await delayed.DisposeAsync();
-        Assert.Null(await receiver.ReceiveAsync());
-    }
-
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input => input;
-        public PipeWriter Output => output;
     }
 }
