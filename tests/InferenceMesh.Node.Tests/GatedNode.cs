@@ -8,21 +8,22 @@ namespace InferenceMesh.Node.Tests;
 
 /// <summary>
 /// A <see cref="StageServer"/> serving block 0 of stories260K through a <see cref="GatedExecutor"/>, reached over
-/// in-memory pipes that a test can break. Its log lines are kept; each "stage stream failed" line also releases
-/// <see cref="StreamFailures"/>.
+/// in-memory pipes that a test can break; it chains no steps (its connector reaches an empty mesh). Its log lines
+/// are kept; each "stage stream failed" line also releases <see cref="StreamFailures"/>.
 /// </summary>
 internal sealed class GatedNode : IAsyncDisposable
 {
     private readonly ServedSpan _loaded;
     private readonly ServedSpan _served;
     private readonly ConcurrentQueue<string> _log = new();
+    private readonly InMemoryMesh _nowhere = new();
 
     public GatedNode(NodeOptions options, TimeProvider? clock = null)
     {
         _loaded = ServedSpan.Load(MeshModels.Stories260KPerBlock, new BlockRange(0, 1), maxSessions: options.MaxSessions);
         Executor = new GatedExecutor(_loaded.Stages[0]);
         _served = new ServedSpan(_loaded.Manifest, [Executor]);
-        Server = new StageServer(_served, options, new NoNextHops(), Log, clock);
+        Server = new StageServer(_served, options, _nowhere.ConnectorFor("gated"), Log, clock);
     }
 
     public GatedExecutor Executor { get; }
@@ -62,6 +63,7 @@ internal sealed class GatedNode : IAsyncDisposable
         await Server.DisposeAsync();
         _served.Dispose();
         _loaded.Dispose();
+        await _nowhere.DisposeAsync();
         StreamFailures.Dispose();
     }
 
@@ -73,12 +75,6 @@ internal sealed class GatedNode : IAsyncDisposable
             ToServer.Writer.Complete(new IOException("the client vanished"));
             ToClient.Reader.Complete();
         }
-    }
-
-    private sealed class NoNextHops : IStageConnector
-    {
-        public ValueTask<StageChannel> ConnectAsync(string peerId, IReadOnlyList<string> addresses, CancellationToken cancellation) =>
-            throw new IOException("these tests chain no steps");
     }
 
     private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
