@@ -241,7 +241,10 @@ public sealed class StageServer : IAsyncDisposable
     private static StageError ClosedBeforeRun(ServerSession session, Step step) =>
         new(step.StepId, session.Id, StageErrorCode.UnknownSession, $"session {session.Id} was closed before step {step.StepId} ran");
 
-    /// <summary>Sends the step's output to the first hop of its route as a step of that hop's session.</summary>
+    /// <summary>
+    /// Sends the step's output to the first hop of its route as a step of that hop's session. Whatever goes wrong
+    /// there (the connector is pluggable) is the next hop's failure, reported to the session's client.
+    /// </summary>
     private async Task ForwardAsync(ServerSession session, Step step, TensorData output)
     {
         var hop = step.Route[0];
@@ -257,7 +260,7 @@ public sealed class StageServer : IAsyncDisposable
             }
             await next.Channel.SendAsync(new Step(step.StepId, hop.SessionId, step.StartPosition, output, step.Route.Skip(1).ToList())).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e)
         {
             _nextHops.TryRemove(KeyValuePair.Create(hop.PeerId, entry));
             await SendQuietlyAsync(session.Owner, new StageError(step.StepId, session.Id, StageErrorCode.NextHopFailed, $"next hop {hop.PeerId} failed: {e.Message}")).ConfigureAwait(false);
@@ -312,14 +315,20 @@ public sealed class StageServer : IAsyncDisposable
             await session.Closed.ConfigureAwait(false);
             return;
         }
-        await session.Worker.ConfigureAwait(false);
-        foreach (var stage in session.Stages) stage.CloseSession(session.Id);
-        lock (_budgetLock)
+        try
         {
-            _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
-            _reservedBytes -= session.Reservation;
+            await session.Worker.ConfigureAwait(false);
         }
-        session.EndClose();
+        finally
+        {
+            foreach (var stage in session.Stages) stage.CloseSession(session.Id);
+            lock (_budgetLock)
+            {
+                _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
+                _reservedBytes -= session.Reservation;
+            }
+            session.EndClose();
+        }
     }
 
     private async Task ExpireIdleSessionsAsync()
