@@ -64,8 +64,9 @@ public sealed class StageServer : IAsyncDisposable
     /// <summary>
     /// Serves one inbound stage stream until the peer closes it or sends something malformed (that closes only
     /// this stream). Owns the channel: the sessions opened on it are closed, then the channel, when serving ends.
-    /// A <see cref="CloseSession"/> is answered only after that session's state is freed, so the stream's next
-    /// message sees the room it gave back. Safe to cancel.
+    /// The stream's next message is read only once a <see cref="CloseSession"/> has freed that session's state, so it
+    /// sees the room given back. Safe to cancel: serving ends as if the stream had, once the steps already inside
+    /// executors for its sessions have finished.
     /// </summary>
     public async Task ServeAsync(StageChannel channel, CancellationToken cancellation = default)
     {
