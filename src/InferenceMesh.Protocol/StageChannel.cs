@@ -14,6 +14,7 @@ public sealed class StageChannel : IAsyncDisposable
     private readonly IDuplexPipe _pipe;
     private readonly StageLimits _limits;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private bool _disposed;
 
     public StageChannel(IDuplexPipe pipe, StageLimits? limits = null)
     {
@@ -21,12 +22,16 @@ public sealed class StageChannel : IAsyncDisposable
         _limits = limits ?? new StageLimits();
     }
 
-    /// <summary>Writes one message and waits for the transport to take it. Safe to cancel only before the write starts.</summary>
+    /// <summary>
+    /// Writes one message and waits for the transport to take it; after <see cref="DisposeAsync"/> it throws
+    /// <see cref="ObjectDisposedException"/>. Safe to cancel only before the write starts.
+    /// </summary>
     public async ValueTask SendAsync(StageMessage message, CancellationToken cancellation = default)
     {
         await _sendLock.WaitAsync(cancellation).ConfigureAwait(false);
         try
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             StageCodec.Write(_pipe.Output, message, _limits);
             var flush = await _pipe.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             if (flush.IsCompleted)
@@ -72,10 +77,24 @@ public sealed class StageChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for a send in progress to finish, then completes both directions of the pipe. Sends that were waiting
+    /// then throw <see cref="ObjectDisposedException"/>, so the send lock is left to the collector (it never allocates
+    /// a wait handle) rather than disposed under them. Not cancellable.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await _pipe.Output.CompleteAsync().ConfigureAwait(false);
-        await _pipe.Input.CompleteAsync().ConfigureAwait(false);
-        _sendLock.Dispose();
+        await _sendLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            await _pipe.Output.CompleteAsync().ConfigureAwait(false);
+            await _pipe.Input.CompleteAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
     }
 }

@@ -3,6 +3,9 @@ using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Protocol.Tests;
 
+/// <summary>Measures wall-clock delays, so it runs alone: a test beside it (even one loading exception resources) skews the clock.</summary>
+[CollectionDefinition(nameof(DelayedDuplexPipeTests), DisableParallelization = true)]
+[Collection(nameof(DelayedDuplexPipeTests))]
 public sealed class DelayedDuplexPipeTests
 {
     [Fact]

@@ -85,4 +85,39 @@ public sealed class StageChannelTests
         Assert.IsType<CloseSession>(await server.ReceiveAsync());
         Assert.Null(await server.ReceiveAsync());
     }
+
+    [Fact]
+    public async Task SendsRacingDisposalEitherArriveWholeOrAreRefused()
+    {
+        // A small pipe: the first sends fill it, one waits in its flush and the rest, then disposal, for the send lock
+        // (SemaphoreSlim serves async waiters in order), so sends 0-49 go out whole and 50-99 are refused.
+        var (senderPipe, receiverPipe) = Pair(new PipeOptions(pauseWriterThreshold: 1024, resumeWriterThreshold: 512));
+        var sender = new StageChannel(senderPipe);
+        await using var receiver = new StageChannel(receiverPipe);
+        async Task<bool> Send(int i)
+        {
+            try
+            {
+                await sender.SendAsync(new Step((ulong)i, "s", i, TensorData.FromFloats([1, 1, 16], new float[16]), []));
+                return true;
+            }
+            catch (ObjectDisposedException)
+            {
+                return false;
+            }
+        }
+        var sends = Enumerable.Range(0, 50).Select(Send).ToList();
+        Assert.Contains(sends, s => !s.IsCompleted);
+        var disposing = sender.DisposeAsync().AsTask();
+        sends.AddRange(Enumerable.Range(50, 50).Select(Send));
+        var received = 0;
+        while (await receiver.ReceiveAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is Step) received++;
+
+        var sent = await Task.WhenAll(sends).WaitAsync(TimeSpan.FromSeconds(10));
+        await disposing.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(sent.Count(s => s), received);
+        Assert.Equal(50, received);
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await sender.SendAsync(new CloseSession("late")));
+        await sender.DisposeAsync();
+    }
 }
