@@ -6,13 +6,13 @@ namespace InferenceMesh.Node;
 /// <summary>The consecutive block stages a node serves, each with its executor; a session may use any run of whole stages.</summary>
 public sealed class ServedSpan : IDisposable
 {
-    private readonly IReadOnlyList<IStageExecutor> stages;
-    private readonly IDisposable? owned;
+    private readonly IReadOnlyList<IStageExecutor> _stages;
+    private readonly IDisposable? _owned;
 
     /// <param name="owned">Disposed with the span after its stages (the executors' shared device).</param>
     public ServedSpan(Manifest manifest, IReadOnlyList<IStageExecutor> stages, IDisposable? owned = null)
     {
-        this.owned = owned;
+        _owned = owned;
         if (stages.Count == 0)
             throw new MeshException(MeshErrorCode.InvalidArgument, "a node must serve at least one block stage");
         for (var i = 0; i < stages.Count; i++)
@@ -23,26 +23,26 @@ public sealed class ServedSpan : IDisposable
                 throw new MeshException(MeshErrorCode.InvalidArgument, "served stages must be consecutive");
         }
         Manifest = manifest;
-        this.stages = stages;
+        _stages = stages;
         Blocks = new BlockRange(stages[0].Stage.Blocks!.Value.Start, stages[^1].Stage.Blocks!.Value.End);
     }
 
     public Manifest Manifest { get; }
     public BlockRange Blocks { get; }
-    public IReadOnlyList<IStageExecutor> Stages => stages;
+    public IReadOnlyList<IStageExecutor> Stages => _stages;
 
     /// <summary>The stages covering exactly <paramref name="range"/>, or null when it does not fall on stage boundaries of this span.</summary>
     public IReadOnlyList<IStageExecutor>? StagesFor(BlockRange range)
     {
         var first = -1;
-        for (var i = 0; i < stages.Count; i++)
-            if (stages[i].Stage.Blocks!.Value.Start == range.Start) first = i;
+        for (var i = 0; i < _stages.Count; i++)
+            if (_stages[i].Stage.Blocks!.Value.Start == range.Start) first = i;
         if (first < 0) return null;
         var selected = new List<IStageExecutor>();
-        for (var i = first; i < stages.Count; i++)
+        for (var i = first; i < _stages.Count; i++)
         {
-            selected.Add(stages[i]);
-            var end = stages[i].Stage.Blocks!.Value.End;
+            selected.Add(_stages[i]);
+            var end = _stages[i].Stage.Blocks!.Value.End;
             if (end == range.End) return selected;
             if (end > range.End) return null;
         }
@@ -84,7 +84,7 @@ public sealed class ServedSpan : IDisposable
 
     public void Dispose()
     {
-        foreach (var stage in stages) stage.Dispose();
-        owned?.Dispose();
+        foreach (var stage in _stages) stage.Dispose();
+        _owned?.Dispose();
     }
 }

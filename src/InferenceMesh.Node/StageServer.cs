@@ -8,47 +8,70 @@ namespace InferenceMesh.Node;
 
 /// <summary>
 /// Serves the stage protocol for one node: opens sessions under a KV-cache byte budget, runs steps through
-/// the served stages in order per session (sessions in parallel), replies to the client or pushes to the
-/// next server of a chained route, and turns every bad request into a typed <see cref="StageError"/>
+/// the served stages in order per session (sessions in parallel), replies to the client and hands a chained
+/// step on to the next server of its route, and turns every bad request into a typed <see cref="StageError"/>
 /// without disturbing other sessions.
 /// </summary>
+/// <remarks>
+/// A session closes when its client sends <see cref="CloseSession"/>, when the stream it was opened on ends,
+/// when it has been idle for <see cref="NodeOptions.SessionIdleTimeout"/> (on the injected clock) and when the
+/// server is disposed. Closing stops the session's queue, lets a step already inside an executor finish, fails
+/// the steps still queued (an <see cref="StageErrorCode.UnknownSession"/> error to the client) without running
+/// them, waits for the session's worker, and only then drops the executors' KV state and the reservation.
+/// </remarks>
 public sealed class StageServer : IAsyncDisposable
 {
-    private readonly ServedSpan span;
-    private readonly NodeOptions options;
-    private readonly IStageConnector connector;
-    private readonly Action<string> log;
-    private readonly ConcurrentDictionary<string, ServerSession> sessions = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Lazy<Task<StageChannel>>> nextHops = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim compute;
-    private readonly CancellationTokenSource stopping = new();
-    private readonly Task expiry;
-    private readonly object budgetLock = new();
-    private long reservedBytes;
+    private readonly ServedSpan _span;
+    private readonly NodeOptions _options;
+    private readonly IStageConnector _connector;
+    private readonly Action<string> _log;
+    private readonly TimeProvider _timeProvider;
+    private readonly ConcurrentDictionary<string, ServerSession> _sessions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task<NextHop>>> _nextHops = new(StringComparer.Ordinal);
+    private readonly List<Task> _relays = [];
+    private readonly SemaphoreSlim _compute;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationToken _stoppingToken;
+    private readonly Task _expiry;
+    private readonly Lock _budgetLock = new();
+    private long _reservedBytes;
+    private bool _disposed;
 
-    public StageServer(ServedSpan span, NodeOptions options, IStageConnector connector, Action<string>? log = null)
+    /// <param name="log">Receives one line per notable event (a stream failing, a session expiring).</param>
+    /// <param name="timeProvider">The clock of session idleness and idle expiry; <see cref="TimeProvider.System"/> when null.</param>
+    public StageServer(ServedSpan span, NodeOptions options, IStageConnector connector, Action<string>? log = null, TimeProvider? timeProvider = null)
     {
-        this.span = span;
-        this.options = options;
-        this.connector = connector;
-        this.log = log ?? (_ => { });
-        compute = new SemaphoreSlim(options.MaxConcurrentSteps, options.MaxConcurrentSteps);
-        expiry = ExpireIdleSessionsAsync(stopping.Token);
+        _span = span;
+        _options = options;
+        _connector = connector;
+        _log = log ?? (_ => { });
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _compute = new SemaphoreSlim(options.MaxConcurrentSteps, options.MaxConcurrentSteps);
+        _stoppingToken = _stopping.Token;
+        _expiry = ExpireIdleSessionsAsync();
     }
 
-    public BlockRange Blocks => span.Blocks;
-    public int SessionCount => sessions.Count;
-    public long ReservedKvBytes => Interlocked.Read(ref reservedBytes);
-    public long FreeKvBytes => options.KvBudgetBytes - ReservedKvBytes;
+    public BlockRange Blocks => _span.Blocks;
+
+    /// <summary>Sessions holding KV state, closing ones included until their state is freed.</summary>
+    public int SessionCount => _sessions.Count;
+
+    /// <summary>Bytes of the KV budget reserved by the sessions in <see cref="SessionCount"/>.</summary>
+    public long ReservedKvBytes => Interlocked.Read(ref _reservedBytes);
+
+    public long FreeKvBytes => _options.KvBudgetBytes - ReservedKvBytes;
 
     /// <summary>
     /// Serves one inbound stage stream until the peer closes it or sends something malformed (that closes only
-    /// this stream). Owns the channel: it and the sessions opened on it are closed when serving ends. Safe to cancel.
+    /// this stream). Owns the channel: the sessions opened on it are closed, then the channel, when serving ends.
+    /// The stream's next message is read only once a <see cref="CloseSession"/> has freed that session's state, so it
+    /// sees the room given back. Safe to cancel: serving ends as if the stream had, once the steps already inside
+    /// executors for its sessions have finished.
     /// </summary>
     public async Task ServeAsync(StageChannel channel, CancellationToken cancellation = default)
     {
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, stopping.Token);
-        var owned = new List<string>();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _stoppingToken);
+        var owned = new List<ServerSession>();
         try
         {
             while (await channel.ReceiveAsync(linked.Token).ConfigureAwait(false) is { } message)
@@ -56,16 +79,17 @@ public sealed class StageServer : IAsyncDisposable
                 switch (message)
                 {
                     case OpenSession open:
-                        await OpenAsync(channel, open, owned).ConfigureAwait(false);
+                        if (await OpenAsync(channel, open).ConfigureAwait(false) is { } session)
+                        {
+                            owned.RemoveAll(s => s.Closed.IsCompleted);
+                            owned.Add(session);
+                        }
                         break;
                     case Step step:
-                        await EnqueueAsync(channel, step.StepId, step.SessionId, new Work(step.StepId, step.StartPosition, step.Activation, step.Route)).ConfigureAwait(false);
-                        break;
-                    case Push push:
-                        await EnqueueAsync(channel, push.StepId, push.SessionId, new Work(push.StepId, push.StartPosition, push.Activation, push.Route)).ConfigureAwait(false);
+                        await EnqueueAsync(channel, step).ConfigureAwait(false);
                         break;
                     case CloseSession close:
-                        Close(close.SessionId);
+                        await CloseAsync(close.SessionId).ConfigureAwait(false);
                         break;
                     default:
                         await SendQuietlyAsync(channel, new StageError(0, "", StageErrorCode.Malformed, $"a server does not accept '{message.Kind}' messages")).ConfigureAwait(false);
@@ -75,7 +99,7 @@ public sealed class StageServer : IAsyncDisposable
         }
         catch (MeshException e)
         {
-            log($"stage stream closed: {e.Message}");
+            _log($"stage stream closed: {e.Message}");
             await SendQuietlyAsync(channel, new StageError(0, "", StageErrorCode.Malformed, e.Message)).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (linked.IsCancellationRequested)
@@ -83,128 +107,194 @@ public sealed class StageServer : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
         {
-            log($"stage stream failed: {e.Message}");
+            _log($"stage stream failed: {e.Message}");
         }
         finally
         {
-            foreach (var id in owned) Close(id);
+            await Task.WhenAll(owned.Select(CloseSessionAsync)).ConfigureAwait(false);
             await channel.DisposeAsync().ConfigureAwait(false);
         }
     }
 
-    private async Task OpenAsync(StageChannel channel, OpenSession open, List<string> owned)
+    /// <summary>
+    /// Closes a session as described on <see cref="StageServer"/>; unknown ids are ignored. Completes when the
+    /// session's worker has finished and its KV state and reservation are freed; not cancellable.
+    /// </summary>
+    public Task CloseAsync(string sessionId) =>
+        _sessions.TryGetValue(sessionId, out var session) ? CloseSessionAsync(session) : Task.CompletedTask;
+
+    private async Task<ServerSession?> OpenAsync(StageChannel channel, OpenSession open)
     {
         string? refusal = null;
         var code = StageErrorCode.LimitExceeded;
-        var stages = span.StagesFor(open.Blocks);
-        var maxSequence = span.Manifest.Config?.MaxSequence ?? int.MaxValue;
-        long reservation = 0;
-        if (open.ModelId != span.Manifest.ModelId)
-            (refusal, code) = ($"this node serves model {span.Manifest.ModelId}, not {open.ModelId}", StageErrorCode.UnknownModel);
+        var stages = _span.StagesFor(open.Blocks);
+        var maxSequence = _span.Manifest.Config?.MaxSequence ?? int.MaxValue;
+        ServerSession? session = null;
+        if (open.ModelId != _span.Manifest.ModelId)
+            (refusal, code) = ($"this node serves model {_span.Manifest.ModelId}, not {open.ModelId}", StageErrorCode.UnknownModel);
         else if (stages is null)
-            (refusal, code) = ($"this node serves blocks {span.Blocks} in stages {string.Join(' ', span.Stages.Select(s => s.Stage.Blocks))}; {open.Blocks} is not a run of them", StageErrorCode.BlocksNotServed);
+            (refusal, code) = ($"this node serves blocks {_span.Blocks} in stages {string.Join(' ', _span.Stages.Select(s => s.Stage.Blocks))}; {open.Blocks} is not a run of them", StageErrorCode.BlocksNotServed);
         else if (open.MaxLength < 1 || open.MaxLength > maxSequence)
             (refusal, code) = ($"max length {open.MaxLength} is outside 1..{maxSequence}", StageErrorCode.ContextOverflow);
-        else if (sessions.ContainsKey(open.SessionId))
-            (refusal, code) = ($"session {open.SessionId} is already open", StageErrorCode.Malformed);
         else
         {
-            reservation = span.KvBytesPerPosition(open.Blocks) * open.MaxLength;
-            lock (budgetLock)
+            var reservation = _span.KvBytesPerPosition(open.Blocks) * open.MaxLength;
+            lock (_budgetLock)
             {
-                if (sessions.Count >= options.MaxSessions)
-                    refusal = $"this node already holds {options.MaxSessions} sessions";
-                else if (reservedBytes + reservation > options.KvBudgetBytes)
-                    refusal = $"KV cache budget full: session needs {reservation} bytes, {options.KvBudgetBytes - reservedBytes} of {options.KvBudgetBytes} free";
+                if (_disposed)
+                    (refusal, code) = ("this node is shutting down", StageErrorCode.Overloaded);
+                else if (_sessions.ContainsKey(open.SessionId))
+                    (refusal, code) = ($"session {open.SessionId} is already open", StageErrorCode.Malformed);
+                else if (_sessions.Count >= _options.MaxSessions)
+                    refusal = $"this node already holds {_options.MaxSessions} sessions";
+                else if (_reservedBytes + reservation > _options.KvBudgetBytes)
+                    refusal = $"KV cache budget full: session needs {reservation} bytes, {_options.KvBudgetBytes - _reservedBytes} of {_options.KvBudgetBytes} free";
                 else
                 {
-                    reservedBytes += reservation;
-                    var session = new ServerSession(open.SessionId, open.Blocks, stages!, reservation, channel, options.MaxQueuedStepsPerSession);
-                    sessions[open.SessionId] = session;
+                    _reservedBytes += reservation;
+                    session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp());
                     session.Worker = RunSessionAsync(session);
+                    _sessions[open.SessionId] = session;
                 }
             }
         }
-        if (refusal is not null)
+        if (session is null)
         {
-            await SendQuietlyAsync(channel, new StageError(open.RequestId, open.SessionId, code, refusal)).ConfigureAwait(false);
-            return;
+            await SendQuietlyAsync(channel, new StageError(open.RequestId, open.SessionId, code, refusal!)).ConfigureAwait(false);
+            return null;
         }
-        owned.Add(open.SessionId);
         await SendQuietlyAsync(channel, new SessionOpened(open.RequestId, open.SessionId)).ConfigureAwait(false);
+        return session;
     }
 
-    private async Task EnqueueAsync(StageChannel channel, ulong stepId, string sessionId, Work work)
+    private async Task EnqueueAsync(StageChannel channel, Step step)
     {
-        if (!sessions.TryGetValue(sessionId, out var session))
-        {
-            await SendQuietlyAsync(channel, new StageError(stepId, sessionId, StageErrorCode.UnknownSession, $"no session {sessionId} on this node")).ConfigureAwait(false);
-            return;
-        }
-        if (!session.Queue.Writer.TryWrite(work))
-            await SendQuietlyAsync(channel, new StageError(stepId, sessionId, StageErrorCode.Overloaded, $"session {sessionId} already has {options.MaxQueuedStepsPerSession} steps queued")).ConfigureAwait(false);
+        StageError? refusal = null;
+        if (!_sessions.TryGetValue(step.SessionId, out var session) || session.IsClosing)
+            refusal = new StageError(step.StepId, step.SessionId, StageErrorCode.UnknownSession, $"no session {step.SessionId} on this node");
+        else if (!session.TryEnqueue(step))
+            refusal = session.IsClosing
+                ? ClosedBeforeRun(session, step)
+                : new StageError(step.StepId, step.SessionId, StageErrorCode.Overloaded, $"session {step.SessionId} already has {_options.MaxQueuedStepsPerSession} steps queued");
+        if (refusal is not null) await SendQuietlyAsync(channel, refusal).ConfigureAwait(false);
     }
 
     private async Task RunSessionAsync(ServerSession session)
     {
-        await foreach (var work in session.Queue.Reader.ReadAllAsync().ConfigureAwait(false))
+        await foreach (var step in session.Queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
-            session.LastUsed = DateTime.UtcNow;
-            TensorData output;
-            await compute.WaitAsync().ConfigureAwait(false);
             try
             {
-                output = work.Activation;
-                foreach (var stage in session.Stages)
-                    output = stage.Run(session.Id, output, work.StartPosition);
-            }
-            catch (MeshException e)
-            {
-                await SendQuietlyAsync(session.Owner, new StageError(work.StepId, session.Id, ErrorCode(e.Code), e.Message)).ConfigureAwait(false);
-                continue;
+                if (await ComputeAsync(session, step).ConfigureAwait(false) is not { } output) continue;
+                // The client keeps every span's output as the next span's replay input, even when the step goes on.
+                // It is sent before the next hop's step so that, on the client's stream, it always precedes a
+                // NextHopFailed error about this step: recovery then finds the failed hop's input and blames the right server.
+                await SendQuietlyAsync(session.Owner, new StepResult(step.StepId, session.Id, session.Blocks.End, output)).ConfigureAwait(false);
+                if (step.Route.Count > 0) await ForwardAsync(session, step, output).ConfigureAwait(false);
             }
             finally
             {
-                compute.Release();
+                session.StepDone(_timeProvider.GetTimestamp());
             }
-            // The client keeps every span's output as the next span's replay input, even when the step goes on.
-            // It is sent before the push so that, on the client's stream, it always precedes a NextHopFailed
-            // error about this step: recovery then finds the failed hop's input and blames the right server.
-            await SendQuietlyAsync(session.Owner, new StepResult(work.StepId, session.Id, session.Blocks.End, output)).ConfigureAwait(false);
-            if (work.Route.Count > 0) await PushAsync(session, work, output).ConfigureAwait(false);
         }
     }
 
-    private async Task PushAsync(ServerSession session, Work work, TensorData output)
-    {
-        var hop = work.Route[0];
-        try
-        {
-            var next = await nextHops.GetOrAdd(hop.PeerId, peer => new Lazy<Task<StageChannel>>(() => ConnectNextHopAsync(peer, hop.Addresses))).Value.ConfigureAwait(false);
-            await next.SendAsync(new Push(work.StepId, hop.SessionId, work.StartPosition, output, work.Route.Skip(1).ToList())).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is MeshException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
-        {
-            nextHops.TryRemove(hop.PeerId, out _);
-            await SendQuietlyAsync(session.Owner, new StageError(work.StepId, session.Id, StageErrorCode.NextHopFailed, $"next hop {hop.PeerId} failed: {e.Message}")).ConfigureAwait(false);
-        }
-    }
-
-    private async Task<StageChannel> ConnectNextHopAsync(string peer, IReadOnlyList<string> addresses)
-    {
-        var channel = await connector.ConnectAsync(peer, addresses, stopping.Token).ConfigureAwait(false);
-        _ = RelayNextHopErrorsAsync(peer, channel);
-        return channel;
-    }
-
-    /// <summary>The next hop reports errors about our pushes on our stream to it; they belong to the session's client.</summary>
-    private async Task RelayNextHopErrorsAsync(string peer, StageChannel channel)
+    /// <summary>Runs the step through the session's stages, or tells the session's client why not and returns null.</summary>
+    private async Task<TensorData?> ComputeAsync(ServerSession session, Step step)
     {
         try
         {
-            while (await channel.ReceiveAsync(stopping.Token).ConfigureAwait(false) is { } message)
+            await _compute.WaitAsync(session.Closing).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            await SendQuietlyAsync(session.Owner, ClosedBeforeRun(session, step)).ConfigureAwait(false);
+            return null;
+        }
+        StageError refusal;
+        try
+        {
+            if (session.IsClosing) refusal = ClosedBeforeRun(session, step);
+            else
             {
-                if (message is StageError error && sessions.TryGetValue(error.SessionId, out var session))
+                var output = step.Activation;
+                foreach (var stage in session.Stages) output = stage.Run(session.Id, output, step.StartPosition);
+                return output;
+            }
+        }
+        catch (MeshException e)
+        {
+            refusal = new StageError(step.StepId, session.Id, ErrorCode(e.Code), e.Message);
+        }
+        catch (Exception e)
+        {
+            _log($"session {session.Id} step {step.StepId} failed: {e}");
+            refusal = new StageError(step.StepId, session.Id, StageErrorCode.Internal, $"the stage failed: {e.Message}");
+        }
+        finally
+        {
+            _compute.Release();
+        }
+        await SendQuietlyAsync(session.Owner, refusal).ConfigureAwait(false);
+        return null;
+    }
+
+    private static StageError ClosedBeforeRun(ServerSession session, Step step) =>
+        new(step.StepId, session.Id, StageErrorCode.UnknownSession, $"session {session.Id} was closed before step {step.StepId} ran");
+
+    /// <summary>
+    /// Sends the step's output to the first hop of its route as a step of that hop's session. Whatever goes wrong
+    /// there (the connector is pluggable) is the next hop's failure, reported to the session's client.
+    /// </summary>
+    private async Task ForwardAsync(ServerSession session, Step step, TensorData output)
+    {
+        var hop = step.Route[0];
+        var entry = _nextHops.GetOrAdd(hop.PeerId, static (peer, state) => new Lazy<Task<NextHop>>(() => state.Server.ConnectNextHopAsync(peer, state.Addresses)), (Server: this, hop.Addresses));
+        NextHop? next = null;
+        try
+        {
+            next = await entry.Value.ConfigureAwait(false);
+            if (!next.TryAcquire())
+            {
+                next = null;
+                throw new IOException("the stream to it has closed");
+            }
+            await next.Channel.SendAsync(new Step(step.StepId, hop.SessionId, step.StartPosition, output, step.Route.Skip(1).ToList())).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _nextHops.TryRemove(KeyValuePair.Create(hop.PeerId, entry));
+            await SendQuietlyAsync(session.Owner, new StageError(step.StepId, session.Id, StageErrorCode.NextHopFailed, $"next hop {hop.PeerId} failed: {e.Message}")).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (next is not null) await next.ReleaseAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task<NextHop> ConnectNextHopAsync(string peer, IReadOnlyList<string> addresses)
+    {
+        var hop = new NextHop(await _connector.ConnectAsync(peer, addresses, _stoppingToken).ConfigureAwait(false));
+        var relay = RelayNextHopErrorsAsync(peer, hop);
+        lock (_relays)
+        {
+            _relays.RemoveAll(r => r.IsCompleted);
+            _relays.Add(relay);
+        }
+        return hop;
+    }
+
+    /// <summary>
+    /// The next hop reports errors about the steps handed to it on our stream to it; they belong to the session's
+    /// client. When that stream ends, the hop is forgotten and its channel closed once no step is being sent on it.
+    /// </summary>
+    private async Task RelayNextHopErrorsAsync(string peer, NextHop hop)
+    {
+        try
+        {
+            while (await hop.Channel.ReceiveAsync(_stoppingToken).ConfigureAwait(false) is { } message)
+            {
+                if (message is StageError error && _sessions.TryGetValue(error.SessionId, out var session) && !session.IsClosing)
                     await SendQuietlyAsync(session.Owner, error with { Code = StageErrorCode.NextHopFailed, Message = $"next hop {peer}: {error.Message}" }).ConfigureAwait(false);
             }
         }
@@ -213,31 +303,48 @@ public sealed class StageServer : IAsyncDisposable
         }
         finally
         {
-            nextHops.TryRemove(peer, out _);
+            if (_nextHops.TryGetValue(peer, out var entry) && entry.IsValueCreated && entry.Value.IsCompletedSuccessfully && entry.Value.Result == hop)
+                _nextHops.TryRemove(KeyValuePair.Create(peer, entry));
+            await hop.RetireAsync().ConfigureAwait(false);
         }
     }
 
-    /// <summary>Closes a session and frees its KV cache; unknown ids are ignored.</summary>
-    public void Close(string sessionId)
+    private async Task CloseSessionAsync(ServerSession session)
     {
-        if (!sessions.TryRemove(sessionId, out var session)) return;
-        session.Queue.Writer.TryComplete();
-        foreach (var stage in session.Stages) stage.CloseSession(sessionId);
-        lock (budgetLock) reservedBytes -= session.Reservation;
-    }
-
-    private async Task ExpireIdleSessionsAsync(CancellationToken cancellation)
-    {
-        var period = TimeSpan.FromMilliseconds(Math.Clamp(options.SessionIdleTimeout.TotalMilliseconds / 4, 50, 10_000));
-        using var timer = new PeriodicTimer(period);
+        if (!session.BeginClose())
+        {
+            await session.Closed.ConfigureAwait(false);
+            return;
+        }
         try
         {
-            while (await timer.WaitForNextTickAsync(cancellation).ConfigureAwait(false))
-                foreach (var session in sessions.Values)
-                    if (DateTime.UtcNow - session.LastUsed > options.SessionIdleTimeout && session.Queue.Reader.Count == 0)
+            await session.Worker.ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var stage in session.Stages) stage.CloseSession(session.Id);
+            lock (_budgetLock)
+            {
+                _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
+                _reservedBytes -= session.Reservation;
+            }
+            session.EndClose();
+        }
+    }
+
+    private async Task ExpireIdleSessionsAsync()
+    {
+        var timeout = _options.SessionIdleTimeout;
+        var period = TimeSpan.FromMilliseconds(Math.Clamp(timeout.TotalMilliseconds / 4, 50, 10_000));
+        using var timer = new PeriodicTimer(period, _timeProvider);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stoppingToken).ConfigureAwait(false))
+                foreach (var session in _sessions.Values)
+                    if (session.IsIdle(_timeProvider, timeout))
                     {
-                        log($"session {session.Id} idle for {options.SessionIdleTimeout}: closed");
-                        Close(session.Id);
+                        _log($"session {session.Id} idle for {timeout}: closed");
+                        await CloseSessionAsync(session).ConfigureAwait(false);
                     }
         }
         catch (OperationCanceledException)
@@ -262,32 +369,125 @@ public sealed class StageServer : IAsyncDisposable
         }
         catch (Exception e) when (e is MeshException or IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
-            log($"could not send {message.Kind}: {e.Message}");
+            _log($"could not send {message.Kind}: {e.Message}");
         }
     }
 
+    /// <summary>
+    /// Refuses new sessions, closes every session (waiting for the steps inside executors), then stops idle
+    /// expiry and the next-hop streams and waits for them. Not cancellable.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        stopping.Cancel();
-        foreach (var id in sessions.Keys) Close(id);
-        await expiry.ConfigureAwait(false);
-        foreach (var hop in nextHops.Values)
-            if (hop.IsValueCreated && hop.Value.IsCompletedSuccessfully) await hop.Value.Result.DisposeAsync().ConfigureAwait(false);
-        compute.Dispose();
-        stopping.Dispose();
+        lock (_budgetLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        _stopping.Cancel();
+        await Task.WhenAll(_sessions.Values.Select(CloseSessionAsync)).ConfigureAwait(false);
+        await _expiry.ConfigureAwait(false);
+        Task[] relays;
+        lock (_relays) relays = [.. _relays];
+        await Task.WhenAll(relays).ConfigureAwait(false);
+        _compute.Dispose();
+        _stopping.Dispose();
     }
 
-    private sealed record Work(ulong StepId, int StartPosition, TensorData Activation, IReadOnlyList<RouteHop> Route);
-
-    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity)
+    /// <summary>A stream to the next server of chained routes, shared by the sessions that hand steps to it.</summary>
+    private sealed class NextHop(StageChannel channel)
     {
+        private readonly Lock _gate = new();
+        private int _senders;
+        private bool _retired;
+
+        public StageChannel Channel => channel;
+
+        /// <summary>False once the stream has ended; otherwise the caller may send until <see cref="ReleaseAsync"/>.</summary>
+        public bool TryAcquire()
+        {
+            lock (_gate)
+            {
+                if (_retired) return false;
+                _senders++;
+                return true;
+            }
+        }
+
+        public ValueTask ReleaseAsync()
+        {
+            lock (_gate)
+                if (--_senders > 0 || !_retired) return ValueTask.CompletedTask;
+            return channel.DisposeAsync();
+        }
+
+        /// <summary>No new sends; the channel is disposed now, or by the last sender still using it.</summary>
+        public ValueTask RetireAsync()
+        {
+            lock (_gate)
+            {
+                if (_retired) return ValueTask.CompletedTask;
+                _retired = true;
+                if (_senders > 0) return ValueTask.CompletedTask;
+            }
+            return channel.DisposeAsync();
+        }
+    }
+
+    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity, long openedAt)
+    {
+        private readonly CancellationTokenSource _closing = new();
+        private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private long _lastUsed = openedAt;
+        private int _pending;
+        private int _closeStarted;
+
         public string Id { get; } = id;
         public BlockRange Blocks { get; } = blocks;
         public IReadOnlyList<IStageExecutor> Stages { get; } = stages;
         public long Reservation { get; } = reservation;
         public StageChannel Owner { get; } = owner;
-        public Channel<Work> Queue { get; } = Channel.CreateBounded<Work>(new BoundedChannelOptions(queueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-        public DateTime LastUsed { get; set; } = DateTime.UtcNow;
-        public Task? Worker { get; set; }
+        public Channel<Step> Queue { get; } = Channel.CreateBounded<Step>(new BoundedChannelOptions(queueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        public Task Worker { get; set; } = Task.CompletedTask;
+
+        /// <summary>Cancelled when closing starts: a step still waiting for compute gives up.</summary>
+        public CancellationToken Closing => _closing.Token;
+
+        public bool IsClosing => Volatile.Read(ref _closeStarted) != 0;
+
+        /// <summary>Completes when the session's state has been freed.</summary>
+        public Task Closed => _closed.Task;
+
+        public bool TryEnqueue(Step step)
+        {
+            Interlocked.Increment(ref _pending);
+            if (Queue.Writer.TryWrite(step)) return true;
+            Interlocked.Decrement(ref _pending);
+            return false;
+        }
+
+        public void StepDone(long timestamp)
+        {
+            Volatile.Write(ref _lastUsed, timestamp);
+            Interlocked.Decrement(ref _pending);
+        }
+
+        public bool IsIdle(TimeProvider clock, TimeSpan timeout) =>
+            !IsClosing && Volatile.Read(ref _pending) == 0 && clock.GetElapsedTime(Volatile.Read(ref _lastUsed)) > timeout;
+
+        /// <summary>True for the one caller that closes the session: its queue takes no more steps and waiting steps give up.</summary>
+        public bool BeginClose()
+        {
+            if (Interlocked.Exchange(ref _closeStarted, 1) != 0) return false;
+            Queue.Writer.TryComplete();
+            _closing.Cancel();
+            return true;
+        }
+
+        public void EndClose()
+        {
+            _closing.Dispose();
+            _closed.SetResult();
+        }
     }
 }

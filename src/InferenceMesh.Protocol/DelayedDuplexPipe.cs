@@ -12,23 +12,23 @@ namespace InferenceMesh.Protocol;
 /// </summary>
 public sealed class DelayedDuplexPipe : IDuplexPipe, IAsyncDisposable
 {
-    private readonly IDuplexPipe inner;
-    private readonly Pipe outgoing = new(new PipeOptions(pauseWriterThreshold: 16 << 20, resumeWriterThreshold: 8 << 20, useSynchronizationContext: false));
-    private readonly Channel<(long Due, byte[] Bytes)> inFlight = Channel.CreateUnbounded<(long, byte[])>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    private readonly Task stamping;
-    private readonly Task delivering;
+    private readonly IDuplexPipe _inner;
+    private readonly Pipe _outgoing = new(new PipeOptions(pauseWriterThreshold: 16 << 20, resumeWriterThreshold: 8 << 20, useSynchronizationContext: false));
+    private readonly Channel<(long Due, byte[] Bytes)> _inFlight = Channel.CreateUnbounded<(long, byte[])>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Task _stamping;
+    private readonly Task _delivering;
 
     public DelayedDuplexPipe(IDuplexPipe inner, TimeSpan delay)
     {
-        this.inner = inner;
+        _inner = inner;
         Delay = delay;
-        stamping = StampAsync();
-        delivering = DeliverAsync();
+        _stamping = StampAsync();
+        _delivering = DeliverAsync();
     }
 
     public TimeSpan Delay { get; }
-    public PipeReader Input => inner.Input;
-    public PipeWriter Output => outgoing.Writer;
+    public PipeReader Input => _inner.Input;
+    public PipeWriter Output => _outgoing.Writer;
 
     private async Task StampAsync()
     {
@@ -37,22 +37,22 @@ public sealed class DelayedDuplexPipe : IDuplexPipe, IAsyncDisposable
         {
             while (true)
             {
-                var result = await outgoing.Reader.ReadAsync().ConfigureAwait(false);
+                var result = await _outgoing.Reader.ReadAsync().ConfigureAwait(false);
                 var due = Stopwatch.GetTimestamp() + delayTicks;
                 foreach (var segment in result.Buffer)
-                    await inFlight.Writer.WriteAsync((due, segment.ToArray())).ConfigureAwait(false);
-                outgoing.Reader.AdvanceTo(result.Buffer.End);
+                    await _inFlight.Writer.WriteAsync((due, segment.ToArray())).ConfigureAwait(false);
+                _outgoing.Reader.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled) break;
             }
-            await outgoing.Reader.CompleteAsync().ConfigureAwait(false);
+            await _outgoing.Reader.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            await outgoing.Reader.CompleteAsync(e).ConfigureAwait(false);
+            await _outgoing.Reader.CompleteAsync(e).ConfigureAwait(false);
         }
         finally
         {
-            inFlight.Writer.TryComplete();
+            _inFlight.Writer.TryComplete();
         }
     }
 
@@ -60,23 +60,23 @@ public sealed class DelayedDuplexPipe : IDuplexPipe, IAsyncDisposable
     {
         try
         {
-            await foreach (var (due, bytes) in inFlight.Reader.ReadAllAsync().ConfigureAwait(false))
+            await foreach (var (due, bytes) in _inFlight.Reader.ReadAllAsync().ConfigureAwait(false))
             {
                 var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
                 if (wait > TimeSpan.Zero) await Task.Delay(wait).ConfigureAwait(false);
-                await inner.Output.WriteAsync(bytes).ConfigureAwait(false);
+                await _inner.Output.WriteAsync(bytes).ConfigureAwait(false);
             }
-            await inner.Output.CompleteAsync().ConfigureAwait(false);
+            await _inner.Output.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            await inner.Output.CompleteAsync(e).ConfigureAwait(false);
+            await _inner.Output.CompleteAsync(e).ConfigureAwait(false);
         }
     }
 
     public async ValueTask DisposeAsync()
     {
-        await outgoing.Writer.CompleteAsync().ConfigureAwait(false);
-        await Task.WhenAll(stamping, delivering).ConfigureAwait(false);
+        await _outgoing.Writer.CompleteAsync().ConfigureAwait(false);
+        await Task.WhenAll(_stamping, _delivering).ConfigureAwait(false);
     }
 }

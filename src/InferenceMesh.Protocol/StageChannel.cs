@@ -11,30 +11,35 @@ namespace InferenceMesh.Protocol;
 /// </summary>
 public sealed class StageChannel : IAsyncDisposable
 {
-    private readonly IDuplexPipe pipe;
-    private readonly StageLimits limits;
-    private readonly SemaphoreSlim sendLock = new(1, 1);
+    private readonly IDuplexPipe _pipe;
+    private readonly StageLimits _limits;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private bool _disposed;
 
     public StageChannel(IDuplexPipe pipe, StageLimits? limits = null)
     {
-        this.pipe = pipe;
-        this.limits = limits ?? new StageLimits();
+        _pipe = pipe;
+        _limits = limits ?? new StageLimits();
     }
 
-    /// <summary>Writes one message and waits for the transport to take it. Safe to cancel only before the write starts.</summary>
+    /// <summary>
+    /// Writes one message and waits for the transport to take it; after <see cref="DisposeAsync"/> it throws
+    /// <see cref="ObjectDisposedException"/>. Safe to cancel only before the write starts.
+    /// </summary>
     public async ValueTask SendAsync(StageMessage message, CancellationToken cancellation = default)
     {
-        await sendLock.WaitAsync(cancellation).ConfigureAwait(false);
+        await _sendLock.WaitAsync(cancellation).ConfigureAwait(false);
         try
         {
-            StageCodec.Write(pipe.Output, message, limits);
-            var flush = await pipe.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            StageCodec.Write(_pipe.Output, message, _limits);
+            var flush = await _pipe.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             if (flush.IsCompleted)
                 throw new MeshException(MeshErrorCode.ProtocolViolation, "the peer closed the stage stream");
         }
         finally
         {
-            sendLock.Release();
+            _sendLock.Release();
         }
     }
 
@@ -46,13 +51,13 @@ public sealed class StageChannel : IAsyncDisposable
     {
         while (true)
         {
-            var result = await pipe.Input.ReadAsync(cancellation).ConfigureAwait(false);
+            var result = await _pipe.Input.ReadAsync(cancellation).ConfigureAwait(false);
             var buffer = result.Buffer;
             var consumed = buffer.Start;
             var examined = buffer.End;
             try
             {
-                if (StageCodec.TryRead(ref buffer, limits, out var message))
+                if (StageCodec.TryRead(ref buffer, _limits, out var message))
                 {
                     consumed = buffer.Start;
                     examined = consumed;
@@ -67,15 +72,29 @@ public sealed class StageChannel : IAsyncDisposable
             }
             finally
             {
-                pipe.Input.AdvanceTo(consumed, examined);
+                _pipe.Input.AdvanceTo(consumed, examined);
             }
         }
     }
 
+    /// <summary>
+    /// Waits for a send in progress to finish, then completes both directions of the pipe. Sends that were waiting
+    /// then throw <see cref="ObjectDisposedException"/>, so the send lock is left to the collector (it never allocates
+    /// a wait handle) rather than disposed under them. Not cancellable.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await pipe.Output.CompleteAsync().ConfigureAwait(false);
-        await pipe.Input.CompleteAsync().ConfigureAwait(false);
-        sendLock.Dispose();
+        await _sendLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            await _pipe.Output.CompleteAsync().ConfigureAwait(false);
+            await _pipe.Input.CompleteAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
     }
 }

@@ -5,12 +5,6 @@ using MessagePack;
 
 namespace InferenceMesh.Protocol;
 
-/// <summary>Size limits the codec enforces before it takes memory.</summary>
-/// <param name="MaxFrameBytes">Largest frame body (the MessagePack map) accepted or sent.</param>
-/// <param name="MaxRank">Largest tensor rank.</param>
-/// <param name="MaxRouteHops">Longest chained route.</param>
-public sealed record StageLimits(int MaxFrameBytes = 64 << 20, int MaxRank = 4, int MaxRouteHops = 64, int MaxStringBytes = 4096);
-
 /// <summary>
 /// Frames stage messages: an unsigned-varint length, then a MessagePack map whose <c>t</c> field names the
 /// message. Activations travel as dtype, shape and a MessagePack <c>bin</c> of raw little-endian bytes.
@@ -71,8 +65,6 @@ public static class StageCodec
                 Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId);
                 return null;
             case Step m:
-                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
-            case Push m:
                 return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
             case StepResult m:
                 return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.BlockEnd, m.Activation, null);
@@ -199,7 +191,6 @@ public static class StageCodec
                 "open" => new OpenSession(id, Require(session, "s"), Require(model, "model"), blocks ?? throw Malformed("open needs blocks"), max ?? throw Malformed("open needs max")),
                 "opened" => new SessionOpened(id, Require(session, "s")),
                 "step" => new Step(id, Require(session, "s"), start ?? throw Malformed("step needs pos"), Tensor(dtype, shape, payload), route ?? []),
-                "push" => new Push(id, Require(session, "s"), start ?? throw Malformed("push needs pos"), Tensor(dtype, shape, payload), route ?? []),
                 "result" => new StepResult(id, Require(session, "s"), blockEnd ?? throw Malformed("result needs end"), Tensor(dtype, shape, payload)),
                 "close" => new CloseSession(Require(session, "s")),
                 "error" => new StageError(id, session ?? "", code is { } c && Enum.IsDefined((StageErrorCode)c) ? (StageErrorCode)c : StageErrorCode.Internal, text ?? ""),

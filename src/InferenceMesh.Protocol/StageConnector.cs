@@ -2,12 +2,6 @@ using System.IO.Pipelines;
 
 namespace InferenceMesh.Protocol;
 
-/// <summary>The stage protocol's id on a libp2p stream.</summary>
-public static class StageProtocol
-{
-    public const string Id = "/inferencemesh/stage/1.0.0";
-}
-
 /// <summary>
 /// An <see cref="IStageConnector"/> over any way of opening a byte stream to a peer (a libp2p stream in a
 /// real mesh), optionally behind an emulated one-way link delay.

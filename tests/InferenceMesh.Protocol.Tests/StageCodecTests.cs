@@ -7,7 +7,7 @@ namespace InferenceMesh.Protocol.Tests;
 
 public sealed class StageCodecTests
 {
-    private static readonly StageLimits Limits = new();
+    private static readonly StageLimits _limits = new();
 
     private static TensorData Activation(int steps, int width, int seed = 1)
     {
@@ -23,7 +23,7 @@ public sealed class StageCodecTests
         new SessionOpened(7, "sess-1"),
         new Step(42, "sess-1", 17, Activation(3, 64), []),
         new Step(43, "sess-1", 20, Activation(1, 64), [new RouteHop("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4001"], "sess-b"), new RouteHop("12D3KooWother", [], "sess-c")]),
-        new Push(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
+        new Step(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
         new StepResult(44, "sess-1", 5, Activation(1, 64, 3)),
         new CloseSession("sess-1"),
         new StageError(44, "sess-1", StageErrorCode.UnknownSession, "no session sess-1"),
@@ -50,7 +50,7 @@ public sealed class StageCodecTests
     public void RoundTrips(StageMessage message)
     {
         var sequence = new ReadOnlySequence<byte>(Encode(message));
-        Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
+        Assert.True(StageCodec.TryRead(ref sequence, _limits, out var decoded));
         Assert.True(sequence.IsEmpty);
         AssertSame(message, decoded!);
     }
@@ -86,7 +86,7 @@ public sealed class StageCodecTests
             var last = first.Append(twoFrames.AsMemory(cut));
             var sequence = new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
             var decoded = new List<StageMessage>();
-            while (StageCodec.TryRead(ref sequence, Limits, out var m)) decoded.Add(m!);
+            while (StageCodec.TryRead(ref sequence, _limits, out var m)) decoded.Add(m!);
             Assert.Equal(2, decoded.Count);
             AssertSame(message, decoded[0]);
             Assert.True(sequence.IsEmpty);
@@ -100,7 +100,7 @@ public sealed class StageCodecTests
         for (var length = 0; length < frame.Length; length++)
         {
             var sequence = new ReadOnlySequence<byte>(frame, 0, length);
-            Assert.False(StageCodec.TryRead(ref sequence, Limits, out _));
+            Assert.False(StageCodec.TryRead(ref sequence, _limits, out _));
             Assert.Equal(length, sequence.Length);
         }
     }
@@ -111,7 +111,7 @@ public sealed class StageCodecTests
         var header = new byte[UnsignedVarint.MaxBytes];
         var written = UnsignedVarint.Write(header, 1UL << 40);
         var sequence = new ReadOnlySequence<byte>(header, 0, written);
-        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, _limits, out _));
         Assert.Equal(MeshErrorCode.LimitExceeded, error.Code);
     }
 
@@ -140,7 +140,7 @@ public sealed class StageCodecTests
     public void MalformedBodiesAreTypedErrors(string what, byte[] frame)
     {
         var sequence = new ReadOnlySequence<byte>(frame);
-        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, _limits, out _));
         Assert.True(error.Code == MeshErrorCode.ProtocolViolation, $"{what}: {error.Code} {error.Message}");
     }
 

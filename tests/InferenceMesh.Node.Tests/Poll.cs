@@ -1,0 +1,17 @@
+using System.Diagnostics;
+
+namespace InferenceMesh.Node.Tests;
+
+/// <summary>Waits, with a bound, for a condition that events on other threads make true.</summary>
+internal static class Poll
+{
+    public static async Task UntilAsync(Func<bool> condition, string what, double seconds = 10)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed.TotalSeconds > seconds) Assert.Fail($"timed out after {seconds} s waiting for {what}");
+            await Task.Delay(5);
+        }
+    }
+}
