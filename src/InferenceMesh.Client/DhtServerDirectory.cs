@@ -12,7 +12,7 @@ namespace InferenceMesh.Client;
 /// <param name="roundTrip">Measures the round trip to a server in milliseconds; a failure leaves the server out.</param>
 public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func<PeerId, IReadOnlyList<Multiaddr>, CancellationToken, Task<double>> roundTrip) : IServerDirectory
 {
-    private readonly ConcurrentDictionary<PeerId, double> roundTrips = new();
+    private readonly ConcurrentDictionary<PeerId, double> _roundTrips = new();
 
     public async ValueTask<IReadOnlyList<ServerSpan>> ListAsync(string modelId, CancellationToken cancellation)
     {
@@ -20,12 +20,12 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
         var servers = new List<ServerSpan>();
         foreach (var info in perBlock.SelectMany(b => b).Where(i => i.State == ServerState.Online).GroupBy(i => i.Peer).Select(g => g.First()))
         {
-            if (!roundTrips.TryGetValue(info.Peer, out var rtt))
+            if (!_roundTrips.TryGetValue(info.Peer, out var rtt))
             {
                 try
                 {
                     rtt = await roundTrip(info.Peer, info.Addresses, cancellation).ConfigureAwait(false);
-                    roundTrips[info.Peer] = rtt;
+                    _roundTrips[info.Peer] = rtt;
                 }
                 catch (Exception e) when (e is Core.MeshException or IOException or System.Net.Sockets.SocketException or TimeoutException)
                 {

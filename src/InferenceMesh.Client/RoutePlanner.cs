@@ -2,21 +2,6 @@ using InferenceMesh.Core;
 
 namespace InferenceMesh.Client;
 
-/// <summary>A server's announced span with what the client measured or was told about it.</summary>
-/// <param name="Throughput">Announced decode speed in tokens per second through the server's whole span (the one unit of throughput in the mesh).</param>
-/// <param name="RoundTripMs">Measured round-trip time to the server, in milliseconds.</param>
-public sealed record ServerSpan(string PeerId, IReadOnlyList<string> Addresses, BlockRange Blocks, double Throughput, double RoundTripMs);
-
-/// <summary>Where the client learns who serves which blocks (the DHT's span announcements in a real mesh).</summary>
-public interface IServerDirectory
-{
-    /// <summary>Lists the servers announcing blocks of <paramref name="modelId"/>. Safe to cancel.</summary>
-    ValueTask<IReadOnlyList<ServerSpan>> ListAsync(string modelId, CancellationToken cancellation);
-}
-
-/// <summary>One hop of a planned route: the server and the blocks it runs for this session.</summary>
-public sealed record PlannedHop(ServerSpan Server, BlockRange Blocks);
-
 /// <summary>
 /// Plans routes as Petals does (min-latency Dijkstra): nodes are block boundaries, and a server whose span
 /// holds block b offers an edge from b to the end of its span costing its round trip plus its compute time.

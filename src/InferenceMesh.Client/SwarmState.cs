@@ -17,7 +17,7 @@ public sealed record SwarmState(string Model, string ModelId, int BlockCount, st
     public const string DefaultDirectory = ".inferencemesh/swarm";
     public const string FileName = "swarm.json";
 
-    private static readonly JsonSerializerOptions _json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     public static string PathIn(string directory) => System.IO.Path.Combine(directory, FileName);
 
@@ -25,7 +25,7 @@ public sealed record SwarmState(string Model, string ModelId, int BlockCount, st
     {
         Directory.CreateDirectory(directory);
         var temporary = PathIn(directory) + ".tmp";
-        File.WriteAllBytes(temporary, JsonSerializer.SerializeToUtf8Bytes(this, _json));
+        File.WriteAllBytes(temporary, JsonSerializer.SerializeToUtf8Bytes(this, Json));
         File.Move(temporary, PathIn(directory), overwrite: true);
     }
 
@@ -35,7 +35,7 @@ public sealed record SwarmState(string Model, string ModelId, int BlockCount, st
         if (!File.Exists(path)) return null;
         try
         {
-            return JsonSerializer.Deserialize<SwarmState>(File.ReadAllBytes(path), _json);
+            return JsonSerializer.Deserialize<SwarmState>(File.ReadAllBytes(path), Json);
         }
         catch (JsonException e)
         {

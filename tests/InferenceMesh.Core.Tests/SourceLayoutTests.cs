@@ -7,15 +7,6 @@ namespace InferenceMesh.Core.Tests;
 /// <summary>Every file under src/ holds at most one top-level public type and is named after it (docs/CONVENTIONS.md).</summary>
 public sealed class SourceLayoutTests
 {
-    // Converted after the style merge: these projects are being rewritten on other branches.
-    private static readonly string[] AllowedProjectFolders =
-    [
-        "src/InferenceMesh.Protocol/",
-        "src/InferenceMesh.Node/",
-        "src/InferenceMesh.Client/",
-        "src/InferenceMesh.Cli/",
-    ];
-
     [Fact]
     public void EverySourceFileHoldsOnePublicTypeNamedLikeTheFile()
     {
@@ -23,7 +14,6 @@ public sealed class SourceLayoutTests
         var files = Directory.EnumerateFiles(Path.Combine(root, "src"), "*.cs", SearchOption.AllDirectories)
             .Select(path => Path.GetRelativePath(root, path).Replace('\\', '/'))
             .Where(path => !path.Contains("/obj/") && !path.Contains("/bin/"))
-            .Where(path => !AllowedProjectFolders.Any(path.StartsWith))
             .ToList();
         Assert.NotEmpty(files);
         var problems = files.SelectMany(path => Problems(path, File.ReadAllText(Path.Combine(root, path)))).ToList();

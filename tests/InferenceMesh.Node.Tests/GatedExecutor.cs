@@ -13,7 +13,7 @@ namespace InferenceMesh.Node.Tests;
 /// </summary>
 internal sealed class GatedExecutor(IStageExecutor inner) : IStageExecutor
 {
-    private static readonly TimeSpan _longestGate = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LongestGate = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<string, int> _running = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _closed = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _violations = new();
@@ -48,7 +48,7 @@ internal sealed class GatedExecutor(IStageExecutor inner) : IStageExecutor
             if (Interlocked.Exchange(ref _armed, 0) == 1)
             {
                 _entered.Writer.TryWrite(sessionId);
-                if (!_release.Wait(_longestGate)) _violations.Enqueue($"Run of {sessionId} was never released");
+                if (!_release.Wait(LongestGate)) _violations.Enqueue($"Run of {sessionId} was never released");
             }
             return inner.Run(sessionId, activation, startPosition);
         }

@@ -9,7 +9,7 @@ namespace InferenceMesh.Node.Tests;
 /// </summary>
 public sealed class SessionLifetimeTests
 {
-    private static readonly TimeSpan _reply = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan Reply = TimeSpan.FromSeconds(10);
 
     [Fact]
     public async Task BreakingTheClientsStreamWhileItsStepRunsFreesEverythingOnceTheStepEnds()
@@ -31,12 +31,12 @@ public sealed class SessionLifetimeTests
                 node.Executor.GateNext();
                 await connection.Client.SendAsync(new Step(1, id, 0, GatedNode.Activation(2), []));
                 await connection.Client.SendAsync(new Step(2, id, 2, GatedNode.Activation(1), []));
-                Assert.Equal(id, await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(_reply));
+                Assert.Equal(id, await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(Reply));
 
                 connection.Break();
-                Assert.True(await node.StreamFailures.WaitAsync(_reply), "the server never saw the stream break");
+                Assert.True(await node.StreamFailures.WaitAsync(Reply), "the server never saw the stream break");
                 node.Executor.Release();
-                await connection.Serving.WaitAsync(_reply);
+                await connection.Serving.WaitAsync(Reply);
 
                 Assert.True(node.Executor.WasClosed(id), $"{id}'s KV state was never dropped");
                 Assert.Equal(0, node.Executor.CachedLength(id));
@@ -68,20 +68,20 @@ public sealed class SessionLifetimeTests
         await connection.Client.SendAsync(new Step(3, "queued", 2, GatedNode.Activation(1), []));
         // The stream is served in order: the reply to this probe means steps 2 and 3 are queued.
         await connection.Client.SendAsync(new Step(4, "nobody", 0, GatedNode.Activation(1), []));
-        Assert.Equal(StageErrorCode.UnknownSession, Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply)).Code);
-        Assert.Equal("queued", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(_reply));
+        Assert.Equal(StageErrorCode.UnknownSession, Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply)).Code);
+        Assert.Equal("queued", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(Reply));
 
         var closing = node.Server.CloseAsync("queued");
         Assert.False(closing.IsCompleted, "closing must wait for the step inside the executor");
         Assert.False(node.Executor.WasClosed("queued"));
         Assert.Equal(1, node.Server.SessionCount);
         node.Executor.Release();
-        await closing.WaitAsync(_reply);
+        await closing.WaitAsync(Reply);
 
-        Assert.Equal(1UL, Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply)).StepId);
+        Assert.Equal(1UL, Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply)).StepId);
         foreach (var stepId in new ulong[] { 2, 3 })
         {
-            var error = Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply));
+            var error = Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply));
             Assert.Equal(stepId, error.RequestId);
             Assert.Equal(StageErrorCode.UnknownSession, error.Code);
             Assert.Contains("closed before", error.Message);
@@ -93,7 +93,7 @@ public sealed class SessionLifetimeTests
         Assert.Empty(node.Executor.Violations);
 
         await connection.Client.SendAsync(new Step(5, "queued", 1, GatedNode.Activation(1), []));
-        Assert.Equal(StageErrorCode.UnknownSession, Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply)).Code);
+        Assert.Equal(StageErrorCode.UnknownSession, Assert.IsType<StageError>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply)).Code);
         Assert.Equal([0], node.Executor.RunsOf("queued"));
     }
 
@@ -106,13 +106,13 @@ public sealed class SessionLifetimeTests
         await node.OpenAsync(connection.Client, "idle");
         await node.OpenAsync(connection.Client, "busy");
         await connection.Client.SendAsync(new Step(1, "idle", 0, GatedNode.Activation(1), []));
-        Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply));
+        Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply));
         Assert.Equal(1, node.Executor.CachedLength("idle"));
         var perSession = node.Server.ReservedKvBytes / 2;
 
         node.Executor.GateNext();
         await connection.Client.SendAsync(new Step(2, "busy", 0, GatedNode.Activation(1), []));
-        Assert.Equal("busy", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(_reply));
+        Assert.Equal("busy", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(Reply));
         clock.Advance(TimeSpan.FromMinutes(2));
         await Poll.UntilAsync(() => node.Server.SessionCount == 1, "the idle session to expire");
         Assert.True(node.Executor.WasClosed("idle"));
@@ -121,7 +121,7 @@ public sealed class SessionLifetimeTests
         Assert.Contains(node.LogLines, l => l.Contains("session idle idle for"));
 
         node.Executor.Release();
-        Assert.Equal(2UL, Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(_reply)).StepId);
+        Assert.Equal(2UL, Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply)).StepId);
         Assert.False(node.Executor.WasClosed("busy"));
         Assert.Equal(1, node.Executor.CachedLength("busy"));
 
@@ -140,13 +140,13 @@ public sealed class SessionLifetimeTests
         await node.OpenAsync(connection.Client, "running");
         node.Executor.GateNext();
         await connection.Client.SendAsync(new Step(1, "running", 0, GatedNode.Activation(1), []));
-        Assert.Equal("running", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(_reply));
+        Assert.Equal("running", await node.Executor.Entered.ReadAsync().AsTask().WaitAsync(Reply));
 
         var disposing = node.DisposeAsync().AsTask();
         Assert.False(disposing.IsCompleted, "disposal must wait for the step inside the executor");
         node.Executor.Release();
-        await disposing.WaitAsync(_reply);
-        await connection.Serving.WaitAsync(_reply);
+        await disposing.WaitAsync(Reply);
+        await connection.Serving.WaitAsync(Reply);
 
         Assert.True(node.Executor.WasClosed("running"));
         Assert.Equal(0, node.Server.SessionCount);

@@ -7,7 +7,7 @@ namespace InferenceMesh.Protocol.Tests;
 
 public sealed class StageCodecTests
 {
-    private static readonly StageLimits _limits = new();
+    private static readonly StageLimits Limits = new();
 
     private static TensorData Activation(int steps, int width, int seed = 1)
     {
@@ -50,7 +50,7 @@ public sealed class StageCodecTests
     public void RoundTrips(StageMessage message)
     {
         var sequence = new ReadOnlySequence<byte>(Encode(message));
-        Assert.True(StageCodec.TryRead(ref sequence, _limits, out var decoded));
+        Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
         Assert.True(sequence.IsEmpty);
         AssertSame(message, decoded!);
     }
@@ -86,7 +86,7 @@ public sealed class StageCodecTests
             var last = first.Append(twoFrames.AsMemory(cut));
             var sequence = new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
             var decoded = new List<StageMessage>();
-            while (StageCodec.TryRead(ref sequence, _limits, out var m)) decoded.Add(m!);
+            while (StageCodec.TryRead(ref sequence, Limits, out var m)) decoded.Add(m!);
             Assert.Equal(2, decoded.Count);
             AssertSame(message, decoded[0]);
             Assert.True(sequence.IsEmpty);
@@ -100,7 +100,7 @@ public sealed class StageCodecTests
         for (var length = 0; length < frame.Length; length++)
         {
             var sequence = new ReadOnlySequence<byte>(frame, 0, length);
-            Assert.False(StageCodec.TryRead(ref sequence, _limits, out _));
+            Assert.False(StageCodec.TryRead(ref sequence, Limits, out _));
             Assert.Equal(length, sequence.Length);
         }
     }
@@ -111,7 +111,7 @@ public sealed class StageCodecTests
         var header = new byte[UnsignedVarint.MaxBytes];
         var written = UnsignedVarint.Write(header, 1UL << 40);
         var sequence = new ReadOnlySequence<byte>(header, 0, written);
-        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, _limits, out _));
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
         Assert.Equal(MeshErrorCode.LimitExceeded, error.Code);
     }
 
@@ -140,7 +140,7 @@ public sealed class StageCodecTests
     public void MalformedBodiesAreTypedErrors(string what, byte[] frame)
     {
         var sequence = new ReadOnlySequence<byte>(frame);
-        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, _limits, out _));
+        var error = Assert.Throws<MeshException>(() => StageCodec.TryRead(ref sequence, Limits, out _));
         Assert.True(error.Code == MeshErrorCode.ProtocolViolation, $"{what}: {error.Code} {error.Message}");
     }
 
