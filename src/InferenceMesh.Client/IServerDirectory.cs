@@ -1,5 +1,3 @@
-using InferenceMesh.Core;
-
 namespace InferenceMesh.Client;
 
 /// <summary>Where the client learns who serves which blocks (the DHT's span announcements in a real mesh).</summary>

@@ -9,7 +9,7 @@ public readonly record struct BlockRange
     public BlockRange(int start, int end)
     {
         if (start < 0 || end <= start)
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"block range [{start},{end}) is empty or negative");
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"block range {start}:{end} is empty or negative");
         Start = start;
         End = end;
     }
@@ -43,7 +43,7 @@ public readonly record struct BlockRange
             expectedStart = range.End;
         }
         if (expectedStart != blockCount)
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"block ranges cover [0,{expectedStart}) but the model has {blockCount} blocks");
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"block ranges cover 0:{expectedStart} but the model has {blockCount} blocks");
         return ranges;
     }
 

@@ -45,8 +45,7 @@ public sealed class MeshGenerationTests
                 var text = string.Concat(await client.GenerateAsync(prompt, Greedy).ToListAsync());
                 Assert.Equal(TestModels.Stories260KReferenceText, text);
             }
-            // CloseSession is one-way; give the servers a moment to process it.
-            for (var wait = 0; wait < 100 && mesh.Nodes.Any(n => n.Server.SessionCount > 0); wait++) await Task.Delay(20);
+            await Poll.UntilAsync(() => mesh.Nodes.All(n => n.Server.SessionCount == 0), "the servers to process the one-way CloseSession");
             Assert.All(mesh.Nodes, n => Assert.Equal(0, n.Server.SessionCount));
             Assert.All(mesh.Nodes, n => Assert.Equal(0, n.Server.ReservedKvBytes));
         }
@@ -79,28 +78,6 @@ public sealed class MeshGenerationTests
                 Assert.True(client.Recoveries >= 1, $"trial {trial}: killing {victim} after {killAt} pieces caused no recovery");
                 Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(pieces));
             }
-        }
-    }
-
-    [Theory]
-    [InlineData(RouteMode.Chained)]
-    [InlineData(RouteMode.Relayed)]
-    public async Task StalledNodeTimesOutAndIsReplaced(RouteMode mode)
-    {
-        var (mesh, client) = await Swarm([(0, 2), (2, 5), (0, 5)], new MeshClientOptions { Mode = mode, StepTimeout = TimeSpan.FromSeconds(1) });
-        await using (mesh)
-        await using (client)
-        {
-            string victim;
-            await using (var probe = await client.OpenSessionAsync(256)) victim = probe.Route[0].PeerId;
-            var pieces = new List<string>();
-            await foreach (var piece in client.GenerateAsync("", Greedy))
-            {
-                pieces.Add(piece);
-                if (pieces.Count == 40) mesh.Stall(victim);
-            }
-            Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(pieces));
-            Assert.True(client.Recoveries >= 1, $"stalling {victim} caused no recovery");
         }
     }
 

@@ -93,9 +93,7 @@ public sealed class MeshNodeTests
         var node = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 5) });
         await using (var client = await mesh.ClientAsync())
             Assert.Equal(TestModels.Stories260KReferenceText, (await client.CompleteAsync("", Reference)).Text);
-        // CloseSession is one-way: wait (bounded) for the node to process it.
-        for (var wait = 0; wait < 200 && node.SessionCount > 0; wait++) await Task.Delay(10);
-        Assert.Equal(0, node.SessionCount);
+        await Poll.UntilAsync(() => node.SessionCount == 0, "the node to process the one-way CloseSession");
         Assert.Equal(0, node.ReservedKvBytes);
 
         var modelId = node.ModelId!;

@@ -60,11 +60,20 @@ public sealed class DhtCliTests
         var cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
         var start = new System.Diagnostics.ProcessStartInfo("dotnet", [cli, "node"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var process = System.Diagnostics.Process.Start(start)!;
-        var ready = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.StartsWith("{\"event\":\"ready\"", ready);
-        using (var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", process.Id.ToString()])) await kill!.WaitForExitAsync();
-        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
-        Assert.Equal(0, process.ExitCode);
-        Assert.Contains("stopping", await process.StandardError.ReadToEndAsync());
+        try
+        {
+            var ready = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.StartsWith("{\"event\":\"ready\"", ready);
+            using (var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", process.Id.ToString()])) await kill!.WaitForExitAsync();
+            // A runner started in the background of a shell hands its children SIGINT ignored; this test needs a foreground run.
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.Equal(0, process.ExitCode);
+            Assert.Contains("stopping", await process.StandardError.ReadToEndAsync());
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
     }
 }

@@ -87,7 +87,6 @@ public sealed class SwarmTests
                 }
                 catch (Core.MeshException e)
                 {
-                    await Task.Delay(2000);
                     var nodeLogs = swarm.Swarm.Nodes.Select(n => $"{n.Name} {n.PeerId}: {string.Join(" | ", File.ReadLines(n.LogFile).TakeLast(6))}");
                     Assert.Fail($"trial {trial} ({mode}, {victim.Name} killed at piece {killAt}): {e.Message}; client log: {string.Join(" | ", log)}; {string.Join("; ", nodeLogs)}");
                 }

@@ -1,3 +1,4 @@
+using InferenceMesh.Tests.Shared;
 using InferenceMesh.Protocol;
 using Microsoft.Extensions.Time.Testing;
 

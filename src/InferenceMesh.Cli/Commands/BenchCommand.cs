@@ -112,8 +112,7 @@ public static class BenchCommand
             run();
             times.Add(watch.Elapsed.TotalMilliseconds);
         }
-        times.Sort();
-        return times[times.Count / 2];
+        return Statistics.Median(times);
     }
 
     /// <summary>Median of what <paramref name="run"/> reports it measured, in milliseconds.</summary>
@@ -121,8 +120,7 @@ public static class BenchCommand
     {
         var times = new List<double>();
         for (var r = 0; r < runs; r++) times.Add(await run());
-        times.Sort();
-        return times[times.Count / 2];
+        return Statistics.Median(times);
     }
 
     private static Command Stage(ICliConsole console)
@@ -208,9 +206,7 @@ public static class BenchCommand
                     times.Add(stopwatch.Elapsed.TotalMilliseconds);
                     generated = Math.Max(generated, pieces);
                 }
-                times.Sort();
-                var median = times[times.Count / 2];
-                var perToken = median / positions;
+                var perToken = Statistics.Median(times) / positions;
                 var boundaries = local.Pipeline.Stages.Count - 1;
                 msPerToken[boundaries] = perToken;
                 var label = count is null ? "unsplit (one graph)" : $"head + {count} block stage{(count == 1 ? "" : "s")} + tail";

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace InferenceMesh.Node.Tests;
+namespace InferenceMesh.Tests.Shared;
 
 /// <summary>Waits, with a bound, for a condition that events on other threads make true.</summary>
 internal static class Poll
