@@ -16,6 +16,13 @@ public static class Progress
         return await AnsiConsole.Status().StartAsync(what, _ => run());
     }
 
+    public static Task RunAsync(ICliConsole console, string what, Func<Task> run) =>
+        RunAsync(console, what, async () =>
+        {
+            await run();
+            return true;
+        });
+
     public static T Run<T>(ICliConsole console, string what, Func<T> run, bool plainLine = true) =>
         RunAsync(console, what, () => Task.FromResult(run()), plainLine).GetAwaiter().GetResult();
 }

@@ -14,10 +14,10 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
 {
     private readonly ConcurrentDictionary<PeerId, double> _roundTrips = new();
 
-    public async ValueTask<IReadOnlyList<ServerSpan>> ListAsync(string modelId, CancellationToken cancellation)
+    public async ValueTask<IReadOnlyList<ServerInfo>> ListAsync(string modelId, CancellationToken cancellation)
     {
         var perBlock = await spans.ListServersAsync(modelId, blockCount, cancellation).ConfigureAwait(false);
-        var servers = new List<ServerSpan>();
+        var servers = new List<ServerInfo>();
         foreach (var info in perBlock.SelectMany(b => b).Where(i => i.State == ServerState.Online).GroupBy(i => i.Peer).Select(g => g.First()))
         {
             if (!_roundTrips.TryGetValue(info.Peer, out var rtt))
@@ -32,8 +32,10 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
                     continue;
                 }
             }
-            servers.Add(new ServerSpan(info.Peer.ToString(), info.Addresses.Select(a => a.ToString()).ToList(), info.Span, info.Throughput, rtt));
+            servers.Add(info);
         }
         return servers;
     }
+
+    public double RoundTripMs(PeerId server) => _roundTrips.TryGetValue(server, out var rtt) ? rtt : double.PositiveInfinity;
 }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using InferenceMesh.Core;
+using InferenceMesh.P2P.Dht;
 using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Client;
@@ -99,9 +100,9 @@ public sealed class InferenceSession : IAsyncDisposable
     {
         // A server cannot push to itself: after a recovery one server may hold two neighbouring hops, and the chain ends there.
         var chainEnd = 1;
-        while (chainEnd < _hops.Count && _hops[chainEnd].Server.PeerId != _hops[chainEnd - 1].Server.PeerId) chainEnd++;
+        while (chainEnd < _hops.Count && _hops[chainEnd].Server.Peer != _hops[chainEnd - 1].Server.Peer) chainEnd++;
         var chain = _hops.Take(chainEnd).ToList();
-        var route = chain.Skip(1).Select(h => new RouteHop(h.Server.PeerId, h.Server.Addresses, h.SessionId)).ToList();
+        var route = chain.Skip(1).Select(h => new RouteHop(h.Server.Peer.ToString(), h.Server.Addresses.Select(a => a.ToString()).ToList(), h.SessionId)).ToList();
         state.SentAt[0] = Time.GetTimestamp();
         state.Chain = chain;
         if (!await TrySendAsync(_hops[0], new Step(state.Id, _hops[0].SessionId, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
@@ -219,7 +220,7 @@ public sealed class InferenceSession : IAsyncDisposable
     private async Task<int> RecoverAsync(int failedIndex, CancellationToken cancellation)
     {
         var failed = _hops[failedIndex];
-        _client.Routes.Ban(failed.Server.PeerId, $"blocks {failed.Blocks} of session {Id}: {_lastFailure}");
+        _client.Routes.Ban(failed.Server.Peer, $"blocks {failed.Blocks} of session {Id}: {_lastFailure}");
         _client.CountRecovery();
         _hops.RemoveAt(failedIndex);
         await failed.DisposeAsync().ConfigureAwait(false);
@@ -247,7 +248,7 @@ public sealed class InferenceSession : IAsyncDisposable
             }
             catch (HopFailedException e)
             {
-                _client.Routes.Ban(e.Server.PeerId, e.Message);
+                _client.Routes.Ban(e.Server.Peer, e.Message);
                 foreach (var hop in opened) await hop.DisposeAsync().ConfigureAwait(false);
                 if (++Recoveries > _client.Options.MaxRecoveries)
                     throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up on blocks {blocks} after {_client.Options.MaxRecoveries} failed servers; last: {e.Message}");
@@ -297,7 +298,7 @@ public sealed class InferenceSession : IAsyncDisposable
         StageChannel channel;
         try
         {
-            channel = await _client.Connector.ConnectAsync(planned.Server.PeerId, planned.Server.Addresses, cancellation).ConfigureAwait(false);
+            channel = await _client.Dialer(planned.Server.Peer, planned.Server.Addresses, cancellation).ConfigureAwait(false);
         }
         catch (Exception e) when (e is MeshException or IOException or TimeoutException or InvalidOperationException)
         {
@@ -372,13 +373,13 @@ public sealed class InferenceSession : IAsyncDisposable
     /// <param name="Message">Null when the stream ended, for the reason <paramref name="Ended"/> gives.</param>
     private readonly record struct HopEvent(Hop Hop, StageMessage? Message, string? Ended);
 
-    private sealed class Hop(ServerSpan server, BlockRange blocks, StageChannel channel, string sessionId) : IAsyncDisposable
+    private sealed class Hop(ServerInfo server, BlockRange blocks, StageChannel channel, string sessionId) : IAsyncDisposable
     {
         public string SessionId { get; } = sessionId;
         private int _steps;
         private double _totalMs;
 
-        public ServerSpan Server { get; } = server;
+        public ServerInfo Server { get; } = server;
         public BlockRange Blocks { get; } = blocks;
         public StageChannel Channel { get; } = channel;
         public bool IsOpen { get; set; }
@@ -392,7 +393,7 @@ public sealed class InferenceSession : IAsyncDisposable
             _totalMs += latency.TotalMilliseconds;
         }
 
-        public HopReport Report() => new(Server.PeerId, Blocks, _steps, _steps == 0 ? 0 : _totalMs / _steps);
+        public HopReport Report() => new(Server.Peer.ToString(), Blocks, _steps, _steps == 0 ? 0 : _totalMs / _steps);
 
         public async ValueTask DisposeAsync()
         {
@@ -403,9 +404,9 @@ public sealed class InferenceSession : IAsyncDisposable
         }
     }
 
-    private sealed class HopFailedException(ServerSpan server, string why) : Exception($"server {server.PeerId}: {why}")
+    private sealed class HopFailedException(ServerInfo server, string why) : Exception($"server {server.Peer}: {why}")
     {
-        public ServerSpan Server { get; } = server;
+        public ServerInfo Server { get; } = server;
     }
 
     /// <summary>One step's outputs by block end, and when inputs left and outputs arrived (timestamps of the session's clock).</summary>

@@ -29,14 +29,14 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly Ed25519KeyPair? _identity;
     private int _recoveries;
 
-    private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, IStageConnector connector, IServerDirectory directory,
+    private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
         MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
     {
         Manifest = manifest;
         _head = head;
         _tail = tail;
         Tokenizer = tokenizer;
-        Connector = connector;
+        Dialer = dialer;
         Options = options;
         Routes = new RouteManager(directory, manifest.ModelId, options);
         _peer = peer;
@@ -50,7 +50,7 @@ public sealed class MeshClient : IAsyncDisposable
     /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
     public RouteManager Routes { get; }
 
-    internal IStageConnector Connector { get; }
+    internal StageDialer Dialer { get; }
     internal IStageExecutor Head => _head;
     internal IStageExecutor Tail => _tail;
 
@@ -91,10 +91,13 @@ public sealed class MeshClient : IAsyncDisposable
                 var address = addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
                 return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
             });
-            var connector = new StageConnector(async (id, addresses, ct) =>
-                await host.NewStreamAsync(PeerId.Parse(id), addresses.Select(Multiaddr.Parse).ToList(), [StageProtocol.Id], ct).ConfigureAwait(false),
-                options.LinkDelay ?? TimeSpan.Zero);
-            return Open(options.ModelDirectory, connector, directory, options, peer, identity);
+            var delay = options.LinkDelay ?? TimeSpan.Zero;
+            StageDialer dialer = async (peerId, addresses, ct) =>
+            {
+                var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
+                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream);
+            };
+            return Open(options.ModelDirectory, dialer, directory, options, peer, identity);
         }
         catch
         {
@@ -105,13 +108,13 @@ public sealed class MeshClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// A client over any connector and directory (an in-memory mesh in tests and benchmarks): loads the head,
+    /// A client over any dialer and directory (an in-memory mesh in tests and benchmarks): loads the head,
     /// tail and tokenizer of a split model directory. <see cref="ConnectAsync"/> is the way into a real mesh.
     /// </summary>
-    public static MeshClient Open(string splitDirectory, IStageConnector connector, IServerDirectory directory, MeshClientOptions? options = null) =>
-        Open(splitDirectory, connector, directory, options ?? new MeshClientOptions(), null, null);
+    public static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions? options = null) =>
+        Open(splitDirectory, dialer, directory, options ?? new MeshClientOptions(), null, null);
 
-    private static MeshClient Open(string splitDirectory, IStageConnector connector, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
+    private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
@@ -121,7 +124,7 @@ public sealed class MeshClient : IAsyncDisposable
         try
         {
             var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions);
-            return new MeshClient(manifest, head, tail, tokenizer, connector, directory, options, peer, identity);
+            return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity);
         }
         catch
         {

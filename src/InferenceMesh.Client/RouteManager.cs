@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using InferenceMesh.Core;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.Client;
 
@@ -11,16 +13,16 @@ namespace InferenceMesh.Client;
 /// </summary>
 public sealed class RouteManager(IServerDirectory directory, string modelId, MeshClientOptions options) : IDisposable
 {
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _bannedUntil = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<PeerId, DateTimeOffset> _bannedUntil = new();
     private readonly SemaphoreSlim _refreshing = new(1, 1);
-    private IReadOnlyList<ServerSpan>? _servers;
+    private IReadOnlyList<ServerInfo>? _servers;
     private DateTimeOffset _listedAt;
 
     /// <summary>Whether <paramref name="peerId"/> is banned now.</summary>
-    public bool IsBanned(string peerId) => _bannedUntil.TryGetValue(peerId, out var until) && until > options.Time.GetUtcNow();
+    public bool IsBanned(PeerId peerId) => _bannedUntil.TryGetValue(peerId, out var until) && until > options.Time.GetUtcNow();
 
     /// <summary>Leaves <paramref name="peerId"/> out of routes for the ban duration, and makes the next plan list the servers afresh.</summary>
-    public void Ban(string peerId, string reason)
+    public void Ban(PeerId peerId, string reason)
     {
         _bannedUntil[peerId] = options.Time.GetUtcNow() + options.BanDuration;
         Volatile.Write(ref _servers, null);
@@ -32,10 +34,10 @@ public sealed class RouteManager(IServerDirectory directory, string modelId, Mes
     public async Task<IReadOnlyList<PlannedHop>> PlanAsync(BlockRange blocks, CancellationToken cancellation)
     {
         var servers = await ServersAsync(cancellation).ConfigureAwait(false);
-        return RoutePlanner.Plan(servers, blocks, IsBanned);
+        return RoutePlanner.Plan(servers, blocks, directory.RoundTripMs, IsBanned);
     }
 
-    private async Task<IReadOnlyList<ServerSpan>> ServersAsync(CancellationToken cancellation)
+    private async Task<IReadOnlyList<ServerInfo>> ServersAsync(CancellationToken cancellation)
     {
         if (Fresh() is { } cached) return cached;
         await _refreshing.WaitAsync(cancellation).ConfigureAwait(false);
@@ -53,7 +55,7 @@ public sealed class RouteManager(IServerDirectory directory, string modelId, Mes
         }
     }
 
-    private IReadOnlyList<ServerSpan>? Fresh() =>
+    private IReadOnlyList<ServerInfo>? Fresh() =>
         Volatile.Read(ref _servers) is { } servers && options.Time.GetUtcNow() - _listedAt < options.ServerListLifetime ? servers : null;
 
     public void Dispose() => _refreshing.Dispose();

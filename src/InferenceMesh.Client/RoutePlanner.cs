@@ -1,16 +1,20 @@
 using InferenceMesh.Core;
+using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.Client;
 
 /// <summary>
 /// Plans routes as Petals does (min-latency Dijkstra): nodes are block boundaries, and a server whose span
-/// holds block b offers an edge from b to the end of its span costing its round trip plus its compute time.
+/// holds block b offers an edge from b to the end of its span costing its round trip plus its compute time
+/// (announced throughput is tokens/s through the whole span, so k of its n blocks take k / n of a token's time).
 /// </summary>
 public static class RoutePlanner
 {
-    public static IReadOnlyList<PlannedHop> Plan(IReadOnlyList<ServerSpan> servers, BlockRange blocks, Func<string, bool>? isBanned = null)
+    /// <param name="roundTripMs">The measured round trip to each server, in milliseconds.</param>
+    public static IReadOnlyList<PlannedHop> Plan(IReadOnlyList<ServerInfo> servers, BlockRange blocks, Func<PeerId, double> roundTripMs, Func<PeerId, bool>? isBanned = null)
     {
-        var usable = servers.Where(s => isBanned is null || !isBanned(s.PeerId)).ToList();
+        var usable = servers.Where(s => isBanned is null || !isBanned(s.Peer)).ToList();
         var boundaries = blocks.Count + 1;
         var cost = Enumerable.Repeat(double.PositiveInfinity, boundaries).ToArray();
         var via = new PlannedHop?[boundaries];
@@ -28,12 +32,11 @@ public static class RoutePlanner
             if (block == blocks.End) break;
             foreach (var server in usable)
             {
-                if (!server.Blocks.Contains(block)) continue;
-                var end = Math.Min(server.Blocks.End, blocks.End);
-                // Tokens/s through the whole span: one token through k of its n blocks takes k / n of 1 / throughput.
-                var computeMs = (end - block) * 1000.0 / (Math.Max(server.Throughput, 1e-3) * server.Blocks.Count);
+                if (!server.Span.Contains(block)) continue;
+                var end = Math.Min(server.Span.End, blocks.End);
+                var computeMs = (end - block) * 1000.0 / (Math.Max(server.Throughput, 1e-3) * server.Span.Count);
                 var next = end - blocks.Start;
-                var candidate = cost[current] + server.RoundTripMs + computeMs;
+                var candidate = cost[current] + roundTripMs(server.Peer) + computeMs;
                 if (candidate < cost[next])
                 {
                     cost[next] = candidate;
@@ -45,7 +48,7 @@ public static class RoutePlanner
         if (double.IsPositiveInfinity(cost[^1]))
         {
             var reached = Enumerable.Range(0, boundaries).Where(i => !double.IsPositiveInfinity(cost[i])).Max() + blocks.Start;
-            var uncovered = Enumerable.Range(reached, blocks.End - reached).Where(b => !usable.Any(s => s.Blocks.Contains(b))).ToList();
+            var uncovered = Enumerable.Range(reached, blocks.End - reached).Where(b => !usable.Any(s => s.Span.Contains(b))).ToList();
             var detail = uncovered.Count > 0 ? $"no reachable server serves block{(uncovered.Count > 1 ? "s" : "")} {string.Join(", ", uncovered)}" : $"no route from block {reached}";
             throw new MeshException(MeshErrorCode.RouteUnavailable, $"cannot cover blocks {blocks}: {detail}");
         }

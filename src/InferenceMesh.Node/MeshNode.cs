@@ -135,8 +135,8 @@ public sealed class MeshNode : IAsyncDisposable
     {
         try
         {
-            await _peer.Spans.AnnounceAsync(new SpanAnnouncement(_span!.Manifest.ModelId, _span.Blocks, Throughput, ServerState.Online,
-                _server!.FreeKvBytes / _span.KvBytesPerPosition(_span.Blocks)), cancellation).ConfigureAwait(false);
+            await _peer.Spans.AnnounceAsync(_span!.Manifest.ModelId, _span.Blocks, Throughput, ServerState.Online,
+                _server!.FreeKvBytes / _span.KvBytesPerPosition(_span.Blocks), cancellation).ConfigureAwait(false);
         }
         catch (MeshException e)
         {
@@ -210,7 +210,7 @@ public sealed class MeshNode : IAsyncDisposable
             using var goodbye = new CancellationTokenSource(_options.OfflineAnnounceTimeout, _options.Time);
             try
             {
-                await _peer.Spans.AnnounceAsync(new SpanAnnouncement(_span.Manifest.ModelId, _span.Blocks, 0, ServerState.Offline, 0), goodbye.Token).ConfigureAwait(false);
+                await _peer.Spans.AnnounceAsync(_span.Manifest.ModelId, _span.Blocks, 0, ServerState.Offline, 0, goodbye.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is MeshException or OperationCanceledException)
             {

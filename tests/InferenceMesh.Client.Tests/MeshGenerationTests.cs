@@ -16,7 +16,7 @@ public sealed class MeshGenerationTests
         var split = MeshModels.Stories260KPerBlock;
         var mesh = new InMemoryMesh();
         foreach (var (start, end) in spans) mesh.AddNode(split, new BlockRange(start, end), nodeOptions);
-        var client = MeshClient.Open(split, mesh.ConnectorFor("client"), new MeshDirectory(mesh), options);
+        var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh), options);
         await Task.CompletedTask;
         return (mesh, client);
     }
@@ -105,7 +105,7 @@ public sealed class MeshGenerationTests
         var (mesh, chained) = await Swarm([(0, 2), (2, 3), (3, 5)]);
         await using (mesh)
         await using (chained)
-        await using (var relayed = MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.ConnectorFor("relayed-client"), new MeshDirectory(mesh), new MeshClientOptions { Mode = RouteMode.Relayed }))
+        await using (var relayed = MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("relayed-client"), new MeshDirectory(mesh), new MeshClientOptions { Mode = RouteMode.Relayed }))
         {
             var prompts = Enumerable.Range(0, 16).Select(i => i % 2 == 0 ? "" : "Once upon a time").ToList();
             var texts = await Task.WhenAll(prompts.Select((p, i) => Task.Run(async () =>
@@ -121,7 +121,7 @@ public sealed class MeshGenerationTests
         await using var mesh = new InMemoryMesh();
         mesh.AddNode(split, new BlockRange(0, 2), executor: ExecutorKind.Ilgpu);
         mesh.AddNode(split, new BlockRange(2, 5), executor: ExecutorKind.Ort);
-        await using var client = MeshClient.Open(split, mesh.ConnectorFor("client"), new MeshDirectory(mesh));
+        await using var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh));
         Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(await client.GenerateAsync("Once upon a time", Greedy).ToListAsync()));
     }
 

@@ -19,8 +19,8 @@ public sealed class StepTimeoutTests
         mesh.AddNode(split, new BlockRange(0, 5));
         var clock = new FakeTimeProvider();
         var options = new MeshClientOptions { Mode = mode, Time = clock, StepTimeout = TimeSpan.FromSeconds(30) };
-        await using var client = MeshClient.Open(split, mesh.ConnectorFor("client"), new MeshDirectory(mesh), options);
-        await using var reference = MeshClient.Open(split, mesh.ConnectorFor("reference"), new MeshDirectory(mesh), options with { Time = TimeProvider.System });
+        await using var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh), options);
+        await using var reference = MeshClient.Open(split, mesh.DialerFor("reference"), new MeshDirectory(mesh), options with { Time = TimeProvider.System });
 
         await using var session = await client.OpenSessionAsync(16);
         await using var expected = await reference.OpenSessionAsync(16);
@@ -43,6 +43,6 @@ public sealed class StepTimeoutTests
         Assert.Equal(await expected.StepAsync([400], 1), await step);
         Assert.Equal(1, session.Recoveries);
         Assert.DoesNotContain(session.Route, h => h.PeerId == victim);
-        Assert.True(client.Routes.IsBanned(victim));
+        Assert.True(client.Routes.IsBanned(InferenceMesh.P2P.Identity.PeerId.Parse(victim)));
     }
 }

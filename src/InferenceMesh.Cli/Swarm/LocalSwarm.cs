@@ -47,21 +47,12 @@ public static class LocalSwarm
         return swarm;
     }
 
-    /// <summary>Asks the DHT, as a client would, until every block has an online server.</summary>
-    private static async Task<bool> WaitForCoverageAsync(string bootstrap, Manifest manifest, TimeSpan timeout, CancellationToken cancellation)
+    /// <summary>Joins the swarm as a client and waits until the DHT lists an online server for every block.</summary>
+    private static async Task WaitForCoverageAsync(string bootstrap, Manifest manifest, TimeSpan timeout, CancellationToken cancellation)
     {
         using var key = Ed25519KeyPair.Generate();
         await using var peer = await MeshPeer.StartAsync(new MeshPeerOptions { Identity = key, Bootstrap = [Multiaddr.Parse(bootstrap)], RequireBootstrap = true }, cancellation);
-        var deadline = DateTime.UtcNow + timeout;
-        var uncovered = new List<int>();
-        while (DateTime.UtcNow < deadline)
-        {
-            var perBlock = await peer.Spans.ListServersAsync(manifest.ModelId, manifest.BlockCount, cancellation);
-            uncovered = Enumerable.Range(0, manifest.BlockCount).Where(b => !perBlock[b].Any(s => s.State == ServerState.Online)).ToList();
-            if (uncovered.Count == 0) return true;
-            await Task.Delay(250, cancellation);
-        }
-        throw new MeshException(MeshErrorCode.Timeout, $"after {timeout.TotalSeconds:F0} s the DHT lists no server for blocks {string.Join(", ", uncovered)}");
+        await peer.Spans.WaitUntilServedAsync(manifest.ModelId, manifest.BlockCount, timeout, TimeSpan.FromMilliseconds(250), cancellation);
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace InferenceMesh.P2P.Dht;
 /// <summary>
 /// Publishes and reads span announcements: one signed <see cref="ServerInfo"/> per served block under
 /// <c>/span/&lt;modelId&gt;/&lt;block&gt;</c>, TTL <see cref="Ttl"/> (120 s), refreshed every
-/// <see cref="RefreshInterval"/> (60 s) by <see cref="RunAsync"/>. The node's <see cref="KadDht"/> must have a
+/// <see cref="RefreshInterval"/> (60 s) by the server. The node's <see cref="KadDht"/> must have a
 /// <see cref="SpanRecordValidator"/> registered under <see cref="SpanRecordValidator.Namespace"/>. Thread-safe.
 /// </summary>
 public sealed class SpanDirectory(KadDht dht, Ed25519KeyPair? identity = null)
@@ -18,68 +18,38 @@ public sealed class SpanDirectory(KadDht dht, Ed25519KeyPair? identity = null)
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// Signs and stores this server's entry for every block of <paramref name="announcement"/>'s span; returns
-    /// the number of blocks that at least one peer stored. Needs the identity given at construction.
-    /// Safe to cancel (blocks already announced stay announced until they expire).
+    /// Signs and stores this server's <see cref="ServerInfo"/> for every block of <paramref name="span"/> (identity,
+    /// addresses, block and times filled in here); returns the number of blocks that at least one peer stored.
+    /// Needs the identity given at construction. Safe to cancel (blocks already announced stay announced until they expire).
     /// </summary>
-    public async Task<int> AnnounceAsync(SpanAnnouncement announcement, CancellationToken cancellationToken = default)
+    /// <param name="throughput">Measured decode speed, tokens per second through the whole span.</param>
+    /// <param name="freeCacheTokens">KV-cache room the server can still give, in positions.</param>
+    public async Task<int> AnnounceAsync(string modelId, BlockRange span, double throughput, ServerState state, long freeCacheTokens, CancellationToken cancellationToken = default)
     {
         if (identity is null)
             throw new InvalidOperationException("announcing needs the server's identity");
         var now = dht.Options.Time.GetUtcNow();
         var stored = 0;
-        for (var block = announcement.Span.Start; block < announcement.Span.End; block++)
+        for (var block = span.Start; block < span.End; block++)
         {
             var info = new ServerInfo
             {
                 Peer = identity.PeerId,
                 Addresses = dht.LocalAddresses,
-                ModelId = announcement.ModelId,
+                ModelId = modelId,
                 Block = block,
-                Span = announcement.Span,
-                Throughput = announcement.Throughput,
-                State = announcement.State,
-                FreeCacheTokens = announcement.FreeCacheTokens,
+                Span = span,
+                Throughput = throughput,
+                State = state,
+                FreeCacheTokens = freeCacheTokens,
                 IssuedAt = now,
                 ExpiresAt = now + Ttl,
             };
             var value = SpanRecordValidator.EncodeValue([SpanRecordValidator.Sign(info, identity)]);
-            if (await dht.PutValueAsync(SpanRecordValidator.KeyFor(announcement.ModelId, block), value, republish: false, cancellationToken) > 0)
+            if (await dht.PutValueAsync(SpanRecordValidator.KeyFor(modelId, block), value, republish: false, cancellationToken) > 0)
                 stored++;
         }
         return stored;
-    }
-
-    /// <summary>
-    /// Announces what <paramref name="current"/> returns now and every <see cref="RefreshInterval"/> until
-    /// cancelled; a null announcement skips that round. Failed rounds are retried next period. Safe to cancel.
-    /// </summary>
-    public async Task RunAsync(Func<SpanAnnouncement?> current, CancellationToken cancellationToken)
-    {
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                if (current() is { } a)
-                    await AnnounceAsync(a, cancellationToken);
-            }
-            catch (MeshException)
-            {
-                // retried next period
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            try
-            {
-                await Task.Delay(RefreshInterval, dht.Options.Time, cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
     }
 
     /// <summary>The valid, unexpired servers of one block (signatures checked), fastest first. Safe to cancel.</summary>
@@ -114,5 +84,25 @@ public sealed class SpanDirectory(KadDht dht, Ed25519KeyPair? identity = null)
                 result[blocks[i]] = found[i];
         }
         return result;
+    }
+
+    /// <summary>
+    /// Asks the DHT, as a client would, every <paramref name="poll"/> until every block 0..<paramref name="blockCount"/>-1
+    /// has an online server (on the DHT's clock). Safe to cancel.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.Timeout"/> naming the blocks still unserved after <paramref name="timeout"/>.</exception>
+    public async Task WaitUntilServedAsync(string modelId, int blockCount, TimeSpan timeout, TimeSpan poll, CancellationToken cancellationToken = default)
+    {
+        var time = dht.Options.Time;
+        var deadline = time.GetUtcNow() + timeout;
+        while (true)
+        {
+            var perBlock = await ListServersAsync(modelId, blockCount, cancellationToken).ConfigureAwait(false);
+            var unserved = Enumerable.Range(0, blockCount).Where(b => !perBlock[b].Any(s => s.State == ServerState.Online)).ToList();
+            if (unserved.Count == 0) return;
+            if (time.GetUtcNow() >= deadline)
+                throw new MeshException(MeshErrorCode.Timeout, $"after {timeout.TotalSeconds:F0} s the DHT lists no server for blocks {string.Join(", ", unserved)}");
+            await Task.Delay(poll, time, cancellationToken).ConfigureAwait(false);
+        }
     }
 }

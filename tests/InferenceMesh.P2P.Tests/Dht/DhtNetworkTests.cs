@@ -81,8 +81,8 @@ public sealed class DhtNetworkTests
         Ed25519KeyPair Id(int i) => Ed25519KeyPair.FromSeed(sim.IdentitySeeds[nodes[i].Peer.Id]);
         using var s1 = Id(1);
         using var s2 = Id(2);
-        Assert.Equal(3, sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, s1).AnnounceAsync(new SpanAnnouncement(model, new BlockRange(0, 3), 50, ServerState.Online, 8192))));
-        Assert.Equal(3, sim.Scheduler.Run(() => new SpanDirectory(nodes[2].Dht, s2).AnnounceAsync(new SpanAnnouncement(model, new BlockRange(2, 5), 20, ServerState.Joining, 1024))));
+        Assert.Equal(3, sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, s1).AnnounceAsync(model, new BlockRange(0, 3), 50, ServerState.Online, 8192)));
+        Assert.Equal(3, sim.Scheduler.Run(() => new SpanDirectory(nodes[2].Dht, s2).AnnounceAsync(model, new BlockRange(2, 5), 20, ServerState.Joining, 1024)));
         var client = new SpanDirectory(nodes[25].Dht);
         var table = sim.Scheduler.Run(() => client.ListServersAsync(model, 6));
         Assert.Equal([1, 1, 2, 1, 1, 0], table.Select(b => b.Count));
@@ -92,7 +92,7 @@ public sealed class DhtNetworkTests
 
         // server 1 refreshes after 60 s, server 2 goes silent: at 130 s only server 1 is listed
         sim.Scheduler.Advance(TimeSpan.FromSeconds(60));
-        sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, s1).AnnounceAsync(new SpanAnnouncement(model, new BlockRange(0, 3), 55, ServerState.Online, 4096)));
+        sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, s1).AnnounceAsync(model, new BlockRange(0, 3), 55, ServerState.Online, 4096));
         sim.Scheduler.Advance(TimeSpan.FromSeconds(70));
         table = sim.Scheduler.Run(() => client.ListServersAsync(model, 6));
         Assert.Equal([1, 1, 1, 0, 0, 0], table.Select(b => b.Count));
@@ -147,7 +147,7 @@ public sealed class DhtNetworkTests
         var key = SpanRecordValidator.KeyFor(model, 0);
         using var honest = Ed25519KeyPair.FromSeed(sim.IdentitySeeds[nodes[1].Peer.Id]);
         using var victim = Ed25519KeyPair.FromSeed(sim.IdentitySeeds[nodes[2].Peer.Id]);
-        Assert.Equal(1, sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, honest).AnnounceAsync(new SpanAnnouncement(model, new BlockRange(0, 1), 10, ServerState.Online, 100))));
+        Assert.Equal(1, sim.Scheduler.Run(() => new SpanDirectory(nodes[1].Dht, honest).AnnounceAsync(model, new BlockRange(0, 1), 10, ServerState.Online, 100)));
         // every holder of the key turns liar: it serves, besides the honest entry, one entry claiming to be
         // from another server with a broken signature, and one that expired long ago
         var now = sim.Scheduler.GetUtcNow();

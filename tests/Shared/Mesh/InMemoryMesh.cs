@@ -30,7 +30,7 @@ public sealed class InMemoryMesh : IAsyncDisposable
 
     public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null, InferenceMesh.Compute.ExecutorKind executor = InferenceMesh.Compute.ExecutorKind.Ort)
     {
-        var peerId = $"peer-{_nodes.Count}-{blocks.Start}-{blocks.End}";
+        var peerId = TestPeers.IdFor($"peer-{_nodes.Count}-{blocks.Start}-{blocks.End}").ToString();
         var span = ServedSpan.Load(splitDirectory, blocks, executor, (options ?? new NodeOptions()).MaxSessions);
         var node = new MeshNode(peerId, span, new StageServer(span, options ?? new NodeOptions(), ConnectorFor(peerId)));
         lock (_gate) _nodes.Add(node);
