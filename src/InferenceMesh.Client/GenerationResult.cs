@@ -8,7 +8,10 @@ namespace InferenceMesh.Client;
 /// <param name="Route">The hops the session ended with (after any replacement), in block order.</param>
 /// <param name="Recoveries">Servers this session replaced.</param>
 /// <param name="Mode">How steps travelled.</param>
-public sealed record GenerationResult(string Text, int PromptTokens, int GeneratedTokens, TimeSpan Elapsed, IReadOnlyList<HopReport> Route, int Recoveries, RouteMode Mode)
+/// <param name="Completion">The generated text alone, after the prompt's.</param>
+/// <param name="FinishReason">Whether the model stopped or the token budget ran out.</param>
+public sealed record GenerationResult(string Text, int PromptTokens, int GeneratedTokens, TimeSpan Elapsed, IReadOnlyList<HopReport> Route, int Recoveries, RouteMode Mode,
+    string Completion, FinishReason FinishReason)
 {
     /// <summary>New tokens per second over <see cref="Elapsed"/>.</summary>
     public double TokensPerSecond => GeneratedTokens / Math.Max(Elapsed.TotalSeconds, 1e-9);

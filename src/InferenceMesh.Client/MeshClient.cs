@@ -195,9 +195,11 @@ public sealed class MeshClient : IAsyncDisposable
         await using var closing = session.ConfigureAwait(false);
         var text = new StringBuilder();
         var generated = 0;
+        var promptTextLength = -1;
         async ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
         {
-            generated++;
+            // The generator hands out the prompt's text before its first step, and only then new text.
+            if (generated++ == 0) promptTextLength = text.Length;
             return await session.StepAsync(tokens, start, ct).ConfigureAwait(false);
         }
         await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
@@ -205,7 +207,11 @@ public sealed class MeshClient : IAsyncDisposable
             text.Append(piece);
             onText?.Invoke(piece);
         }
-        return new GenerationResult(text.ToString(), promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode);
+        var all = text.ToString();
+        var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
+        var finish = generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
+        return new GenerationResult(all, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
+            promptTextLength < 0 ? "" : all[promptTextLength..], finish);
     }
 
     public async ValueTask DisposeAsync()

@@ -1,0 +1,120 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using Microsoft.Extensions.AI;
+
+namespace InferenceMesh.Client;
+
+/// <summary>
+/// <see cref="IChatClient"/> over a <see cref="MeshClient"/>, so an app written against Microsoft.Extensions.AI uses
+/// the mesh in-process. Until models bring chat templates, the messages' text is joined with line breaks and
+/// continued as plain text (stories260K is a completion model). Maps <see cref="ChatOptions.MaxOutputTokens"/>,
+/// <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/> and <see cref="ChatOptions.Seed"/>;
+/// stop sequences are refused. Calls are safe to cancel: the mesh session closes on every server.
+/// </summary>
+/// <param name="ownsClient">Whether <see cref="Dispose"/> disposes <paramref name="client"/>.</param>
+public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) : IChatClient
+{
+    /// <summary>New tokens when <see cref="ChatOptions.MaxOutputTokens"/> is not set.</summary>
+    public const int DefaultMaxOutputTokens = 256;
+
+    private readonly ChatClientMetadata _metadata = new("inferencemesh", null, client.Manifest.ModelId);
+
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var result = await client.CompleteAsync(Prompt(messages), Generation(options), null, cancellationToken).ConfigureAwait(false);
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Completion))
+        {
+            ModelId = client.Manifest.ModelId,
+            FinishReason = Reason(result.FinishReason),
+            Usage = Usage(result),
+        };
+    }
+
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var prompt = Prompt(messages);
+        var generation = Generation(options);
+        var promptText = client.Tokenizer.Decode(client.Tokenizer.Encode(prompt, bos: true));
+        // One piece per token at most, so the model's context bounds the queue.
+        var pieces = Channel.CreateBounded<string>(new BoundedChannelOptions(client.Manifest.Config!.MaxSequence + 1) { SingleReader = true, SingleWriter = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var run = Task.Run(async () =>
+        {
+            try
+            {
+                return await client.CompleteAsync(prompt, generation, piece => pieces.Writer.TryWrite(piece), stop.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                pieces.Writer.TryComplete();
+            }
+        }, CancellationToken.None);
+        try
+        {
+            var skip = promptText.Length;
+            await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var text = skip >= piece.Length ? "" : piece[skip..];
+                skip = Math.Max(0, skip - piece.Length);
+                if (text.Length > 0)
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, text) { ModelId = client.Manifest.ModelId };
+            }
+            var result = await run.ConfigureAwait(false);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result))])
+            {
+                ModelId = client.Manifest.ModelId,
+                FinishReason = Reason(result.FinishReason),
+            };
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await run.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+            }
+        }
+    }
+
+    public object? GetService(Type serviceType, object? serviceKey = null) =>
+        serviceKey is not null ? null
+        : serviceType == typeof(ChatClientMetadata) ? _metadata
+        : serviceType.IsInstanceOfType(this) ? this
+        : serviceType.IsInstanceOfType(client) ? client
+        : null;
+
+    public void Dispose()
+    {
+        if (ownsClient) client.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    private static string Prompt(IEnumerable<ChatMessage> messages) => string.Join("\n", messages.Select(m => m.Text).Where(t => t.Length > 0));
+
+    private GenerationOptions Generation(ChatOptions? options)
+    {
+        if (options?.StopSequences is { Count: > 0 })
+            throw new MeshException(MeshErrorCode.InvalidArgument, "stop sequences are not supported yet");
+        if (options?.ModelId is { } model && model != client.Manifest.ModelId)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"this client serves model {client.Manifest.ModelId}, not {model}");
+        return new GenerationOptions(
+            options?.MaxOutputTokens ?? DefaultMaxOutputTokens,
+            options?.Temperature ?? 0f,
+            options?.TopP ?? 0.9f,
+            options?.Seed is { } seed ? unchecked((ulong)seed) : 42);
+    }
+
+    private static ChatFinishReason Reason(FinishReason reason) => reason == FinishReason.Stop ? ChatFinishReason.Stop : ChatFinishReason.Length;
+
+    private static UsageDetails Usage(GenerationResult result) => new()
+    {
+        InputTokenCount = result.PromptTokens,
+        OutputTokenCount = result.GeneratedTokens,
+        TotalTokenCount = result.PromptTokens + result.GeneratedTokens,
+    };
+}

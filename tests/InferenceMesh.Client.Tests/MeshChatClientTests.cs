@@ -1,0 +1,87 @@
+using InferenceMesh.Core;
+using InferenceMesh.Tests.Shared;
+using Microsoft.Extensions.AI;
+
+namespace InferenceMesh.Client.Tests;
+
+/// <summary>The mesh behind Microsoft.Extensions.AI's <see cref="IChatClient"/>, over an in-memory mesh of real stage servers.</summary>
+public sealed class MeshChatClientTests
+{
+    private const string Prompt = "Once upon a time";
+
+    private static (InMemoryMesh Mesh, MeshClient Client) Swarm()
+    {
+        var mesh = new InMemoryMesh();
+        mesh.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(0, 2));
+        mesh.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(2, 5));
+        return (mesh, MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("chat"), new MeshDirectory(mesh)));
+    }
+
+    /// <summary>New tokens after the prompt that end where the 256-position reference text ends.</summary>
+    private static int ReferenceNewTokens(MeshClient client) => 256 - client.Tokenizer.Encode(Prompt).Count + 1;
+
+    [Fact]
+    public async Task ResponseIsTheReferenceContinuationWithUsageAndFinishReason()
+    {
+        var (mesh, client) = Swarm();
+        await using (mesh)
+        await using (client)
+        {
+            using IChatClient chat = new MeshChatClient(client);
+            var response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, Prompt)], new ChatOptions { MaxOutputTokens = ReferenceNewTokens(client), Temperature = 0 });
+            Assert.Equal(TestModels.Stories260KReferenceText[Prompt.Length..], response.Text);
+            Assert.Equal(ChatFinishReason.Length, response.FinishReason);
+            Assert.Equal(client.Tokenizer.Encode(Prompt).Count, response.Usage!.InputTokenCount);
+            Assert.Equal(ReferenceNewTokens(client), response.Usage.OutputTokenCount);
+            Assert.Equal(client.Manifest.ModelId, chat.GetService<ChatClientMetadata>()!.DefaultModelId);
+        }
+    }
+
+    [Fact]
+    public async Task StreamedUpdatesAddUpToTheResponse()
+    {
+        var (mesh, client) = Swarm();
+        await using (mesh)
+        await using (client)
+        {
+            using IChatClient chat = new MeshChatClient(client);
+            var options = new ChatOptions { MaxOutputTokens = 40, Temperature = 0 };
+            var whole = await chat.GetResponseAsync(Prompt, options);
+            var updates = await chat.GetStreamingResponseAsync(Prompt, options).ToListAsync();
+            Assert.True(updates.Count > 2);
+            Assert.Equal(whole.Text, string.Concat(updates.Select(u => u.Text)));
+            var last = updates[^1];
+            Assert.Equal(ChatFinishReason.Length, last.FinishReason);
+            Assert.Equal(40, Assert.Single(last.Contents.OfType<UsageContent>()).Details.OutputTokenCount);
+        }
+    }
+
+    [Fact]
+    public async Task StoppingAStreamEarlyClosesTheSessionOnEveryServer()
+    {
+        var (mesh, client) = Swarm();
+        await using (mesh)
+        await using (client)
+        {
+            using IChatClient chat = new MeshChatClient(client);
+            var received = 0;
+            await foreach (var update in chat.GetStreamingResponseAsync(Prompt, new ChatOptions { MaxOutputTokens = 200 }))
+                if (++received == 5) break;
+            await Poll.UntilAsync(() => mesh.Nodes.All(n => n.Server.SessionCount == 0 && n.Server.ReservedKvBytes == 0), "the abandoned session to close on every server");
+        }
+    }
+
+    [Fact]
+    public async Task StopSequencesAreRefusedByName()
+    {
+        var (mesh, client) = Swarm();
+        await using (mesh)
+        await using (client)
+        {
+            using IChatClient chat = new MeshChatClient(client);
+            var error = await Assert.ThrowsAsync<MeshException>(() => chat.GetResponseAsync(Prompt, new ChatOptions { StopSequences = ["."] }));
+            Assert.Equal(MeshErrorCode.InvalidArgument, error.Code);
+            Assert.Contains("stop sequences", error.Message);
+        }
+    }
+}
