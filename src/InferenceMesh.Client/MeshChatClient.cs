@@ -10,8 +10,8 @@ namespace InferenceMesh.Client;
 /// <see cref="IChatClient"/> over a <see cref="MeshClient"/>, so an app written against Microsoft.Extensions.AI uses
 /// the mesh in-process. Until models bring chat templates, the messages' text is joined with line breaks and
 /// continued as plain text (stories260K is a completion model). Maps <see cref="ChatOptions.MaxOutputTokens"/>,
-/// <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/> and <see cref="ChatOptions.Seed"/>;
-/// stop sequences are refused. Calls are safe to cancel: the mesh session closes on every server.
+/// <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/>, <see cref="ChatOptions.Seed"/> and
+/// <see cref="ChatOptions.StopSequences"/>. Calls are safe to cancel: the mesh session closes on every server.
 /// </summary>
 /// <param name="ownsClient">Whether <see cref="Dispose"/> disposes <paramref name="client"/>.</param>
 public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) : IChatClient
@@ -23,7 +23,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var result = await client.CompleteAsync(Prompt(messages), Generation(options), null, cancellationToken).ConfigureAwait(false);
+        var result = await client.CompleteAsync(Prompt(messages), Generation(options), null, cancellationToken, Stops(options)).ConfigureAwait(false);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Completion))
         {
             ModelId = client.Manifest.ModelId,
@@ -37,6 +37,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
     {
         var prompt = Prompt(messages);
         var generation = Generation(options);
+        var stops = Stops(options);
         var promptText = client.Tokenizer.Decode(client.Tokenizer.Encode(prompt, bos: true));
         // One piece per token at most, so the model's context bounds the queue.
         var pieces = Channel.CreateBounded<string>(new BoundedChannelOptions(client.Manifest.Config!.MaxSequence + 1) { SingleReader = true, SingleWriter = true });
@@ -45,7 +46,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
         {
             try
             {
-                return await client.CompleteAsync(prompt, generation, piece => pieces.Writer.TryWrite(piece), stop.Token).ConfigureAwait(false);
+                return await client.CompleteAsync(prompt, generation, piece => pieces.Writer.TryWrite(piece), stop.Token, stops).ConfigureAwait(false);
             }
             finally
             {
@@ -98,8 +99,6 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
 
     private GenerationOptions Generation(ChatOptions? options)
     {
-        if (options?.StopSequences is { Count: > 0 })
-            throw new MeshException(MeshErrorCode.InvalidArgument, "stop sequences are not supported yet");
         if (options?.ModelId is { } model && model != client.Manifest.ModelId)
             throw new MeshException(MeshErrorCode.InvalidArgument, $"this client serves model {client.Manifest.ModelId}, not {model}");
         return new GenerationOptions(
@@ -108,6 +107,8 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
             options?.TopP ?? 0.9f,
             options?.Seed is { } seed ? unchecked((ulong)seed) : 42);
     }
+
+    private static IReadOnlyList<string> Stops(ChatOptions? options) => options?.StopSequences is { } stops ? [.. stops] : [];
 
     private static ChatFinishReason Reason(FinishReason reason) => reason == FinishReason.Stop ? ChatFinishReason.Stop : ChatFinishReason.Length;
 

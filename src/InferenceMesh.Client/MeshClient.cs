@@ -186,32 +186,57 @@ public sealed class MeshClient : IAsyncDisposable
 
     /// <summary>
     /// Generates like <see cref="GenerateAsync"/>, hands each piece of text to <paramref name="onText"/> as it
-    /// comes, and returns the whole text with the route, latencies and recoveries. Safe to cancel.
+    /// comes (the prompt's first), and returns the whole text with the route, latencies and recoveries. With
+    /// <paramref name="stopSequences"/>, generation ends before the first of them appears in the new text, which
+    /// is then neither returned nor handed out (text that could begin one is held back until it cannot). Safe to cancel.
     /// </summary>
-    public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)
+    public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null,
+        CancellationToken cancellation = default, IReadOnlyList<string>? stopSequences = null)
     {
+        var stops = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
+        var holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
         var watch = Stopwatch.StartNew();
         var (session, promptTokens) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
         await using var closing = session.ConfigureAwait(false);
-        var text = new StringBuilder();
+        var promptText = new StringBuilder();
+        var completion = new StringBuilder();
+        var handedOut = 0;
         var generated = 0;
-        var promptTextLength = -1;
+        var stopped = false;
         async ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
         {
-            // The generator hands out the prompt's text before its first step, and only then new text.
-            if (generated++ == 0) promptTextLength = text.Length;
+            generated++;
             return await session.StepAsync(tokens, start, ct).ConfigureAwait(false);
+        }
+        void HandOut(int end)
+        {
+            if (end > handedOut) onText?.Invoke(completion.ToString(handedOut, end - handedOut));
+            handedOut = Math.Max(handedOut, end);
         }
         await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
         {
-            text.Append(piece);
-            onText?.Invoke(piece);
+            // The generator hands out the prompt's text before its first step, and only then new text.
+            if (generated == 0)
+            {
+                promptText.Append(piece);
+                onText?.Invoke(piece);
+                continue;
+            }
+            completion.Append(piece);
+            var hit = stops.Count == 0 ? -1 : stops.Select(s => completion.ToString().IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+            if (hit >= 0)
+            {
+                completion.Length = hit;
+                stopped = true;
+                break;
+            }
+            HandOut(completion.Length - holdBack);
         }
-        var all = text.ToString();
+        HandOut(completion.Length);
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
-        var finish = generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
-        return new GenerationResult(all, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
-            promptTextLength < 0 ? "" : all[promptTextLength..], finish);
+        var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
+        return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
+            completion.ToString(), finish);
     }
 
     public async ValueTask DisposeAsync()

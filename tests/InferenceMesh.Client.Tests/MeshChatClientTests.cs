@@ -72,16 +72,21 @@ public sealed class MeshChatClientTests
     }
 
     [Fact]
-    public async Task StopSequencesAreRefusedByName()
+    public async Task StopSequenceEndsTheResponseBeforeIt()
     {
         var (mesh, client) = Swarm();
         await using (mesh)
         await using (client)
         {
             using IChatClient chat = new MeshChatClient(client);
-            var error = await Assert.ThrowsAsync<MeshException>(() => chat.GetResponseAsync(Prompt, new ChatOptions { StopSequences = ["."] }));
-            Assert.Equal(MeshErrorCode.InvalidArgument, error.Code);
-            Assert.Contains("stop sequences", error.Message);
+            var options = new ChatOptions { MaxOutputTokens = 200, StopSequences = ["Lily."] };
+            var response = await chat.GetResponseAsync(Prompt, options);
+            // The reference continues ", there was a little girl named Lily. She loved …".
+            Assert.Equal(", there was a little girl named ", response.Text);
+            Assert.Equal(ChatFinishReason.Stop, response.FinishReason);
+            var streamed = await chat.GetStreamingResponseAsync(Prompt, options).ToListAsync();
+            Assert.Equal(response.Text, string.Concat(streamed.Select(u => u.Text)));
+            Assert.Equal(ChatFinishReason.Stop, streamed[^1].FinishReason);
         }
     }
 }
