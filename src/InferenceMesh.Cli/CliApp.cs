@@ -29,6 +29,7 @@ public static class CliApp
         root.Subcommands.Add(SwarmCommand.Create(console));
         root.Subcommands.Add(PromptCommand.Create(console));
         root.Subcommands.Add(DemoCommand.Create(console));
+        root.Subcommands.Add(ServeCommand.Create(console));
         root.Subcommands.Add(DhtCommand.Create(console));
         var parsed = root.Parse(args);
         var config = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };

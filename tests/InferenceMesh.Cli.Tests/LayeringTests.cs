@@ -14,6 +14,7 @@ public sealed class LayeringTests
         ["InferenceMesh.Protocol"] = ["InferenceMesh.Core"],
         ["InferenceMesh.Node"] = ["InferenceMesh.Core", "InferenceMesh.Compute", "InferenceMesh.P2P", "InferenceMesh.Protocol"],
         ["InferenceMesh.Client"] = ["InferenceMesh.Core", "InferenceMesh.Compute", "InferenceMesh.P2P", "InferenceMesh.Protocol", "InferenceMesh.Onnx"],
+        ["InferenceMesh.Gateway"] = ["InferenceMesh.Core", "InferenceMesh.Client", "InferenceMesh.Compute", "InferenceMesh.P2P", "InferenceMesh.Protocol", "InferenceMesh.Onnx"],
     };
 
     public static TheoryData<string> Layers()

@@ -8,7 +8,7 @@ namespace InferenceMesh.Cli.Tests;
 public sealed class PackagingTests
 {
     public static TheoryData<string> Projects() =>
-        ["InferenceMesh.Core", "InferenceMesh.Onnx", "InferenceMesh.Compute", "InferenceMesh.P2P", "InferenceMesh.Protocol", "InferenceMesh.Node", "InferenceMesh.Client", "InferenceMesh.Cli"];
+        ["InferenceMesh.Core", "InferenceMesh.Onnx", "InferenceMesh.Compute", "InferenceMesh.P2P", "InferenceMesh.Protocol", "InferenceMesh.Node", "InferenceMesh.Client", "InferenceMesh.Gateway", "InferenceMesh.Cli"];
 
     [Theory]
     [MemberData(nameof(Projects))]
