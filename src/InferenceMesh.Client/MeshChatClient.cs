@@ -11,7 +11,8 @@ namespace InferenceMesh.Client;
 /// the mesh in-process. Until models bring chat templates, the messages' text is joined with line breaks and
 /// continued as plain text (stories260K is a completion model). Maps <see cref="ChatOptions.MaxOutputTokens"/>,
 /// <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/>, <see cref="ChatOptions.Seed"/> and
-/// <see cref="ChatOptions.StopSequences"/>. Calls are safe to cancel: the mesh session closes on every server.
+/// <see cref="ChatOptions.StopSequences"/>. A response, and the last streamed update, carry the <see cref="GenerationResult"/>
+/// (route, per-hop latency, recoveries) as their <c>RawRepresentation</c>. Calls are safe to cancel: the mesh session closes on every server.
 /// </summary>
 /// <param name="ownsClient">Whether <see cref="Dispose"/> disposes <paramref name="client"/>.</param>
 public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) : IChatClient
@@ -29,6 +30,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
             ModelId = client.Manifest.ModelId,
             FinishReason = Reason(result.FinishReason),
             Usage = Usage(result),
+            RawRepresentation = result,
         };
     }
 
@@ -68,6 +70,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
             {
                 ModelId = client.Manifest.ModelId,
                 FinishReason = Reason(result.FinishReason),
+                RawRepresentation = result,
             };
         }
         finally

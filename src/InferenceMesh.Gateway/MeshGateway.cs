@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace InferenceMesh.Gateway;
 
@@ -24,6 +25,7 @@ public sealed class MeshGateway : IAsyncDisposable
     private readonly MeshChatClient _chat;
     private readonly GatewayOptions _options;
     private readonly SemaphoreSlim _sessions;
+    private readonly GatewayMetrics _metrics;
     private int _queued;
 
     private MeshGateway(WebApplication app, MeshClient client, GatewayOptions options)
@@ -33,7 +35,11 @@ public sealed class MeshGateway : IAsyncDisposable
         _chat = new MeshChatClient(client);
         _options = options;
         _sessions = new SemaphoreSlim(options.MaxConcurrentSessions, options.MaxConcurrentSessions);
+        _metrics = new GatewayMetrics(client);
     }
+
+    /// <summary>The gateway's Prometheus metrics, also served at <c>/metrics</c>.</summary>
+    public GatewayMetrics Metrics => _metrics;
 
     /// <summary>The URLs the gateway listens on, with the ports it was given.</summary>
     public IReadOnlyList<string> Urls => [.. _app.Urls];
@@ -52,6 +58,7 @@ public sealed class MeshGateway : IAsyncDisposable
         app.MapGet("/v1/models", gateway.ListModels);
         app.MapPost("/v1/completions", context => gateway.HandleAsync(context, chat: false));
         app.MapPost("/v1/chat/completions", context => gateway.HandleAsync(context, chat: true));
+        app.MapMetrics("/metrics", gateway._metrics.Registry);
         try
         {
             await app.StartAsync(cancellation).ConfigureAwait(false);
@@ -95,12 +102,14 @@ public sealed class MeshGateway : IAsyncDisposable
         finally
         {
             admission?.Dispose();
+            _metrics.Answered(chat ? "chat_completions" : "completions", context.Response.StatusCode);
         }
     }
 
     private async Task RespondAsync(HttpContext context, Request request, bool chat)
     {
         var response = await _chat.GetResponseAsync(request.Messages, request.Options, context.RequestAborted).ConfigureAwait(false);
+        if (response.RawRepresentation is GenerationResult result) _metrics.Generated(result);
         var usage = new
         {
             prompt_tokens = response.Usage?.InputTokenCount ?? 0,
@@ -121,6 +130,7 @@ public sealed class MeshGateway : IAsyncDisposable
         if (chat) await WriteEventAsync(context, ChatChunk(request, new { role = "assistant", content = "" }, null)).ConfigureAwait(false);
         await foreach (var update in _chat.GetStreamingResponseAsync(request.Messages, request.Options, context.RequestAborted).ConfigureAwait(false))
         {
+            if (update.RawRepresentation is GenerationResult result) _metrics.Generated(result);
             var finish = update.FinishReason is { } reason ? FinishReason(reason) : null;
             if (update.Text.Length > 0 || finish is not null)
                 await WriteEventAsync(context, chat
@@ -153,9 +163,11 @@ public sealed class MeshGateway : IAsyncDisposable
     {
         if (!_sessions.Wait(0))
         {
+            _metrics.RequestsQueued.Inc();
             if (Interlocked.Increment(ref _queued) > _options.MaxQueuedRequests)
             {
                 Interlocked.Decrement(ref _queued);
+                _metrics.RequestsQueued.Dec();
                 throw new GatewayException(HttpStatusCode.TooManyRequests, "rate_limit_exceeded",
                     $"all {_options.MaxConcurrentSessions} sessions are busy and {_options.MaxQueuedRequests} requests are waiting; retry later", code: "rate_limit_exceeded");
             }
@@ -166,14 +178,20 @@ public sealed class MeshGateway : IAsyncDisposable
             finally
             {
                 Interlocked.Decrement(ref _queued);
+                _metrics.RequestsQueued.Dec();
             }
         }
-        return new Admission(_sessions);
+        _metrics.SessionsOpen.Inc();
+        return new Admission(_sessions, _metrics.SessionsOpen);
     }
 
-    private sealed class Admission(SemaphoreSlim sessions) : IDisposable
+    private sealed class Admission(SemaphoreSlim sessions, Gauge open) : IDisposable
     {
-        public void Dispose() => sessions.Release();
+        public void Dispose()
+        {
+            open.Dec();
+            sessions.Release();
+        }
     }
 
     private async Task<Request> ReadAsync(HttpContext context, bool chat)

@@ -176,4 +176,45 @@ public sealed class GatewayTests : IAsyncLifetime
         var admitted = await _http.PostAsJsonAsync("/v1/completions", new { model = Model, prompt = Prompt, max_tokens = 5 });
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
     }
+
+    /// <summary>Parses Prometheus text exposition: every sample line is <c>name{labels} value</c>; returns the samples by name and labels.</summary>
+    private static Dictionary<string, double> ParsePrometheus(string text)
+    {
+        var samples = new Dictionary<string, double>();
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (line.StartsWith('#'))
+            {
+                Assert.Matches(@"^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$", line);
+                continue;
+            }
+            var match = System.Text.RegularExpressions.Regex.Match(line, @"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$");
+            Assert.True(match.Success, $"not a Prometheus sample line: {line}");
+            samples[match.Groups[1].Value] = double.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return samples;
+    }
+
+    [Fact]
+    public async Task MetricsParseAsPrometheusTextAndMoveWithTraffic()
+    {
+        var before = ParsePrometheus(await _http.GetStringAsync("/metrics"));
+        var response = await _http.PostAsJsonAsync("/v1/completions", new { model = Model, prompt = Prompt, max_tokens = 12, temperature = 0 });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await _http.PostAsJsonAsync("/v1/completions", new { model = "gpt-4", prompt = Prompt });
+        var after = ParsePrometheus(await _http.GetStringAsync("/metrics"));
+
+        double Delta(string sample) => after.GetValueOrDefault(sample) - before.GetValueOrDefault(sample);
+        Assert.Equal(12, Delta("inferencemesh_gateway_generated_tokens_total"));
+        Assert.Equal(_client.Tokenizer.Encode(Prompt).Count, Delta("inferencemesh_gateway_prompt_tokens_total"));
+        Assert.Equal(1, Delta("inferencemesh_gateway_requests_total{endpoint=\"completions\",status=\"200\"}"));
+        Assert.Equal(1, Delta("inferencemesh_gateway_requests_total{endpoint=\"completions\",status=\"404\"}"));
+        Assert.Equal(1, Delta("inferencemesh_gateway_generation_seconds_count"));
+        // Two hops (0:2 and 2:5), each observed once per step it ran.
+        var hopSteps = after.Where(s => s.Key.StartsWith("inferencemesh_gateway_hop_step_seconds_count{", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, hopSteps.Count);
+        Assert.All(hopSteps, s => Assert.True(s.Value >= 12, $"{s.Key} = {s.Value}"));
+        Assert.True(after.ContainsKey("inferencemesh_gateway_sessions_open"));
+        Assert.Equal(0, after["inferencemesh_gateway_recoveries_total"]);
+    }
 }
