@@ -5,6 +5,7 @@ using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
+using Prometheus;
 
 namespace InferenceMesh.Node;
 
@@ -28,6 +29,7 @@ public sealed class MeshNode : IAsyncDisposable
     private readonly CancellationTokenSource _announcing = new();
     private Task _announceLoop = Task.CompletedTask;
     private readonly Action<string> _log;
+    private IMetricServer? _metricServer;
     private int _disposed;
 
     private MeshNode(MeshNodeOptions options, MeshPeer peer, Ed25519KeyPair? ownedIdentity, ServedSpan? span, StageServer? server, SpanChoice? choice, double throughput)
@@ -65,6 +67,9 @@ public sealed class MeshNode : IAsyncDisposable
 
     /// <summary>KV-cache bytes reserved by open sessions now.</summary>
     public long ReservedKvBytes => _server?.ReservedKvBytes ?? 0;
+
+    /// <summary>The node's Prometheus metrics; null for a node without a model.</summary>
+    public NodeMetrics? Metrics { get; private set; }
 
     /// <summary>The mesh peer under the node (host, DHT, span directory), for tools that ask the DHT.</summary>
     public MeshPeer Peer => _peer;
@@ -110,6 +115,12 @@ public sealed class MeshNode : IAsyncDisposable
             (peer, owned, span, server) = (null, null, null, null);
             try
             {
+                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput);
+                if (options.MetricsUrl is { } url)
+                {
+                    node._metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), node.Metrics.Registry).Start();
+                    log($"metrics at {url}");
+                }
                 await node.AnnounceOnceAsync(cancellation).ConfigureAwait(false);
             }
             catch
@@ -200,6 +211,7 @@ public sealed class MeshNode : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _log("stopping");
+        if (_metricServer is not null) await _metricServer.StopAsync().ConfigureAwait(false);
         _peer.Host.RemoveHandler(StageProtocol.Id);
         await _announcing.CancelAsync().ConfigureAwait(false);
         await _announceLoop.ConfigureAwait(false);

@@ -45,6 +45,12 @@ public sealed record MeshNodeOptions
     /// <summary>How long shutdown tries to announce the node offline.</summary>
     public TimeSpan OfflineAnnounceTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// Where to serve Prometheus metrics over HTTP, e.g. <c>http://127.0.0.1:9464/metrics/</c> (an HttpListener prefix:
+    /// host, port and path ending in '/'); null for none. Only a node with a model has metrics.
+    /// </summary>
+    public Uri? MetricsUrl { get; init; }
+
     /// <summary>Transports for the host; TCP when null (tests use the in-memory transport).</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }
 

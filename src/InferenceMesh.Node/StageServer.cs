@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using InferenceMesh.Compute;
@@ -35,6 +36,9 @@ public sealed class StageServer : IAsyncDisposable
     private readonly Task _expiry;
     private readonly Lock _budgetLock = new();
     private long _reservedBytes;
+    private long _stepsRun;
+    private long _positionsRun;
+    private long _computeTicks;
     private bool _disposed;
 
     /// <param name="log">Receives one line per notable event (a stream failing, a session expiring).</param>
@@ -60,6 +64,15 @@ public sealed class StageServer : IAsyncDisposable
     public long ReservedKvBytes => Interlocked.Read(ref _reservedBytes);
 
     public long FreeKvBytes => _options.KvBudgetBytes - ReservedKvBytes;
+
+    /// <summary>Steps run through the stages since the server started (each is one executor pass over the session's blocks).</summary>
+    public long StepsRun => Interlocked.Read(ref _stepsRun);
+
+    /// <summary>Positions (tokens) those steps carried.</summary>
+    public long PositionsRun => Interlocked.Read(ref _positionsRun);
+
+    /// <summary>Time spent inside the executors for those steps.</summary>
+    public TimeSpan ComputeTime => TimeSpan.FromTicks(Interlocked.Read(ref _computeTicks));
 
     /// <summary>
     /// Serves one inbound stage stream until the peer closes it or sends something malformed (that closes only
@@ -217,8 +230,12 @@ public sealed class StageServer : IAsyncDisposable
             if (session.IsClosing) refusal = ClosedBeforeRun(session, step);
             else
             {
+                var started = Stopwatch.GetTimestamp();
                 var output = step.Activation;
                 foreach (var stage in session.Stages) output = stage.Run(session.Id, output, step.StartPosition);
+                Interlocked.Increment(ref _stepsRun);
+                Interlocked.Add(ref _positionsRun, step.Activation.Shape.Length > 1 ? step.Activation.Shape[1] : 1);
+                Interlocked.Add(ref _computeTicks, Stopwatch.GetElapsedTime(started).Ticks);
                 return output;
             }
         }

@@ -127,4 +127,30 @@ public sealed class MeshNodeTests
         await service.StopAsync(CancellationToken.None);
         Assert.Null(service.Node);
     }
+
+    [Fact]
+    public async Task NodeMetricsParseAsPrometheusTextAndCountTheStepsItRan()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var url = new Uri($"http://127.0.0.1:{port}/metrics/");
+        await using var mesh = await Mesh.StartAsync();
+        var node = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 5), MetricsUrl = url });
+        using var http = new HttpClient();
+        var before = PrometheusText.Parse(await http.GetStringAsync(url));
+        GenerationResult result;
+        await using (var client = await mesh.ClientAsync())
+            result = await client.CompleteAsync("Once upon a time", new GenerationOptions(MaxTokens: 10, Temperature: 0f));
+        var after = PrometheusText.Parse(await http.GetStringAsync(url));
+
+        Assert.Equal(result.GeneratedTokens, after["inferencemesh_node_steps_total"] - before["inferencemesh_node_steps_total"]);
+        Assert.Equal(result.PromptTokens + result.GeneratedTokens - 1, after["inferencemesh_node_positions_total"] - before["inferencemesh_node_positions_total"]);
+        Assert.True(after["inferencemesh_node_compute_seconds_total"] > before["inferencemesh_node_compute_seconds_total"]);
+        Assert.Equal(node.Throughput, after["inferencemesh_node_throughput_tokens_per_second"], 3);
+        Assert.Equal(1L << 30, after["inferencemesh_node_kv_budget_bytes"]);
+    }
 }

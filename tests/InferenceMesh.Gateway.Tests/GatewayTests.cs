@@ -177,32 +177,14 @@ public sealed class GatewayTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
     }
 
-    /// <summary>Parses Prometheus text exposition: every sample line is <c>name{labels} value</c>; returns the samples by name and labels.</summary>
-    private static Dictionary<string, double> ParsePrometheus(string text)
-    {
-        var samples = new Dictionary<string, double>();
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (line.StartsWith('#'))
-            {
-                Assert.Matches(@"^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$", line);
-                continue;
-            }
-            var match = System.Text.RegularExpressions.Regex.Match(line, @"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$");
-            Assert.True(match.Success, $"not a Prometheus sample line: {line}");
-            samples[match.Groups[1].Value] = double.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
-        }
-        return samples;
-    }
-
     [Fact]
     public async Task MetricsParseAsPrometheusTextAndMoveWithTraffic()
     {
-        var before = ParsePrometheus(await _http.GetStringAsync("/metrics"));
+        var before = PrometheusText.Parse(await _http.GetStringAsync("/metrics"));
         var response = await _http.PostAsJsonAsync("/v1/completions", new { model = Model, prompt = Prompt, max_tokens = 12, temperature = 0 });
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         await _http.PostAsJsonAsync("/v1/completions", new { model = "gpt-4", prompt = Prompt });
-        var after = ParsePrometheus(await _http.GetStringAsync("/metrics"));
+        var after = PrometheusText.Parse(await _http.GetStringAsync("/metrics"));
 
         double Delta(string sample) => after.GetValueOrDefault(sample) - before.GetValueOrDefault(sample);
         Assert.Equal(12, Delta("inferencemesh_gateway_generated_tokens_total"));
