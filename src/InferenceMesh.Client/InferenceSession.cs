@@ -133,24 +133,34 @@ public sealed class InferenceSession : IAsyncDisposable
     /// <param name="only">When set (a replay), failures of other hops are noted on them but do not end the wait.</param>
     private async Task<int?> WaitAsync(Func<bool> done, StepState? state, CancellationToken cancellation, Hop? only = null)
     {
-        var deadline = Time.GetUtcNow() + _client.Options.StepTimeout;
-        while (!done())
+        // One timer for the whole wait, made only when the wait cannot end at once: most events finish a step.
+        CancellationTokenSource? timeout = null;
+        CancellationTokenSource? linked = null;
+        try
         {
-            var remaining = deadline - Time.GetUtcNow();
-            HopEvent next;
-            using (var timeout = new CancellationTokenSource(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, Time))
-            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, timeout.Token))
+            while (!done())
             {
+                if (timeout is null)
+                {
+                    timeout = new CancellationTokenSource(_client.Options.StepTimeout, Time);
+                    linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, timeout.Token);
+                }
+                HopEvent next;
                 try
                 {
-                    next = await _events.Reader.ReadAsync(linked.Token).ConfigureAwait(false);
+                    next = await _events.Reader.ReadAsync(linked!.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellation.IsCancellationRequested)
                 {
                     return Stalled(state);
                 }
+                if (Apply(next, state) is { } failed && (only is null || next.Hop == only)) return failed;
             }
-            if (Apply(next, state) is { } failed && (only is null || next.Hop == only)) return failed;
+        }
+        finally
+        {
+            linked?.Dispose();
+            timeout?.Dispose();
         }
         return null;
     }

@@ -223,7 +223,7 @@ public sealed class MeshClient : IAsyncDisposable
                 continue;
             }
             completion.Append(piece);
-            var hit = stops.Count == 0 ? -1 : stops.Select(s => completion.ToString().IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+            var hit = stops.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stops);
             if (hit >= 0)
             {
                 completion.Length = hit;
@@ -237,6 +237,17 @@ public sealed class MeshClient : IAsyncDisposable
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
         return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
             completion.ToString(), finish);
+    }
+
+    /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>
+    private static int FirstStop(StringBuilder text, int from, List<string> stops)
+    {
+        from = Math.Max(0, from);
+        var tail = text.ToString(from, text.Length - from);
+        var first = -1;
+        foreach (var stop in stops)
+            if (tail.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0 && (first < 0 || at < first)) first = at;
+        return first < 0 ? -1 : from + first;
     }
 
     public async ValueTask DisposeAsync()

@@ -9,12 +9,15 @@ public sealed class MeshChatClientTests
 {
     private const string Prompt = "Once upon a time";
 
-    private static (InMemoryMesh Mesh, MeshClient Client) Swarm()
+    /// <summary>Runs <paramref name="test"/> with a chat client over a two-node in-memory mesh, and frees them after.</summary>
+    private static async Task WithChatAsync(Func<IChatClient, MeshClient, InMemoryMesh, Task> test)
     {
-        var mesh = new InMemoryMesh();
+        await using var mesh = new InMemoryMesh();
         mesh.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(0, 2));
         mesh.AddNode(MeshModels.Stories260KPerBlock, new BlockRange(2, 5));
-        return (mesh, MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("chat"), new MeshDirectory(mesh)));
+        await using var client = MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("chat"), new MeshDirectory(mesh));
+        using IChatClient chat = new MeshChatClient(client);
+        await test(chat, client, mesh);
     }
 
     /// <summary>New tokens after the prompt that end where the 256-position reference text ends.</summary>
@@ -23,28 +26,22 @@ public sealed class MeshChatClientTests
     [Fact]
     public async Task ResponseIsTheReferenceContinuationWithUsageAndFinishReason()
     {
-        var (mesh, client) = Swarm();
-        await using (mesh)
-        await using (client)
+        await WithChatAsync(async (chat, client, mesh) =>
         {
-            using IChatClient chat = new MeshChatClient(client);
             var response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, Prompt)], new ChatOptions { MaxOutputTokens = ReferenceNewTokens(client), Temperature = 0 });
             Assert.Equal(TestModels.Stories260KReferenceText[Prompt.Length..], response.Text);
             Assert.Equal(ChatFinishReason.Length, response.FinishReason);
             Assert.Equal(client.Tokenizer.Encode(Prompt).Count, response.Usage!.InputTokenCount);
             Assert.Equal(ReferenceNewTokens(client), response.Usage.OutputTokenCount);
             Assert.Equal(client.Manifest.ModelId, chat.GetService<ChatClientMetadata>()!.DefaultModelId);
-        }
+        });
     }
 
     [Fact]
     public async Task StreamedUpdatesAddUpToTheResponse()
     {
-        var (mesh, client) = Swarm();
-        await using (mesh)
-        await using (client)
+        await WithChatAsync(async (chat, client, mesh) =>
         {
-            using IChatClient chat = new MeshChatClient(client);
             var options = new ChatOptions { MaxOutputTokens = 40, Temperature = 0 };
             var whole = await chat.GetResponseAsync(Prompt, options);
             var updates = await chat.GetStreamingResponseAsync(Prompt, options).ToListAsync();
@@ -53,32 +50,26 @@ public sealed class MeshChatClientTests
             var last = updates[^1];
             Assert.Equal(ChatFinishReason.Length, last.FinishReason);
             Assert.Equal(40, Assert.Single(last.Contents.OfType<UsageContent>()).Details.OutputTokenCount);
-        }
+        });
     }
 
     [Fact]
     public async Task StoppingAStreamEarlyClosesTheSessionOnEveryServer()
     {
-        var (mesh, client) = Swarm();
-        await using (mesh)
-        await using (client)
+        await WithChatAsync(async (chat, client, mesh) =>
         {
-            using IChatClient chat = new MeshChatClient(client);
             var received = 0;
             await foreach (var update in chat.GetStreamingResponseAsync(Prompt, new ChatOptions { MaxOutputTokens = 200 }))
                 if (++received == 5) break;
             await Poll.UntilAsync(() => mesh.Nodes.All(n => n.Server.SessionCount == 0 && n.Server.ReservedKvBytes == 0), "the abandoned session to close on every server");
-        }
+        });
     }
 
     [Fact]
     public async Task StopSequenceEndsTheResponseBeforeIt()
     {
-        var (mesh, client) = Swarm();
-        await using (mesh)
-        await using (client)
+        await WithChatAsync(async (chat, client, mesh) =>
         {
-            using IChatClient chat = new MeshChatClient(client);
             var options = new ChatOptions { MaxOutputTokens = 200, StopSequences = ["Lily."] };
             var response = await chat.GetResponseAsync(Prompt, options);
             // The reference continues ", there was a little girl named Lily. She loved …".
@@ -87,6 +78,6 @@ public sealed class MeshChatClientTests
             var streamed = await chat.GetStreamingResponseAsync(Prompt, options).ToListAsync();
             Assert.Equal(response.Text, string.Concat(streamed.Select(u => u.Text)));
             Assert.Equal(ChatFinishReason.Stop, streamed[^1].FinishReason);
-        }
+        });
     }
 }
