@@ -120,10 +120,10 @@ public sealed class MeshClient : IAsyncDisposable
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
         var tokenizer = Llama2cTokenizer.Load(Path.Combine(splitDirectory, manifest.TokenizerFile ?? ModelStore.TokenizerFile), config.Vocab);
         var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, IntraOpThreads: 1, AllowSpinning: false);
-        var head = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions);
+        var head = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions, splitDirectory);
         try
         {
-            var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions);
+            var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions, splitDirectory);
             return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity);
         }
         catch

@@ -44,7 +44,7 @@ public sealed class LocalModel : IDisposable
                 var manifest = Manifest.Load(directory);
                 config = manifest.Config ?? description?.Config;
                 foreach (var stage in manifest.Stages)
-                    executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), MaxSequence(config)));
+                    executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), MaxSequence(config), externalDataDirectory: directory));
             }
             else
             {
@@ -53,13 +53,13 @@ public sealed class LocalModel : IDisposable
                 config = description?.Config;
                 if (stages is null && !factory.UsesIlgpu)
                 {
-                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(model, ModelStore.ModelFile), File.ReadAllBytes(modelPath), MaxSequence(config)));
+                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(model, ModelStore.ModelFile), File.ReadAllBytes(modelPath), MaxSequence(config), externalDataDirectory: directory));
                 }
                 else
                 {
                     var analysis = new GraphAnalysis(model);
                     foreach (var stage in GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, stages ?? 1)))
-                        executors.Add(factory.Create(stage.Descriptor, Google.Protobuf.MessageExtensions.ToByteArray(stage.Model), MaxSequence(config)));
+                        executors.Add(factory.Create(stage.Descriptor, Google.Protobuf.MessageExtensions.ToByteArray(stage.Model), MaxSequence(config), externalDataDirectory: directory));
                 }
             }
             if (config is null)

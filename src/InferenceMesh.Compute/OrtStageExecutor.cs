@@ -19,12 +19,16 @@ public sealed class OrtStageExecutor : IStageExecutor
     private readonly long[][] _pastShapes;
     private readonly DType _activationType;
 
-    public OrtStageExecutor(StageDescriptor stage, byte[] model, OrtExecutorOptions? options = null)
+    /// <param name="model">The stage's ONNX bytes.</param>
+    /// <param name="externalDataDirectory">The directory that external-data locations in <paramref name="model"/> are relative to (the stage file's); null when its weights are inline.</param>
+    public OrtStageExecutor(StageDescriptor stage, byte[] model, OrtExecutorOptions? options = null, string? externalDataDirectory = null)
     {
         Stage = stage;
         _options = options ?? new OrtExecutorOptions();
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = _options.IntraOpThreads };
         if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (externalDataDirectory is not null)
+            sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(externalDataDirectory));
         try
         {
             _session = new InferenceSession(model, sessionOptions);

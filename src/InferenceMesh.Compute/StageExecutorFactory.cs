@@ -29,21 +29,22 @@ public sealed class StageExecutorFactory : IDisposable
 
     /// <param name="maxSessions">Sessions each executor keeps a KV cache for.</param>
     /// <param name="maxSequence">Positions per session.</param>
-    public IStageExecutor Create(StageDescriptor stage, byte[] model, int maxSequence, int maxSessions = 64)
+    /// <param name="externalDataDirectory">Where external-data locations in <paramref name="model"/> resolve (the stage file's directory); null for inline weights.</param>
+    public IStageExecutor Create(StageDescriptor stage, byte[] model, int maxSequence, int maxSessions = 64, string? externalDataDirectory = null)
     {
         if (UsesIlgpu && stage.Kind == StageKind.Blocks)
         {
             try
             {
                 _device ??= IlgpuDevices.Open(Choice.Backend);
-                return new IlgpuStageExecutor(stage, model, new IlgpuExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence), _device);
+                return new IlgpuStageExecutor(stage, model, new IlgpuExecutorOptions(MaxSessions: maxSessions, MaxSequence: maxSequence), _device, externalDataDirectory);
             }
             catch (MeshException e) when (e.Code == MeshErrorCode.InvalidOnnx)
             {
                 _log($"stage {stage.File} runs on ONNX Runtime: {e.Message}");
             }
         }
-        return new OrtStageExecutor(stage, model, _ortOptions with { MaxSessions = maxSessions, MaxSequence = maxSequence });
+        return new OrtStageExecutor(stage, model, _ortOptions with { MaxSessions = maxSessions, MaxSequence = maxSequence }, externalDataDirectory);
     }
 
     public void Dispose()

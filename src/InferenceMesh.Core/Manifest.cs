@@ -67,15 +67,22 @@ public sealed record Manifest(
         {
             foreach (var stage in manifest.Stages)
             {
-                var file = Path.Combine(directory, stage.File);
-                if (!File.Exists(file))
-                    throw new MeshException(MeshErrorCode.InvalidManifest, $"stage file {stage.File} is missing from {directory}");
-                var actual = Sha256Hex(file);
-                if (actual != stage.Sha256)
-                    throw new MeshException(MeshErrorCode.IntegrityMismatch, $"stage file {stage.File} has sha256 {actual}, manifest says {stage.Sha256}");
+                VerifyFile(directory, stage.File, stage.Sha256);
+                if (stage.DataFile is not null)
+                    VerifyFile(directory, stage.DataFile, stage.DataSha256 ?? "");
             }
         }
         return manifest;
+    }
+
+    private static void VerifyFile(string directory, string name, string expected)
+    {
+        var file = Path.Combine(directory, name);
+        if (!File.Exists(file))
+            throw new MeshException(MeshErrorCode.InvalidManifest, $"stage file {name} is missing from {directory}");
+        var actual = Sha256Hex(file);
+        if (actual != expected)
+            throw new MeshException(MeshErrorCode.IntegrityMismatch, $"stage file {name} has sha256 {actual}, manifest says {expected}");
     }
 
     public static string Sha256Hex(string file)

@@ -4,6 +4,8 @@ namespace InferenceMesh.Core;
 /// <param name="ActivationInput">The residual-stream input (token ids for the head).</param>
 /// <param name="ActivationOutput">The residual-stream output (logits for the tail).</param>
 /// <param name="ContextInputs">Inputs every stage recomputes its side tensors from (positions, mask); never activations.</param>
+/// <param name="DataFile">The stage's own ONNX external-data file (weights kept outside the protobuf), beside <paramref name="File"/>; null when the weights are inline.</param>
+/// <param name="DataSha256">sha256 (hex) of <paramref name="DataFile"/>.</param>
 public sealed record StageDescriptor(
     StageKind Kind,
     BlockRange? Blocks,
@@ -14,4 +16,6 @@ public sealed record StageDescriptor(
     IReadOnlyList<TensorInfo> Inputs,
     IReadOnlyList<TensorInfo> Outputs,
     IReadOnlyList<string> ContextInputs,
-    IReadOnlyList<StateBinding> State);
+    IReadOnlyList<StateBinding> State,
+    string? DataFile = null,
+    string? DataSha256 = null);

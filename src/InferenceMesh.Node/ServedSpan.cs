@@ -71,7 +71,7 @@ public sealed class ServedSpan : IDisposable
         try
         {
             foreach (var stage in chosen)
-                executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), manifest.Config?.MaxSequence ?? 4096, maxSessions));
+                executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), manifest.Config?.MaxSequence ?? 4096, maxSessions, directory));
             return new ServedSpan(manifest, executors, factory);
         }
         catch

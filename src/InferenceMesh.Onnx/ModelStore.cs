@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx.Import;
+using InferenceMesh.Onnx.Import.HuggingFace;
 using InferenceMesh.Onnx.Split;
 using InferenceMesh.Onnx.Tokenizer;
 
@@ -17,6 +18,12 @@ public static class ModelStore
     public const string TokenizerFile = "tokenizer.bin";
     public const string DescriptionFile = "model.json";
 
+    /// <summary>The external-data file beside <see cref="ModelFile"/> (weights outside the protobuf).</summary>
+    public const string ModelDataFile = "model.onnx.data";
+
+    /// <summary>Files of a Hugging Face directory that an import carries over beside the graph (the tokenizer and its configs).</summary>
+    public static readonly IReadOnlyList<string> HuggingFaceSideFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json"];
+
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     /// <summary>Imports a llama2.c checkpoint and tokenizer; refuses a tokenizer whose vocabulary differs from the model's.</summary>
@@ -31,6 +38,47 @@ public static class ModelStore
         var description = new ModelDescription(name, weights.Config, Path.GetFileName(checkpoint), Manifest.Sha256Hex(checkpoint), TokenizerFile);
         WriteDescription(outDir, description);
         return description;
+    }
+
+    /// <summary>
+    /// Imports a Hugging Face decoder directory (see <see cref="HuggingFaceCheckpoint"/>): the graph in <c>model.onnx</c>,
+    /// its weights in <c>model.onnx.data</c> (external data, so models past protobuf's 2 GiB work), the tokenizer files and
+    /// <c>model.json</c>. Everything is written to a scratch directory beside <paramref name="outDir"/> and moved in only
+    /// when complete, so a failed import leaves <paramref name="outDir"/> as it was.
+    /// </summary>
+    /// <param name="weightType">Float32, or Float16 for half-size weights.</param>
+    public static HuggingFaceImport ImportHuggingFace(string sourceDir, string outDir, DType weightType = DType.Float32)
+    {
+        using var checkpoint = HuggingFaceCheckpoint.Open(sourceDir);
+        var fullOut = Path.GetFullPath(outDir);
+        var parent = Path.GetDirectoryName(fullOut)!;
+        Directory.CreateDirectory(parent);
+        var scratch = Path.Combine(parent, $".{Path.GetFileName(fullOut)}.partial-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(scratch);
+        try
+        {
+            var name = Path.GetFileName(Path.GetFullPath(sourceDir).TrimEnd(Path.DirectorySeparatorChar));
+            using (var data = new ExternalDataWriter(Path.Combine(scratch, ModelDataFile), ModelDataFile))
+                OnnxModelFile.Save(LlamaOnnxBuilder.Build(checkpoint, name, new LlamaBuildOptions(data, weightType)), Path.Combine(scratch, ModelFile));
+            string? tokenizer = null;
+            foreach (var side in HuggingFaceSideFiles.Where(f => File.Exists(Path.Combine(sourceDir, f))))
+            {
+                File.Copy(Path.Combine(sourceDir, side), Path.Combine(scratch, side));
+                tokenizer ??= side;
+            }
+            var description = new ModelDescription(name, checkpoint.Config, $"{checkpoint.HfConfig.Architecture} {Path.GetFullPath(sourceDir)}",
+                Manifest.Sha256Hex(Path.Combine(sourceDir, HuggingFaceConfig.FileName)), tokenizer ?? "");
+            WriteDescription(scratch, description);
+            Directory.CreateDirectory(fullOut);
+            foreach (var file in Directory.GetFiles(scratch))
+                File.Move(file, Path.Combine(fullOut, Path.GetFileName(file)), overwrite: true);
+            return new HuggingFaceImport(description, checkpoint.HfConfig.Architecture, checkpoint.LargestTensorBytes,
+                new FileInfo(Path.Combine(fullOut, ModelDataFile)).Length);
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
     }
 
     /// <summary>Writes a seeded random model of the given architecture with a synthetic tokenizer of <c>config.Vocab</c> pieces.</summary>
@@ -56,13 +104,22 @@ public static class ModelStore
         var stages = GraphSplitter.Split(model, analysis, ranges(analysis.BlockCount));
         Directory.CreateDirectory(outDir);
         var descriptors = new List<StageDescriptor>();
+        var sourceDir = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
         foreach (var stage in stages)
         {
             var path = Path.Combine(outDir, stage.Descriptor.File);
+            // Each stage gets a data file of its own holding only the weights it reads, so a stage directory is self-contained.
+            var dataFile = stage.Descriptor.File + ".data";
+            var dataPath = Path.Combine(outDir, dataFile);
+            var external = OnnxExternalData.Relocate(stage.Model, sourceDir, dataPath, dataFile);
             OnnxModelFile.Save(stage.Model, path);
-            descriptors.Add(stage.Descriptor with { Sha256 = Manifest.Sha256Hex(path) });
+            descriptors.Add(stage.Descriptor with
+            {
+                Sha256 = Manifest.Sha256Hex(path),
+                DataFile = external ? dataFile : null,
+                DataSha256 = external ? Manifest.Sha256Hex(dataPath) : null,
+            });
         }
-        var sourceDir = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
         var description = TryReadDescription(sourceDir);
         string? tokenizer = null;
         if (File.Exists(Path.Combine(sourceDir, TokenizerFile)))

@@ -16,7 +16,7 @@ public static class OnnxModelFile
             throw new MeshException(MeshErrorCode.InvalidOnnx, $"ONNX file {path} does not exist");
         var length = new FileInfo(path).Length;
         if (length > MaxBytes)
-            throw new MeshException(MeshErrorCode.InvalidOnnx, $"{path} is {length} bytes; models over 2 GiB need external data, which is not supported");
+            throw new MeshException(MeshErrorCode.InvalidOnnx, $"{path} is {length} bytes; a graph file must stay under protobuf's 2 GiB: keep the weights in external data");
         return Parse(File.ReadAllBytes(path), path);
     }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
 
@@ -18,19 +19,42 @@ public static class ModelCommand
 
     private static Command Import(ICliConsole console)
     {
-        var checkpoint = new Option<string>("--llama2c") { Description = "llama2.c checkpoint (.bin)", Required = true };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "llama2.c tokenizer (.bin)", Required = true };
-        var output = new Option<string>("--out") { Description = "Directory to write model.onnx, tokenizer.bin and model.json into", Required = true };
-        var command = new Command("import", "Convert a llama2.c checkpoint into an ONNX decoder with KV-cache inputs and outputs") { checkpoint, tokenizer, output };
+        var checkpoint = new Option<string?>("--llama2c") { Description = "llama2.c checkpoint (.bin); needs --tokenizer" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "llama2.c tokenizer (.bin)" };
+        var huggingFace = new Option<string?>("--hf") { Description = "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)" };
+        var dtype = new Option<string>("--dtype") { Description = "Weight storage of a --hf import: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
+        dtype.AcceptOnlyFromAmong("fp32", "fp16");
+        var output = new Option<string>("--out") { Description = "Directory to write model.onnx, the tokenizer and model.json into", Required = true };
+        var command = new Command("import", "Convert a llama2.c checkpoint or a Hugging Face Llama/Mistral/Qwen directory into an ONNX decoder with KV-cache inputs and outputs")
+        {
+            checkpoint, tokenizer, huggingFace, dtype, output,
+        };
         command.SetAction(parse =>
         {
-            var description = ModelStore.ImportLlama2c(parse.GetValue(checkpoint)!, parse.GetValue(tokenizer)!, parse.GetValue(output)!);
-            var c = description.Config;
-            console.Out.WriteLine($"imported {description.Name}: dim {c.Dim}, {c.Layers} blocks, {c.Heads} heads ({c.KvHeads} kv), ffn {c.HiddenDim}, vocab {c.Vocab}, context {c.MaxSequence} -> {Path.Combine(parse.GetValue(output)!, ModelStore.ModelFile)}");
+            var outDir = parse.GetValue(output)!;
+            if (parse.GetValue(huggingFace) is { } hfDir)
+            {
+                if (parse.GetValue(checkpoint) is not null || parse.GetValue(tokenizer) is not null)
+                    throw new MeshException(MeshErrorCode.InvalidArgument, "give either --hf DIR or --llama2c FILE --tokenizer FILE, not both");
+                var started = Stopwatch.GetTimestamp();
+                var import = ModelStore.ImportHuggingFace(hfDir, outDir, parse.GetValue(dtype) == "fp16" ? DType.Float16 : DType.Float32);
+                var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+                using var process = Process.GetCurrentProcess();
+                console.Out.WriteLine($"imported {import.Description.Name} ({import.Architecture}): {Describe(import.Description.Config)} -> {Path.Combine(outDir, ModelStore.ModelFile)}");
+                console.Out.WriteLine($"weights {import.WeightBytes} bytes ({parse.GetValue(dtype)}) in {seconds:F1} s ({import.WeightBytes / seconds / 1e9:F2} GB/s); largest tensor {import.LargestTensorBytes} bytes as float32; peak memory {process.PeakWorkingSet64} bytes");
+                return (int)ExitCode.Ok;
+            }
+            if (parse.GetValue(checkpoint) is not { } llama2c || parse.GetValue(tokenizer) is not { } tokenizerPath)
+                throw new MeshException(MeshErrorCode.InvalidArgument, "give either --hf DIR or --llama2c FILE --tokenizer FILE");
+            var description = ModelStore.ImportLlama2c(llama2c, tokenizerPath, outDir);
+            console.Out.WriteLine($"imported {description.Name}: {Describe(description.Config)} -> {Path.Combine(outDir, ModelStore.ModelFile)}");
             return (int)ExitCode.Ok;
         });
         return command;
     }
+
+    private static string Describe(ModelConfig c) =>
+        $"dim {c.Dim}, {c.Layers} blocks, {c.Heads} heads ({c.KvHeads} kv, head size {c.HeadSize}), ffn {c.HiddenDim}, vocab {c.Vocab}, context {c.MaxSequence}";
 
     private static Command Synth(ICliConsole console)
     {

@@ -30,7 +30,8 @@ public sealed class IlgpuStageExecutor : IStageExecutor
     /// <param name="stage">The stage's descriptor; must be a block-range stage.</param>
     /// <param name="model">The stage's ONNX file.</param>
     /// <param name="device">The device to run on, shared and not disposed by this executor; null opens one per <paramref name="options"/> and owns it.</param>
-    public IlgpuStageExecutor(StageDescriptor stage, byte[] model, IlgpuExecutorOptions? options = null, IlgpuDevice? device = null)
+    /// <param name="externalDataDirectory">The directory external-data locations in <paramref name="model"/> are relative to; null when its weights are inline.</param>
+    public IlgpuStageExecutor(StageDescriptor stage, byte[] model, IlgpuExecutorOptions? options = null, IlgpuDevice? device = null, string? externalDataDirectory = null)
     {
         ArgumentNullException.ThrowIfNull(stage);
         ArgumentNullException.ThrowIfNull(model);
@@ -43,7 +44,9 @@ public sealed class IlgpuStageExecutor : IStageExecutor
         foreach (var context in stage.ContextInputs)
             if (context is not ContextInputs.PositionIds and not ContextInputs.AttentionMask)
                 throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} needs context input '{context}', which the ILGPU executor cannot provide");
-        _plan = LlamaGraphRecognizer.Recognize(OnnxModelFile.Parse(model, stage.File), stage.ActivationInput, stage.ActivationOutput);
+        var graph = OnnxModelFile.Parse(model, stage.File);
+        if (externalDataDirectory is not null) OnnxExternalData.Inline(graph, externalDataDirectory);
+        _plan = LlamaGraphRecognizer.Recognize(graph, stage.ActivationInput, stage.ActivationOutput);
         if (stage.Blocks is { } range && range.Count != _plan.Blocks.Count)
             throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} says it holds blocks {range} but its graph has {_plan.Blocks.Count}");
 

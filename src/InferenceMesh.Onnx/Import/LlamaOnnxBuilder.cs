@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
 using InferenceMesh.Core;
 using Onnx;
 using static InferenceMesh.Onnx.OnnxGraphBuilder;
@@ -23,11 +25,18 @@ public static class LlamaOnnxBuilder
     public static string PresentKey(int layer) => $"present.{layer}.key";
     public static string PresentValue(int layer) => $"present.{layer}.value";
 
-    public static ModelProto Build(LlamaWeights weights, string name)
+    /// <summary>Rows read from a weight source at a time when transposing a matrix: bounds the reading buffer.</summary>
+    private const int BandBytes = 8 << 20;
+
+    public static ModelProto Build(ILlamaWeightSource weights, string name, LlamaBuildOptions? options = null)
     {
         var c = weights.Config;
         LlamaWeights.Validate(c);
-        var g = new OnnxGraphBuilder(name);
+        options ??= new LlamaBuildOptions();
+        if (options.WeightType is not (DType.Float32 or DType.Float16))
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"weights can be stored as float32 or float16, not {options.WeightType}");
+        var w = new Weights(new OnnxGraphBuilder(name), weights, options);
+        var g = w.Graph;
         g.Input(InputIds, DType.Int64, "batch", "sequence");
         g.Input(AttentionMask, DType.Int64, "batch", "total_sequence");
         g.Input(PositionIds, DType.Int64, "batch", "sequence");
@@ -43,22 +52,28 @@ public static class LlamaOnnxBuilder
             g.Output(PresentValue(l), DType.Float32, "batch", c.KvHeads.ToString(), "total_sequence", c.HeadSize.ToString());
         }
 
-        var embedding = g.Floats("embed_tokens.weight", weights.TokenEmbedding, c.Vocab, c.Dim);
+        var embedding = w.Embedding("embed_tokens.weight");
         var x = g.Node("Gather", "inputs_embeds", [embedding, InputIds], Attr("axis", 0L));
+        if (options.WeightType != DType.Float32) x = g.Node("Cast", "inputs_embeds_f", [x], Attr("to", (long)DType.Float32));
         AnnotateHidden(g, x, c);
 
         var (cos, sin) = RotaryTables(g, c);
         var mask = CausalMask(g);
         for (var l = 0; l < c.Layers; l++)
         {
-            x = Block(g, c, weights.Blocks[l], l, x, cos, sin, mask);
+            x = Block(w, c, l, x, cos, sin, mask);
             AnnotateHidden(g, x, c);
         }
 
-        var normed = RmsNorm(g, x, weights.FinalNorm, c.NormEpsilon, "norm");
-        var classifier = weights.Classifier is null
-            ? g.Node("Transpose", "lm_head.weight_t", [embedding], AttrInts("perm", 1L, 0L))
-            : g.Floats("lm_head.weight_t", Transpose(weights.Classifier, c.Vocab, c.Dim), c.Dim, c.Vocab);
+        var normed = RmsNorm(g, x, weights.ReadVector(LlamaTensor.FinalNorm, 0), c.NormEpsilon, "norm");
+        string classifier;
+        if (weights.Has(LlamaTensor.Classifier))
+            classifier = w.Matrix(LlamaTensor.Classifier, 0, "lm_head.weight_t");
+        else
+        {
+            var table = options.WeightType == DType.Float32 ? embedding : g.Node("Cast", "embed_tokens.weight_f", [embedding], Attr("to", (long)DType.Float32));
+            classifier = g.Node("Transpose", "lm_head.weight_t", [table], AttrInts("perm", 1L, 0L));
+        }
         g.NodeNamed("MatMul", Logits, [normed, classifier]);
         return g.ToModel(Opset, "inferencemesh");
     }
@@ -66,13 +81,10 @@ public static class LlamaOnnxBuilder
     /// <summary>cos/sin of position × inverse frequency, shaped <c>[batch, 1, sequence, head_size/2, 1]</c> to broadcast over heads and pairs.</summary>
     private static (string Cos, string Sin) RotaryTables(OnnxGraphBuilder g, ModelConfig c)
     {
-        var half = c.HeadSize / 2;
-        var inverseFrequency = new float[half];
-        for (var j = 0; j < half; j++)
-            inverseFrequency[j] = 1f / MathF.Pow(c.RopeTheta, 2 * j / (float)c.HeadSize);
+        var inverseFrequency = c.RotaryInverseFrequencies();
         var positions = g.Node("Cast", "positions_f", [PositionIds], Attr("to", (long)DType.Float32));
         var column = g.Node("Unsqueeze", "positions_col", [positions, g.Int64s("axis_last", [-1], 1)]);
-        var angles = g.Node("Mul", "rope_angles", [column, g.Floats("rope_inv_freq", inverseFrequency, half)]);
+        var angles = g.Node("Mul", "rope_angles", [column, g.Floats("rope_inv_freq", inverseFrequency, inverseFrequency.Length)]);
         var broadcastAxes = g.Int64s("rope_axes", [1, 4], 2);
         var cos = g.Node("Unsqueeze", "rope_cos", [g.Node("Cos", "rope_cos_raw", [angles]), broadcastAxes]);
         var sin = g.Node("Unsqueeze", "rope_sin", [g.Node("Sin", "rope_sin_raw", [angles]), broadcastAxes]);
@@ -92,16 +104,22 @@ public static class LlamaOnnxBuilder
         return g.Node("Where", "attention_bias", [allowed, g.ScalarFloat("zero_f", 0f), g.ScalarFloat("neg_max", float.MinValue)]);
     }
 
-    private static string Block(OnnxGraphBuilder g, ModelConfig c, LlamaBlockWeights w, int layer, string x, string cos, string sin, string mask)
+    private static string Block(Weights w, ModelConfig c, int layer, string x, string cos, string sin, string mask)
     {
+        var g = w.Graph;
         var p = $"layers.{layer}.";
-        var h = RmsNorm(g, x, w.AttentionNorm, c.NormEpsilon, p + "input_layernorm");
-        var q = Linear(g, h, w.Wq, c.Dim, c.Dim, p + "q_proj");
-        var k = Linear(g, h, w.Wk, c.Dim, c.KvDim, p + "k_proj");
-        var v = Linear(g, h, w.Wv, c.Dim, c.KvDim, p + "v_proj");
+        var h = RmsNorm(g, x, w.Source.ReadVector(LlamaTensor.AttentionNorm, layer), c.NormEpsilon, p + "input_layernorm");
+        var q = w.Linear(h, LlamaTensor.Query, LlamaTensor.QueryBias, layer, p + "q_proj");
+        var k = w.Linear(h, LlamaTensor.Key, LlamaTensor.KeyBias, layer, p + "k_proj");
+        var v = w.Linear(h, LlamaTensor.Value, LlamaTensor.ValueBias, layer, p + "v_proj");
         var qHeads = SplitHeads(g, q, c.Heads, c.HeadSize, p + "q");
         var kHeads = SplitHeads(g, k, c.KvHeads, c.HeadSize, p + "k");
         var vHeads = SplitHeads(g, v, c.KvHeads, c.HeadSize, p + "v");
+        if (c.QkNorm)
+        {
+            qHeads = RmsNorm(g, qHeads, w.Source.ReadVector(LlamaTensor.QueryNorm, layer), c.NormEpsilon, p + "q_norm");
+            kHeads = RmsNorm(g, kHeads, w.Source.ReadVector(LlamaTensor.KeyNorm, layer), c.NormEpsilon, p + "k_norm");
+        }
         qHeads = Rotate(g, qHeads, cos, sin, c.HeadSize, p + "q_rot");
         kHeads = Rotate(g, kHeads, cos, sin, c.HeadSize, p + "k_rot");
 
@@ -117,17 +135,17 @@ public static class LlamaOnnxBuilder
         var probabilities = g.Node("Softmax", p + "attn_probs", [masked], Attr("axis", -1L));
         var context = g.Node("MatMul", p + "attn_context", [probabilities, values]);
         var merged = g.Node("Transpose", p + "attn_merged_t", [context], AttrInts("perm", 0L, 2L, 1L, 3L));
-        var flat = g.Node("Reshape", p + "attn_flat", [merged, g.Int64s(p + "flat_shape", [0, 0, c.Dim], 3)]);
-        var attention = Linear(g, flat, w.Wo, c.Dim, c.Dim, p + "o_proj");
+        var flat = g.Node("Reshape", p + "attn_flat", [merged, g.Int64s(p + "flat_shape", [0, 0, c.QueryDim], 3)]);
+        var attention = w.Linear(flat, LlamaTensor.Output, null, layer, p + "o_proj");
         var afterAttention = g.Node("Add", p + "attn_residual", [x, attention]);
         AnnotateHidden(g, afterAttention, c);
 
-        var h2 = RmsNorm(g, afterAttention, w.FfnNorm, c.NormEpsilon, p + "post_attention_layernorm");
-        var gate = Linear(g, h2, w.W1, c.Dim, c.HiddenDim, p + "gate_proj");
-        var up = Linear(g, h2, w.W3, c.Dim, c.HiddenDim, p + "up_proj");
+        var h2 = RmsNorm(g, afterAttention, w.Source.ReadVector(LlamaTensor.FfnNorm, layer), c.NormEpsilon, p + "post_attention_layernorm");
+        var gate = w.Linear(h2, LlamaTensor.Gate, null, layer, p + "gate_proj");
+        var up = w.Linear(h2, LlamaTensor.Up, null, layer, p + "up_proj");
         var silu = g.Node("Mul", p + "silu", [gate, g.Node("Sigmoid", p + "gate_sigmoid", [gate])]);
         var gated = g.Node("Mul", p + "gated", [silu, up]);
-        var down = Linear(g, gated, w.W2, c.HiddenDim, c.Dim, p + "down_proj");
+        var down = w.Linear(gated, LlamaTensor.Down, null, layer, p + "down_proj");
         return g.Node("Add", p + "ffn_residual", [afterAttention, down]);
     }
 
@@ -144,10 +162,6 @@ public static class LlamaOnnxBuilder
         var normalized = g.Node("Mul", stem + ".normalized", [x, inverse]);
         return g.Node("Mul", stem + ".out", [normalized, g.Floats(stem + ".weight", weight, weight.Length)]);
     }
-
-    /// <summary>x · Wᵀ with W stored [out, in]; the initializer holds Wᵀ [in, out] so that MatMul applies it directly.</summary>
-    private static string Linear(OnnxGraphBuilder g, string x, float[] w, int inFeatures, int outFeatures, string stem) =>
-        g.Node("MatMul", stem + ".out", [x, g.Floats(stem + ".weight_t", Transpose(w, outFeatures, inFeatures), inFeatures, outFeatures)]);
 
     private static string SplitHeads(OnnxGraphBuilder g, string x, int heads, int headSize, string stem)
     {
@@ -176,13 +190,90 @@ public static class LlamaOnnxBuilder
         return g.Node("Reshape", stem, [expanded, g.Int64s(stem + "_shape", [0, c.Heads, -1, c.HeadSize], 4)]);
     }
 
-    /// <summary>Row-major [rows, cols] → [cols, rows].</summary>
-    public static float[] Transpose(float[] matrix, int rows, int cols)
+    /// <summary>
+    /// Turns source tensors into initializers: matrices transposed to [in, out] (so each projection is one MatMul),
+    /// read a band of rows at a time, stored as <see cref="LlamaBuildOptions.WeightType"/> inline or in the external file.
+    /// </summary>
+    private sealed class Weights(OnnxGraphBuilder graph, ILlamaWeightSource source, LlamaBuildOptions options)
     {
-        var result = new float[matrix.Length];
-        for (var r = 0; r < rows; r++)
-            for (var col = 0; col < cols; col++)
-                result[col * rows + r] = matrix[r * cols + col];
-        return result;
+        public OnnxGraphBuilder Graph => graph;
+        public ILlamaWeightSource Source => source;
+
+        /// <summary>x · Wᵀ (+ bias when the model has <paramref name="bias"/>).</summary>
+        public string Linear(string x, LlamaTensor matrix, LlamaTensor? bias, int layer, string stem)
+        {
+            var product = graph.Node("MatMul", stem + ".out", [x, Matrix(matrix, layer, stem + ".weight_t")]);
+            if (bias is not { } b || !source.Has(b)) return product;
+            var values = source.ReadVector(b, layer);
+            return graph.Node("Add", stem + ".biased", [product, graph.Floats(stem + ".bias", values, values.Length)]);
+        }
+
+        /// <summary>The transposed matrix as a float32 tensor name (a Cast follows half-precision storage).</summary>
+        public string Matrix(LlamaTensor tensor, int layer, string stem)
+        {
+            var (rows, columns) = LlamaTensorShapes.Of(source.Config, tensor);
+            var transposed = new float[(long)rows * columns];
+            var band = Math.Max(1, BandBytes / (columns * sizeof(float)));
+            var buffer = new float[(long)Math.Min(band, rows) * columns];
+            for (var start = 0; start < rows; start += band)
+            {
+                var count = Math.Min(band, rows - start);
+                source.ReadRows(tensor, layer, start, count, buffer.AsSpan(0, count * columns));
+                for (var r = 0; r < count; r++)
+                    for (var col = 0; col < columns; col++)
+                        transposed[(long)col * rows + start + r] = buffer[(long)r * columns + col];
+            }
+            return Store(stem, transposed, columns, rows);
+        }
+
+        /// <summary>The embedding [vocab, dim] as stored (Gather reads it as it is).</summary>
+        public string Embedding(string stem)
+        {
+            var (rows, columns) = LlamaTensorShapes.Of(source.Config, LlamaTensor.Embedding);
+            var values = new float[(long)rows * columns];
+            source.ReadRows(LlamaTensor.Embedding, 0, 0, rows, values);
+            return Store(stem, values, rows, columns, cast: false);
+        }
+
+        private string Store(string stem, float[] values, long rows, long columns, bool cast = true)
+        {
+            var name = graph.UniqueName(stem);
+            var half = options.WeightType == DType.Float16;
+            if (options.External is { } external)
+            {
+                var offset = external.BeginTensor();
+                WriteAs(values, half, external.Write);
+                graph.Graph.Initializer.Add(external.EndTensor(name, options.WeightType, offset, rows, columns));
+            }
+            else
+            {
+                var bytes = new MemoryStream();
+                WriteAs(values, half, span => bytes.Write(span));
+                var tensor = new TensorProto { Name = name, DataType = (int)options.WeightType, RawData = ByteString.CopyFrom(bytes.GetBuffer(), 0, (int)bytes.Length) };
+                tensor.Dims.AddRange([rows, columns]);
+                graph.Graph.Initializer.Add(tensor);
+            }
+            return half && cast ? graph.Node("Cast", stem + "_f", [name], Attr("to", (long)DType.Float32)) : name;
+        }
+
+        private delegate void ByteSink(ReadOnlySpan<byte> bytes);
+
+        private static void WriteAs(float[] values, bool half, ByteSink sink)
+        {
+            const int chunk = 1 << 18;
+            if (!half)
+            {
+                for (long i = 0; i < values.LongLength; i += chunk)
+                    sink(MemoryMarshal.AsBytes(values.AsSpan((int)i, (int)Math.Min(chunk, values.LongLength - i))));
+                return;
+            }
+            var converted = new Half[chunk];
+            for (long i = 0; i < values.LongLength; i += chunk)
+            {
+                var count = (int)Math.Min(chunk, values.LongLength - i);
+                for (var j = 0; j < count; j++) converted[j] = (Half)values[i + j];
+                sink(MemoryMarshal.AsBytes(converted.AsSpan(0, count)));
+            }
+        }
     }
 }

@@ -39,13 +39,13 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
             var b = plan.Blocks[i];
             Assert.Equal(w.AttentionNorm, b.AttentionNorm);
             Assert.Equal(w.FfnNorm, b.FfnNorm);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.Wq, c.Dim, c.Dim), b.Wq);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.Wk, c.KvDim, c.Dim), b.Wk);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.Wv, c.KvDim, c.Dim), b.Wv);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.Wo, c.Dim, c.Dim), b.Wo);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.W1, c.HiddenDim, c.Dim), b.W1);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.W2, c.Dim, c.HiddenDim), b.W2);
-            Assert.Equal(LlamaOnnxBuilder.Transpose(w.W3, c.HiddenDim, c.Dim), b.W3);
+            Assert.Equal(Transpose(w.Wq, c.Dim, c.Dim), b.Wq);
+            Assert.Equal(Transpose(w.Wk, c.KvDim, c.Dim), b.Wk);
+            Assert.Equal(Transpose(w.Wv, c.KvDim, c.Dim), b.Wv);
+            Assert.Equal(Transpose(w.Wo, c.Dim, c.Dim), b.Wo);
+            Assert.Equal(Transpose(w.W1, c.HiddenDim, c.Dim), b.W1);
+            Assert.Equal(Transpose(w.W2, c.Dim, c.HiddenDim), b.W2);
+            Assert.Equal(Transpose(w.W3, c.HiddenDim, c.Dim), b.W3);
             Assert.Equal(c.NormEpsilon, b.AttentionEpsilon);
             Assert.Equal(c.NormEpsilon, b.FfnEpsilon);
             Assert.Equal(MathF.Sqrt(c.HeadSize), b.ScoreDivisor);
@@ -184,5 +184,15 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
             State = d.State.Select(s => new StateBinding(Map(s.Past), Map(s.Present))).ToList(),
         };
         return new SplitStage(descriptor, model);
+    }
+
+    /// <summary>Row-major [rows, cols] → [cols, rows].</summary>
+    private static float[] Transpose(float[] matrix, int rows, int cols)
+    {
+        var result = new float[matrix.Length];
+        for (var r = 0; r < rows; r++)
+            for (var col = 0; col < cols; col++)
+                result[col * rows + r] = matrix[r * cols + col];
+        return result;
     }
 }
