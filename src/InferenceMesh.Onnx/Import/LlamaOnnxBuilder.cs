@@ -196,6 +196,10 @@ public static class LlamaOnnxBuilder
     /// </summary>
     private sealed class Weights(OnnxGraphBuilder graph, ILlamaWeightSource source, LlamaBuildOptions options)
     {
+        // One buffer for every matrix, grown to the largest: peak memory stays one tensor (plus a band), not the garbage of many.
+        private float[]? _scratch;
+        private float[]? _band;
+
         public OnnxGraphBuilder Graph => graph;
         public ILlamaWeightSource Source => source;
 
@@ -212,30 +216,56 @@ public static class LlamaOnnxBuilder
         public string Matrix(LlamaTensor tensor, int layer, string stem)
         {
             var (rows, columns) = LlamaTensorShapes.Of(source.Config, tensor);
-            var transposed = new float[(long)rows * columns];
+            var transposed = Scratch((long)rows * columns);
             var band = Math.Max(1, BandBytes / (columns * sizeof(float)));
-            var buffer = new float[(long)Math.Min(band, rows) * columns];
+            _band ??= new float[BandBytes / sizeof(float) + columns];
             for (var start = 0; start < rows; start += band)
             {
                 var count = Math.Min(band, rows - start);
-                source.ReadRows(tensor, layer, start, count, buffer.AsSpan(0, count * columns));
-                for (var r = 0; r < count; r++)
-                    for (var col = 0; col < columns; col++)
-                        transposed[(long)col * rows + start + r] = buffer[(long)r * columns + col];
+                source.ReadRows(tensor, layer, start, count, _band.AsSpan(0, count * columns));
+                TransposeBand(_band, count, columns, transposed, rows, start);
             }
-            return Store(stem, transposed, columns, rows);
+            return Store(stem, transposed.AsSpan(0, rows * columns), columns, rows);
         }
 
         /// <summary>The embedding [vocab, dim] as stored (Gather reads it as it is).</summary>
         public string Embedding(string stem)
         {
             var (rows, columns) = LlamaTensorShapes.Of(source.Config, LlamaTensor.Embedding);
-            var values = new float[(long)rows * columns];
-            source.ReadRows(LlamaTensor.Embedding, 0, 0, rows, values);
-            return Store(stem, values, rows, columns, cast: false);
+            var values = Scratch((long)rows * columns);
+            source.ReadRows(LlamaTensor.Embedding, 0, 0, rows, values.AsSpan(0, rows * columns));
+            return Store(stem, values.AsSpan(0, rows * columns), rows, columns, cast: false);
         }
 
-        private string Store(string stem, float[] values, long rows, long columns, bool cast = true)
+        private float[] Scratch(long length)
+        {
+            if (_scratch is null || _scratch.LongLength < length)
+            {
+                _scratch = null;
+                _scratch = new float[length];
+            }
+            return _scratch;
+        }
+
+        /// <summary>Writes rows [start, start+count) of a [rows, columns] matrix, given in <paramref name="band"/>, into its transpose, tile by tile so both sides stay in cache.</summary>
+        private static void TransposeBand(float[] band, int count, int columns, float[] transposed, int rows, int start)
+        {
+            const int tile = 32;
+            for (var r0 = 0; r0 < count; r0 += tile)
+                for (var c0 = 0; c0 < columns; c0 += tile)
+                {
+                    var rEnd = Math.Min(r0 + tile, count);
+                    var cEnd = Math.Min(c0 + tile, columns);
+                    for (var col = c0; col < cEnd; col++)
+                    {
+                        var target = (long)col * rows + start;
+                        for (var r = r0; r < rEnd; r++)
+                            transposed[target + r] = band[(long)r * columns + col];
+                    }
+                }
+        }
+
+        private string Store(string stem, ReadOnlySpan<float> values, long rows, long columns, bool cast = true)
         {
             var name = graph.UniqueName(stem);
             var half = options.WeightType == DType.Float16;
@@ -258,19 +288,19 @@ public static class LlamaOnnxBuilder
 
         private delegate void ByteSink(ReadOnlySpan<byte> bytes);
 
-        private static void WriteAs(float[] values, bool half, ByteSink sink)
+        private static void WriteAs(ReadOnlySpan<float> values, bool half, ByteSink sink)
         {
             const int chunk = 1 << 18;
             if (!half)
             {
-                for (long i = 0; i < values.LongLength; i += chunk)
-                    sink(MemoryMarshal.AsBytes(values.AsSpan((int)i, (int)Math.Min(chunk, values.LongLength - i))));
+                for (var i = 0; i < values.Length; i += chunk)
+                    sink(MemoryMarshal.AsBytes(values.Slice(i, Math.Min(chunk, values.Length - i))));
                 return;
             }
             var converted = new Half[chunk];
-            for (long i = 0; i < values.LongLength; i += chunk)
+            for (var i = 0; i < values.Length; i += chunk)
             {
-                var count = (int)Math.Min(chunk, values.LongLength - i);
+                var count = Math.Min(chunk, values.Length - i);
                 for (var j = 0; j < count; j++) converted[j] = (Half)values[i + j];
                 sink(MemoryMarshal.AsBytes(converted.AsSpan(0, count)));
             }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using InferenceMesh.Core;
 
@@ -79,19 +80,21 @@ public sealed class SafetensorsFile : IDisposable
 
     private static void Convert(string dtype, ReadOnlySpan<byte> source, Span<float> destination)
     {
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("safetensors data is little-endian; this reader runs on little-endian machines only");
         switch (dtype)
         {
             case "F32":
-                for (var i = 0; i < destination.Length; i++)
-                    destination[i] = BinaryPrimitives.ReadSingleLittleEndian(source[(i * 4)..]);
+                MemoryMarshal.Cast<byte, float>(source).CopyTo(destination);
                 break;
             case "F16":
-                for (var i = 0; i < destination.Length; i++)
-                    destination[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(source[(i * 2)..]);
+                var halves = MemoryMarshal.Cast<byte, Half>(source);
+                for (var i = 0; i < destination.Length; i++) destination[i] = (float)halves[i];
                 break;
             case "BF16":
-                for (var i = 0; i < destination.Length; i++)
-                    destination[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(source[(i * 2)..]) << 16);
+                var bits = MemoryMarshal.Cast<byte, ushort>(source);
+                var widened = MemoryMarshal.Cast<float, uint>(destination);
+                for (var i = 0; i < widened.Length; i++) widened[i] = (uint)bits[i] << 16;
                 break;
             default:
                 throw new MeshException(MeshErrorCode.InvalidCheckpoint, $"dtype {dtype} cannot be read as float");
