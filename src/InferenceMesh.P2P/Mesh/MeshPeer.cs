@@ -22,7 +22,7 @@ public sealed class MeshPeer : IAsyncDisposable
     {
         Host = host;
         Dht = dht;
-        Spans = new SpanDirectory(dht, options.Identity);
+        Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
         dht.Start();
     }
 
@@ -41,6 +41,8 @@ public sealed class MeshPeer : IAsyncDisposable
     public static async Task<MeshPeer> StartAsync(MeshPeerOptions options, CancellationToken cancellation)
     {
         var log = options.Log ?? (_ => { });
+        if (options.AnnounceTtl < TimeSpan.FromSeconds(2))
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"the announcement TTL must be at least 2 s, not {options.AnnounceTtl.TotalSeconds} s");
         var seeds = options.Bootstrap.Select(a => a.PeerId is null
             ? throw new MeshException(MeshErrorCode.InvalidArgument, $"bootstrap address {a} has no /p2p/ peer id")
             : KadPeer.FromMultiaddr(a)).ToList();
