@@ -7,6 +7,7 @@ using InferenceMesh.Onnx;
 using InferenceMesh.Onnx.Tokenizer;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
@@ -27,6 +28,7 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly IStageExecutor _tail;
     private readonly IAsyncDisposable? _peer;
     private readonly Ed25519KeyPair? _identity;
+    private readonly IServerDirectory _directory;
     private int _recoveries;
 
     private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
@@ -39,6 +41,7 @@ public sealed class MeshClient : IAsyncDisposable
         Dialer = dialer;
         Options = options;
         Routes = new RouteManager(directory, manifest.ModelId, options);
+        _directory = directory;
         _peer = peer;
         _identity = identity;
     }
@@ -49,6 +52,9 @@ public sealed class MeshClient : IAsyncDisposable
 
     /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
     public RouteManager Routes { get; }
+
+    /// <summary>Stage-protocol bytes this client sent and received on the channels <see cref="ConnectAsync"/>'s dialer opens (a dialer given to <c>Open</c> counts its own, if it wants).</summary>
+    public StageTraffic Traffic { get; } = new();
 
     internal StageDialer Dialer { get; }
     internal IStageExecutor Head => _head;
@@ -90,14 +96,16 @@ public sealed class MeshClient : IAsyncDisposable
             {
                 var address = addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
                 return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
-            });
+            }, id => ConnectionKind(host, id), options.Time);
             var delay = options.LinkDelay ?? TimeSpan.Zero;
+            MeshClient? client = null;
             StageDialer dialer = async (peerId, addresses, ct) =>
             {
                 var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
-                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream);
+                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: client!.Traffic);
             };
-            return Open(options.ModelDirectory, dialer, directory, options, peer, identity);
+            client = Open(options.ModelDirectory, dialer, directory, options, peer, identity);
+            return client;
         }
         catch
         {
@@ -132,6 +140,22 @@ public sealed class MeshClient : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>What the host's pool holds towards <paramref name="peer"/>: a relayed connection runs over a <c>/p2p-circuit</c> address.</summary>
+    private static PeerConnection ConnectionKind(Libp2pHost host, PeerId peer) => host.GetConnection(peer) switch
+    {
+        null => PeerConnection.None,
+        var open when open.RemoteAddress.Components.Any(c => c.Protocol == MultiaddrProtocol.P2pCircuit) => PeerConnection.Relayed,
+        _ => PeerConnection.Direct,
+    };
+
+    /// <summary>
+    /// Who serves which blocks now: every server with an unexpired announcement of this model (a server killed without
+    /// a goodbye drops out when its announcement lapses), its state, announced throughput and KV room, a round trip
+    /// measured now and how this client is connected to it. Asks the directory afresh each call. Safe to cancel.
+    /// </summary>
+    public async Task<SwarmSnapshot> GetSwarmAsync(CancellationToken cancellation = default) =>
+        new(Manifest.ModelId, Manifest.BlockCount, Options.Time.GetUtcNow(), await _directory.SurveyAsync(Manifest.ModelId, cancellation).ConfigureAwait(false));
 
     private static MeshClientOptions WithLocalSwarm(MeshClientOptions options)
     {
