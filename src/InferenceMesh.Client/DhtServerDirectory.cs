@@ -20,6 +20,9 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
     /// <summary>How long <see cref="SurveyAsync"/> waits for one server's round trip before it reports none.</summary>
     public TimeSpan SurveyPingTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Round trips <see cref="SurveyAsync"/> measures at once (a DHT lists up to 64 servers per block).</summary>
+    public int MaxConcurrentPings { get; init; } = 16;
+
     public async ValueTask<IReadOnlyList<ServerInfo>> ListAsync(string modelId, CancellationToken cancellation)
     {
         var perBlock = await spans.ListServersAsync(modelId, blockCount, cancellation).ConfigureAwait(false);
@@ -52,13 +55,18 @@ public sealed class DhtServerDirectory(SpanDirectory spans, int blockCount, Func
     public async ValueTask<IReadOnlyList<SwarmPeer>> SurveyAsync(string modelId, CancellationToken cancellation)
     {
         var perBlock = await spans.ListServersAsync(modelId, blockCount, cancellation).ConfigureAwait(false);
-        var latest = perBlock.SelectMany(b => b).GroupBy(i => i.Peer).Select(g => g.MaxBy(i => i.IssuedAt)!).OrderBy(i => i.Span.Start).ThenBy(i => i.Peer.ToString(), StringComparer.Ordinal);
-        return await Task.WhenAll(latest.Select(async info =>
+        var latest = perBlock.SelectMany(b => b).GroupBy(i => i.Peer).Select(g => g.MaxBy(i => i.IssuedAt)!)
+            .OrderBy(i => i.Span.Start).ThenBy(i => i.Peer.ToString(), StringComparer.Ordinal).ToList();
+        var peers = new SwarmPeer[latest.Count];
+        var bounded = new ParallelOptions { MaxDegreeOfParallelism = MaxConcurrentPings, CancellationToken = cancellation };
+        await Parallel.ForEachAsync(Enumerable.Range(0, latest.Count), bounded, async (i, ct) =>
         {
-            var rtt = info.State == ServerState.Offline ? null : await MeasureAsync(info, cancellation).ConfigureAwait(false);
-            return new SwarmPeer(info.Peer, info.Addresses, info.Span, info.State, info.Throughput, info.FreeCacheTokens, info.ExpiresAt, rtt,
+            var info = latest[i];
+            var rtt = info.State == ServerState.Offline ? null : await MeasureAsync(info, ct).ConfigureAwait(false);
+            peers[i] = new SwarmPeer(info.Peer, info.Addresses, info.Span, info.State, info.Throughput, info.FreeCacheTokens, info.ExpiresAt, rtt,
                 connection?.Invoke(info.Peer) ?? PeerConnection.Unknown);
-        })).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+        return peers;
     }
 
     private async Task<double?> MeasureAsync(ServerInfo info, CancellationToken cancellation)

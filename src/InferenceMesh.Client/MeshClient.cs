@@ -32,8 +32,9 @@ public sealed class MeshClient : IAsyncDisposable
     private int _recoveries;
 
     private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
-        MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
+        MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity, StageTraffic traffic)
     {
+        Traffic = traffic;
         Manifest = manifest;
         _head = head;
         _tail = tail;
@@ -54,7 +55,7 @@ public sealed class MeshClient : IAsyncDisposable
     public RouteManager Routes { get; }
 
     /// <summary>Stage-protocol bytes this client sent and received on the channels <see cref="ConnectAsync"/>'s dialer opens (a dialer given to <c>Open</c> counts its own, if it wants).</summary>
-    public StageTraffic Traffic { get; } = new();
+    public StageTraffic Traffic { get; }
 
     internal StageDialer Dialer { get; }
     internal IStageExecutor Head => _head;
@@ -98,14 +99,13 @@ public sealed class MeshClient : IAsyncDisposable
                 return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
             }, id => ConnectionKind(host, id), options.Time);
             var delay = options.LinkDelay ?? TimeSpan.Zero;
-            MeshClient? client = null;
+            var traffic = new StageTraffic();
             StageDialer dialer = async (peerId, addresses, ct) =>
             {
                 var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
-                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: client!.Traffic);
+                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: traffic);
             };
-            client = Open(options.ModelDirectory, dialer, directory, options, peer, identity);
-            return client;
+            return Open(options.ModelDirectory, dialer, directory, options, peer, identity, traffic);
         }
         catch
         {
@@ -120,9 +120,10 @@ public sealed class MeshClient : IAsyncDisposable
     /// tail and tokenizer of a split model directory. <see cref="ConnectAsync"/> is the way into a real mesh.
     /// </summary>
     public static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions? options = null) =>
-        Open(splitDirectory, dialer, directory, options ?? new MeshClientOptions(), null, null);
+        Open(splitDirectory, dialer, directory, options ?? new MeshClientOptions(), null, null, new StageTraffic());
 
-    private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
+    private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity,
+        StageTraffic traffic)
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
@@ -132,7 +133,7 @@ public sealed class MeshClient : IAsyncDisposable
         try
         {
             var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions);
-            return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity);
+            return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity, traffic);
         }
         catch
         {

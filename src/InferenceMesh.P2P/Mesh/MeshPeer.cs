@@ -41,8 +41,10 @@ public sealed class MeshPeer : IAsyncDisposable
     public static async Task<MeshPeer> StartAsync(MeshPeerOptions options, CancellationToken cancellation)
     {
         var log = options.Log ?? (_ => { });
-        if (options.AnnounceTtl < TimeSpan.FromSeconds(2))
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"the announcement TTL must be at least 2 s, not {options.AnnounceTtl.TotalSeconds} s");
+        var spanValidator = new SpanRecordValidator(options.Time);
+        if (options.AnnounceTtl < TimeSpan.FromSeconds(2) || options.AnnounceTtl > spanValidator.MaxTtl)
+            throw new MeshException(MeshErrorCode.InvalidArgument,
+                $"the announcement TTL must be between 2 s and {spanValidator.MaxTtl.TotalSeconds:F0} s (longer ones are refused by the DHT), not {options.AnnounceTtl.TotalSeconds} s");
         var seeds = options.Bootstrap.Select(a => a.PeerId is null
             ? throw new MeshException(MeshErrorCode.InvalidArgument, $"bootstrap address {a} has no /p2p/ peer id")
             : KadPeer.FromMultiaddr(a)).ToList();
@@ -55,7 +57,7 @@ public sealed class MeshPeer : IAsyncDisposable
                 Mode = options.Mode,
                 Time = options.Time,
                 Validators = RecordValidators.WithDefaults()
-                    .Add(SpanRecordValidator.Namespace, new SpanRecordValidator(options.Time))
+                    .Add(SpanRecordValidator.Namespace, spanValidator)
                     .Add(MeshNamespace, new OpaqueRecordValidator()),
             });
             options.BeforeListening?.Invoke(host);
