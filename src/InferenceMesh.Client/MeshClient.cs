@@ -54,7 +54,7 @@ public sealed class MeshClient : IAsyncDisposable
     /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
     public RouteManager Routes { get; }
 
-    /// <summary>Stage-protocol bytes this client sent and received on the channels <see cref="ConnectAsync"/>'s dialer opens (a dialer given to <c>Open</c> counts its own, if it wants).</summary>
+    /// <summary>Stage-protocol bytes this client sent and received on the channels <see cref="ConnectAsync"/>'s dialer opens (with a dialer given to <c>Open</c>, nothing is counted here).</summary>
     public StageTraffic Traffic { get; }
 
     internal StageDialer Dialer { get; }
