@@ -11,4 +11,13 @@ public interface IServerDirectory
 
     /// <summary>The round trip to a server <see cref="ListAsync"/> listed, in milliseconds, as measured when it was listed.</summary>
     double RoundTripMs(PeerId server);
+
+    /// <summary>
+    /// Every server with an unexpired announcement for <paramref name="modelId"/>, whatever its state, with a round trip
+    /// measured now and its connection kind: what a health page shows. This default lists what <see cref="ListAsync"/>
+    /// lists with the round trips it kept, and cannot tell connections. Safe to cancel.
+    /// </summary>
+    async ValueTask<IReadOnlyList<SwarmPeer>> SurveyAsync(string modelId, CancellationToken cancellation) =>
+        [.. (await ListAsync(modelId, cancellation).ConfigureAwait(false)).Select(s => new SwarmPeer(s.Peer, s.Addresses, s.Span, s.State, s.Throughput, s.FreeCacheTokens, s.ExpiresAt,
+            double.IsFinite(RoundTripMs(s.Peer)) ? RoundTripMs(s.Peer) : null, PeerConnection.Unknown))];
 }

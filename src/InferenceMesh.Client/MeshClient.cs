@@ -7,6 +7,7 @@ using InferenceMesh.Onnx;
 using InferenceMesh.Onnx.Tokenizer;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Dht;
+using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
@@ -27,11 +28,13 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly IStageExecutor _tail;
     private readonly IAsyncDisposable? _peer;
     private readonly Ed25519KeyPair? _identity;
+    private readonly IServerDirectory _directory;
     private int _recoveries;
 
     private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
-        MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
+        MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity, StageTraffic traffic)
     {
+        Traffic = traffic;
         Manifest = manifest;
         _head = head;
         _tail = tail;
@@ -39,6 +42,7 @@ public sealed class MeshClient : IAsyncDisposable
         Dialer = dialer;
         Options = options;
         Routes = new RouteManager(directory, manifest.ModelId, options);
+        _directory = directory;
         _peer = peer;
         _identity = identity;
     }
@@ -49,6 +53,9 @@ public sealed class MeshClient : IAsyncDisposable
 
     /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
     public RouteManager Routes { get; }
+
+    /// <summary>Stage-protocol bytes this client sent and received on the channels <see cref="ConnectAsync"/>'s dialer opens (with a dialer given to <c>Open</c>, nothing is counted here).</summary>
+    public StageTraffic Traffic { get; }
 
     internal StageDialer Dialer { get; }
     internal IStageExecutor Head => _head;
@@ -90,14 +97,15 @@ public sealed class MeshClient : IAsyncDisposable
             {
                 var address = addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
                 return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
-            });
+            }, id => ConnectionKind(host, id), options.Time);
             var delay = options.LinkDelay ?? TimeSpan.Zero;
+            var traffic = new StageTraffic();
             StageDialer dialer = async (peerId, addresses, ct) =>
             {
                 var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
-                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream);
+                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: traffic);
             };
-            return Open(options.ModelDirectory, dialer, directory, options, peer, identity);
+            return Open(options.ModelDirectory, dialer, directory, options, peer, identity, traffic);
         }
         catch
         {
@@ -112,9 +120,10 @@ public sealed class MeshClient : IAsyncDisposable
     /// tail and tokenizer of a split model directory. <see cref="ConnectAsync"/> is the way into a real mesh.
     /// </summary>
     public static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions? options = null) =>
-        Open(splitDirectory, dialer, directory, options ?? new MeshClientOptions(), null, null);
+        Open(splitDirectory, dialer, directory, options ?? new MeshClientOptions(), null, null, new StageTraffic());
 
-    private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity)
+    private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity,
+        StageTraffic traffic)
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
@@ -124,7 +133,7 @@ public sealed class MeshClient : IAsyncDisposable
         try
         {
             var tail = new OrtStageExecutor(manifest.Tail, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Tail.File)), executorOptions, splitDirectory);
-            return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity);
+            return new MeshClient(manifest, head, tail, tokenizer, dialer, directory, options, peer, identity, traffic);
         }
         catch
         {
@@ -132,6 +141,22 @@ public sealed class MeshClient : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>What the host's pool holds towards <paramref name="peer"/>: a relayed connection runs over a <c>/p2p-circuit</c> address.</summary>
+    private static PeerConnection ConnectionKind(Libp2pHost host, PeerId peer) => host.GetConnection(peer) switch
+    {
+        null => PeerConnection.None,
+        var open when open.RemoteAddress.Components.Any(c => c.Protocol == MultiaddrProtocol.P2pCircuit) => PeerConnection.Relayed,
+        _ => PeerConnection.Direct,
+    };
+
+    /// <summary>
+    /// Who serves which blocks now: every server with an unexpired announcement of this model (a server killed without
+    /// a goodbye drops out when its announcement lapses), its state, announced throughput and KV room, a round trip
+    /// measured now and how this client is connected to it. Asks the directory afresh each call. Safe to cancel.
+    /// </summary>
+    public async Task<SwarmSnapshot> GetSwarmAsync(CancellationToken cancellation = default) =>
+        new(Manifest.ModelId, Manifest.BlockCount, Options.Time.GetUtcNow(), await _directory.SurveyAsync(Manifest.ModelId, cancellation).ConfigureAwait(false));
 
     private static MeshClientOptions WithLocalSwarm(MeshClientOptions options)
     {

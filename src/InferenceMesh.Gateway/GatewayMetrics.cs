@@ -6,7 +6,7 @@ namespace InferenceMesh.Gateway;
 /// <summary>
 /// The gateway's Prometheus metrics (prometheus-net, one registry per gateway, served at <c>/metrics</c>): requests by
 /// endpoint and status, prompt and generated tokens, generation time, per-hop step latency, sessions open and
-/// requests queued, and the mesh client's server replacements.
+/// requests queued, the mesh client's server replacements, and the stage-protocol bytes it sent and received.
 /// </summary>
 public sealed class GatewayMetrics
 {
@@ -17,6 +17,7 @@ public sealed class GatewayMetrics
     private readonly Histogram _hopStepSeconds;
     private readonly Counter _recoveries;
 
+    /// <param name="client">The mesh client whose recoveries and traffic are read at each scrape.</param>
     public GatewayMetrics(MeshClient client)
     {
         Registry = Metrics.NewCustomRegistry();
@@ -31,7 +32,14 @@ public sealed class GatewayMetrics
         _recoveries = factory.CreateCounter("inferencemesh_gateway_recoveries_total", "Servers the mesh client replaced mid-session.");
         SessionsOpen = factory.CreateGauge("inferencemesh_gateway_sessions_open", "Generations running through the mesh now.");
         RequestsQueued = factory.CreateGauge("inferencemesh_gateway_requests_queued", "Requests waiting for a session slot now.");
-        Registry.AddBeforeCollectCallback(() => _recoveries.IncTo(client.Recoveries));
+        var sent = factory.CreateCounter("inferencemesh_gateway_stage_bytes_sent_total", "Stage-protocol bytes (whole frames) the mesh client sent to servers.");
+        var received = factory.CreateCounter("inferencemesh_gateway_stage_bytes_received_total", "Stage-protocol bytes (whole frames) the mesh client received from servers.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            _recoveries.IncTo(client.Recoveries);
+            sent.IncTo(client.Traffic.BytesSent);
+            received.IncTo(client.Traffic.BytesReceived);
+        });
     }
 
     /// <summary>The registry <c>/metrics</c> serves.</summary>

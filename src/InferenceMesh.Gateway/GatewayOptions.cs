@@ -15,6 +15,12 @@ public sealed record GatewayOptions
     /// <summary>Requests waiting for a session slot; one more is answered 429.</summary>
     public int MaxQueuedRequests { get; init; } = 32;
 
+    /// <summary>
+    /// How long one survey of the swarm (<see cref="Client.MeshClient.GetSwarmAsync"/>) answers <c>/api/swarm</c>, so that
+    /// many open health pages cost the mesh one DHT lookup per block per period, not one each.
+    /// </summary>
+    public TimeSpan SwarmSnapshotLifetime { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Largest request body accepted, in bytes; larger is answered 413 by Kestrel.</summary>
     public long MaxRequestBodyBytes { get; init; } = 1 << 20;
 }

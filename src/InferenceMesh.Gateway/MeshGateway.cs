@@ -16,7 +16,9 @@ namespace InferenceMesh.Gateway;
 /// <c>POST /v1/completions</c>, <c>POST /v1/chat/completions</c>, streamed as server-sent events or not. Errors
 /// come in OpenAI's error object: 400 for a bad request (unknown model, bad parameter, prompt over the context),
 /// 429 when sessions and queue are full, 503 when the mesh cannot serve, 504 on a timeout. A client that
-/// disconnects cancels its generation, and its mesh session closes on every server.
+/// disconnects cancels its generation, and its mesh session closes on every server. <c>GET /</c> is the swarm's health
+/// page (which peers serve which blocks, refreshed every 2 s from <c>GET /api/swarm</c>, the same data as JSON), and
+/// <c>GET /metrics</c> the gateway's Prometheus metrics.
 /// </summary>
 public sealed class MeshGateway : IAsyncDisposable
 {
@@ -26,6 +28,7 @@ public sealed class MeshGateway : IAsyncDisposable
     private readonly GatewayOptions _options;
     private readonly SemaphoreSlim _sessions;
     private readonly GatewayMetrics _metrics;
+    private readonly SwarmSurvey _survey;
     private int _queued;
 
     private MeshGateway(WebApplication app, MeshClient client, GatewayOptions options)
@@ -36,6 +39,7 @@ public sealed class MeshGateway : IAsyncDisposable
         _options = options;
         _sessions = new SemaphoreSlim(options.MaxConcurrentSessions, options.MaxConcurrentSessions);
         _metrics = new GatewayMetrics(client);
+        _survey = new SwarmSurvey(client, options);
     }
 
     /// <summary>The gateway's Prometheus metrics, also served at <c>/metrics</c>.</summary>
@@ -49,6 +53,8 @@ public sealed class MeshGateway : IAsyncDisposable
     {
         if (options.MaxConcurrentSessions < 1 || options.MaxQueuedRequests < 0)
             throw new MeshException(MeshErrorCode.InvalidArgument, "the gateway needs at least one session slot and a queue of zero or more");
+        if (options.SwarmSnapshotLifetime < TimeSpan.Zero)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "the swarm snapshot lifetime cannot be negative");
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls([.. options.Urls]);
@@ -59,6 +65,8 @@ public sealed class MeshGateway : IAsyncDisposable
         app.MapPost("/v1/completions", context => gateway.HandleAsync(context, chat: false));
         app.MapPost("/v1/chat/completions", context => gateway.HandleAsync(context, chat: true));
         app.MapMetrics("/metrics", gateway._metrics.Registry);
+        app.MapGet("/", gateway.HealthPage);
+        app.MapGet("/api/swarm", gateway.SwarmAsync);
         try
         {
             await app.StartAsync(cancellation).ConfigureAwait(false);
@@ -76,6 +84,29 @@ public sealed class MeshGateway : IAsyncDisposable
         @object = "list",
         data = new[] { new { id = _options.ModelName, @object = "model", created = 0, owned_by = "inferencemesh", root = _client.Manifest.ModelId } },
     }, OpenAiWire.Json);
+
+    private IResult HealthPage(HttpContext context)
+    {
+        context.Response.Headers.CacheControl = "no-cache";
+        return Results.Text(SwarmSurvey.Page, "text/html; charset=utf-8");
+    }
+
+    private async Task SwarmAsync(HttpContext context)
+    {
+        try
+        {
+            var snapshot = await _survey.SnapshotAsync(context.RequestAborted).ConfigureAwait(false);
+            context.Response.Headers.CacheControl = "no-store";
+            await Results.Json(_survey.Body(snapshot), OpenAiWire.Json).ExecuteAsync(context).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+        }
+        catch (Exception e) when (Refusal(e) is { } refusal)
+        {
+            await WriteErrorAsync(context, refusal).ConfigureAwait(false);
+        }
+    }
 
     private async Task HandleAsync(HttpContext context, bool chat)
     {
@@ -310,5 +341,6 @@ public sealed class MeshGateway : IAsyncDisposable
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         _sessions.Dispose();
+        _survey.Dispose();
     }
 }

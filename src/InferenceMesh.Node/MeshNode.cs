@@ -88,6 +88,7 @@ public sealed class MeshNode : IAsyncDisposable
         ServedSpan? span = null;
         StageServer? server = null;
         StageConnector? connector = null;
+        var traffic = new StageTraffic();
         try
         {
             peer = await MeshPeer.StartAsync(new MeshPeerOptions
@@ -99,7 +100,8 @@ public sealed class MeshNode : IAsyncDisposable
                 Transports = options.Transports,
                 Time = options.Time,
                 Log = options.Log,
-                BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay),
+                AnnounceTtl = options.AnnounceTtl,
+                BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay, traffic),
             }, cancellation).ConfigureAwait(false);
             if (manifest is null)
                 return new MeshNode(options, peer, owned, null, null, null, 0);
@@ -115,7 +117,7 @@ public sealed class MeshNode : IAsyncDisposable
             (peer, owned, span, server) = (null, null, null, null);
             try
             {
-                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput);
+                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic);
                 if (options.MetricsUrl is { } url)
                 {
                     node._metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), node.Metrics.Registry).Start();

@@ -42,6 +42,9 @@ public sealed record MeshNodeOptions
     /// <summary>Emulated one-way delay added to every stage stream this node sends on (user space: tests and benchmarks).</summary>
     public TimeSpan LinkDelay { get; init; }
 
+    /// <summary>Lifetime of the node's span announcements (re-announced every half of it); a node killed without a goodbye leaves listings when it lapses.</summary>
+    public TimeSpan AnnounceTtl { get; init; } = TimeSpan.FromSeconds(120);
+
     /// <summary>How long shutdown tries to announce the node offline.</summary>
     public TimeSpan OfflineAnnounceTimeout { get; init; } = TimeSpan.FromSeconds(3);
 

@@ -1,15 +1,17 @@
+using InferenceMesh.Protocol;
 using Prometheus;
 
 namespace InferenceMesh.Node;
 
 /// <summary>
 /// A node's Prometheus metrics (prometheus-net, one registry per node): sessions open, KV-cache bytes reserved and
-/// budgeted, steps and positions computed and the time spent computing them, and the throughput the node announces.
-/// Read from the stage server when scraped.
+/// budgeted, steps and positions computed and the time spent computing them, the throughput the node announces, and
+/// the stage-protocol bytes it sent and received. Read from the stage server and the traffic counter when scraped.
 /// </summary>
 public sealed class NodeMetrics
 {
-    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput)
+    /// <param name="traffic">The bytes counter of the node's stage channels, inbound and outbound.</param>
+    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -20,6 +22,8 @@ public sealed class NodeMetrics
         var steps = factory.CreateCounter("inferencemesh_node_steps_total", "Steps computed through the served stages.");
         var positions = factory.CreateCounter("inferencemesh_node_positions_total", "Positions (tokens) those steps carried.");
         var compute = factory.CreateCounter("inferencemesh_node_compute_seconds_total", "Time spent inside the executors.");
+        var sent = factory.CreateCounter("inferencemesh_node_stage_bytes_sent_total", "Stage-protocol bytes (whole frames) sent to clients and next hops.");
+        var received = factory.CreateCounter("inferencemesh_node_stage_bytes_received_total", "Stage-protocol bytes (whole frames) received from clients and previous hops.");
         Registry.AddBeforeCollectCallback(() =>
         {
             sessions.Set(server.SessionCount);
@@ -27,6 +31,8 @@ public sealed class NodeMetrics
             steps.IncTo(server.StepsRun);
             positions.IncTo(server.PositionsRun);
             compute.IncTo(server.ComputeTime.TotalSeconds);
+            sent.IncTo(traffic.BytesSent);
+            received.IncTo(traffic.BytesReceived);
         });
     }
 

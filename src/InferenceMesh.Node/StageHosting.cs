@@ -8,11 +8,12 @@ namespace InferenceMesh.Node;
 /// <summary>Runs the stage protocol on libp2p streams: the connector a node pushes with, and the handler it serves with.</summary>
 public static class StageHosting
 {
-    /// <summary>Opens stage streams to peers through <paramref name="host"/>, each behind the emulated <paramref name="linkDelay"/>.</summary>
-    public static StageConnector Connector(Libp2pHost host, TimeSpan linkDelay = default) =>
-        new(async (peer, addresses, cancellation) => await host.NewStreamAsync(PeerId.Parse(peer), addresses.Select(Multiaddr.Parse).ToList(), [StageProtocol.Id], cancellation).ConfigureAwait(false), linkDelay);
+    /// <summary>Opens stage streams to peers through <paramref name="host"/>, each behind the emulated <paramref name="linkDelay"/>, their bytes counted in <paramref name="traffic"/>.</summary>
+    public static StageConnector Connector(Libp2pHost host, TimeSpan linkDelay = default, StageTraffic? traffic = null) =>
+        new(async (peer, addresses, cancellation) => await host.NewStreamAsync(PeerId.Parse(peer), addresses.Select(Multiaddr.Parse).ToList(), [StageProtocol.Id], cancellation).ConfigureAwait(false),
+            linkDelay, traffic: traffic);
 
-    /// <summary>Serves every inbound <c>/inferencemesh/stage/1.0.0</c> stream with <paramref name="server"/>.</summary>
+    /// <summary>Serves every inbound <c>/inferencemesh/stage/1.0.0</c> stream with <paramref name="server"/>, counting its bytes with the connector's.</summary>
     public static void Serve(Libp2pHost host, StageServer server, StageConnector connector) =>
-        host.SetHandler(StageProtocol.Id, (stream, cancellation) => server.ServeAsync(new StageChannel(connector.Wrap(stream)), cancellation));
+        host.SetHandler(StageProtocol.Id, (stream, cancellation) => server.ServeAsync(new StageChannel(connector.Wrap(stream), traffic: connector.Traffic), cancellation));
 }

@@ -13,13 +13,16 @@ public sealed class StageChannel : IAsyncDisposable
 {
     private readonly IDuplexPipe _pipe;
     private readonly StageLimits _limits;
+    private readonly StageTraffic? _traffic;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private bool _disposed;
 
-    public StageChannel(IDuplexPipe pipe, StageLimits? limits = null)
+    /// <param name="traffic">Counts the bytes of the frames this channel sends and receives; null for none.</param>
+    public StageChannel(IDuplexPipe pipe, StageLimits? limits = null, StageTraffic? traffic = null)
     {
         _pipe = pipe;
         _limits = limits ?? new StageLimits();
+        _traffic = traffic;
     }
 
     /// <summary>
@@ -32,10 +35,11 @@ public sealed class StageChannel : IAsyncDisposable
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            StageCodec.Write(_pipe.Output, message, _limits);
+            var bytes = StageCodec.Write(_pipe.Output, message, _limits);
             var flush = await _pipe.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             if (flush.IsCompleted)
                 throw new MeshException(MeshErrorCode.ProtocolViolation, "the peer closed the stage stream");
+            _traffic?.Sent(bytes);
         }
         finally
         {
@@ -53,6 +57,7 @@ public sealed class StageChannel : IAsyncDisposable
         {
             var result = await _pipe.Input.ReadAsync(cancellation).ConfigureAwait(false);
             var buffer = result.Buffer;
+            var available = buffer.Length;
             var consumed = buffer.Start;
             var examined = buffer.End;
             try
@@ -61,6 +66,7 @@ public sealed class StageChannel : IAsyncDisposable
                 {
                     consumed = buffer.Start;
                     examined = consumed;
+                    _traffic?.Received(available - buffer.Length);
                     return message;
                 }
                 if (result.IsCompleted)

@@ -12,8 +12,8 @@ namespace InferenceMesh.Protocol;
 /// </summary>
 public static class StageCodec
 {
-    /// <summary>Writes one frame. The activation payload is copied once, straight into <paramref name="output"/>.</summary>
-    public static void Write(IBufferWriter<byte> output, StageMessage message, StageLimits? limits = null)
+    /// <summary>Writes one frame and returns its length in bytes, length prefix included. The activation payload is copied once, straight into <paramref name="output"/>.</summary>
+    public static long Write(IBufferWriter<byte> output, StageMessage message, StageLimits? limits = null)
     {
         limits ??= new StageLimits();
         var header = new ArrayBufferWriter<byte>(256);
@@ -29,6 +29,7 @@ public static class StageCodec
         UnsignedVarint.Write(output, (ulong)bodyLength);
         output.Write(header.WrittenSpan);
         if (payload is not null) output.Write(payload);
+        return UnsignedVarint.SizeOf((ulong)bodyLength) + bodyLength;
     }
 
     /// <summary>

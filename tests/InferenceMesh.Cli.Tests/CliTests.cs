@@ -53,6 +53,13 @@ public sealed class CliTests
         Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
     }
 
+    [Theory]
+    [InlineData("1s", "between 2 s and 600 s")]
+    [InlineData("11m", "between 2 s and 600 s")]
+    [InlineData("soon", "'soon' is not a duration")]
+    public async Task NodeRefusesAnAnnouncementTtlOutsideWhatTheDhtKeeps(string ttl, string expected) =>
+        AssertOneLineError(await Run("node", "--announce-ttl", ttl), expected);
+
     [Fact]
     public async Task UnknownExecutorIsRefused() =>
         AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--executor", "tpu"), "unknown executor 'tpu'");

@@ -71,6 +71,36 @@ public sealed class MeshNodeTests
     }
 
     [Fact]
+    public async Task SwarmSnapshotShowsEachServerConnectedDirectlyAndADisposedOneOfflineWithoutARoundTrip()
+    {
+        await using var mesh = await Mesh.StartAsync();
+        var first = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(0, 2) });
+        var second = await mesh.AddAsync(mesh.Options() with { Blocks = new BlockRange(2, 5) });
+        await using var client = await mesh.ClientAsync();
+
+        var swarm = await client.GetSwarmAsync();
+        Assert.Equal(client.Manifest.ModelId, swarm.ModelId);
+        Assert.Equal([first.PeerId, second.PeerId], swarm.Peers.Select(p => p.Peer));
+        Assert.Equal([new BlockRange(0, 2), new BlockRange(2, 5)], swarm.Peers.Select(p => p.Span));
+        Assert.Equal([first.Throughput, second.Throughput], swarm.Peers.Select(p => p.Throughput));
+        Assert.All(swarm.Peers, p =>
+        {
+            Assert.Equal(ServerState.Online, p.State);
+            Assert.Equal(PeerConnection.Direct, p.Connection);
+            Assert.NotNull(p.RoundTripMs);
+            Assert.True(p.FreeCacheTokens > 0);
+        });
+        Assert.Equal([1, 1, 1, 1, 1], swarm.OnlineServersPerBlock);
+
+        await second.DisposeAsync();
+        var after = await client.GetSwarmAsync();
+        var gone = Assert.Single(after.Peers, p => p.Peer == second.PeerId);
+        Assert.Equal(ServerState.Offline, gone.State);
+        Assert.Null(gone.RoundTripMs);
+        Assert.Equal([1, 1, 0, 0, 0], after.OnlineServersPerBlock);
+    }
+
+    [Fact]
     public async Task NodeWithoutBlocksChoosesTheWeakestSpanAndSaysWhy()
     {
         await using var mesh = await Mesh.StartAsync();
@@ -129,7 +159,7 @@ public sealed class MeshNodeTests
     }
 
     [Fact]
-    public async Task NodeMetricsParseAsPrometheusTextAndCountTheStepsItRan()
+    public async Task NodeMetricsParseAsPrometheusTextAndCountTheStepsAndStageBytesItRan()
     {
         int port;
         using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
@@ -143,9 +173,23 @@ public sealed class MeshNodeTests
         using var http = new HttpClient();
         var before = PrometheusText.Parse(await http.GetStringAsync(url));
         GenerationResult result;
+        Protocol.StageTraffic traffic;
         await using (var client = await mesh.ClientAsync())
+        {
             result = await client.CompleteAsync("Once upon a time", new GenerationOptions(MaxTokens: 10, Temperature: 0f));
+            traffic = client.Traffic;
+        }
+        // One node serves every block, so each stage byte the client sent is one the node received, and back; the
+        // session's closing frame may still be on its way when the first scrape runs.
         var after = PrometheusText.Parse(await http.GetStringAsync(url));
+        for (var tries = 0; after["inferencemesh_node_stage_bytes_received_total"] - before["inferencemesh_node_stage_bytes_received_total"] < traffic.BytesSent && tries < 100; tries++)
+        {
+            await Task.Delay(50);
+            after = PrometheusText.Parse(await http.GetStringAsync(url));
+        }
+        Assert.Equal(traffic.BytesSent, after["inferencemesh_node_stage_bytes_received_total"] - before["inferencemesh_node_stage_bytes_received_total"]);
+        Assert.Equal(traffic.BytesReceived, after["inferencemesh_node_stage_bytes_sent_total"] - before["inferencemesh_node_stage_bytes_sent_total"]);
+        Assert.True(traffic.BytesSent > (result.PromptTokens + result.GeneratedTokens - 1) * 64 * sizeof(float), $"{traffic.BytesSent} bytes sent");
 
         Assert.Equal(result.GeneratedTokens, after["inferencemesh_node_steps_total"] - before["inferencemesh_node_steps_total"]);
         Assert.Equal(result.PromptTokens + result.GeneratedTokens - 1, after["inferencemesh_node_positions_total"] - before["inferencemesh_node_positions_total"]);

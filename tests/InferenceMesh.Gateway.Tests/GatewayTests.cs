@@ -199,4 +199,38 @@ public sealed class GatewayTests : IAsyncLifetime
         Assert.True(after.ContainsKey("inferencemesh_gateway_sessions_open"));
         Assert.Equal(0, after["inferencemesh_gateway_recoveries_total"]);
     }
+
+    [Fact]
+    public async Task ApiSwarmListsEveryServerWithItsBlocksAndTheBlockMap()
+    {
+        var response = await _http.GetAsync("/api/swarm");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var swarm = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(Model, swarm.GetProperty("model").GetString());
+        Assert.Equal(_client.Manifest.ModelId, swarm.GetProperty("model_id").GetString());
+        Assert.Equal(5, swarm.GetProperty("block_count").GetInt32());
+        Assert.Equal([1, 1, 1, 1, 1], swarm.GetProperty("blocks").EnumerateArray().Select(b => b.GetProperty("online_servers").GetInt32()));
+        var peers = swarm.GetProperty("peers").EnumerateArray().ToList();
+        Assert.Equal(_mesh.Nodes.Select(n => (n.PeerId, n.Span.Blocks.ToString())), peers.Select(p => (p.GetProperty("peer_id").GetString()!, p.GetProperty("blocks").GetString()!)));
+        Assert.All(peers, p =>
+        {
+            Assert.Equal("online", p.GetProperty("state").GetString());
+            Assert.Equal(100, p.GetProperty("throughput").GetDouble());
+            Assert.Equal(1, p.GetProperty("round_trip_ms").GetDouble());
+            // The in-memory directory has no libp2p host, so it cannot say how the peers are reached, and says so.
+            Assert.Equal("unknown", p.GetProperty("connection").GetString());
+        });
+    }
+
+    [Fact]
+    public async Task HealthPageIsServedFromTheAssemblyAndPollsApiSwarm()
+    {
+        var response = await _http.GetAsync("/");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/html", response.Content.Headers.ContentType?.MediaType);
+        var page = await response.Content.ReadAsStringAsync();
+        Assert.Contains("<title>InferenceMesh swarm</title>", page);
+        Assert.Contains("fetch(\"api/swarm\"", page);
+        Assert.Contains("const refreshMs = 2000;", page);
+    }
 }

@@ -42,6 +42,33 @@ public sealed class StageChannelTests
     }
 
     [Fact]
+    public async Task TrafficCountsEveryWholeFrameOnBothSides()
+    {
+        var (clientPipe, serverPipe) = Pair();
+        var clientTraffic = new StageTraffic();
+        var serverTraffic = new StageTraffic();
+        await using var client = new StageChannel(clientPipe, traffic: clientTraffic);
+        await using var server = new StageChannel(serverPipe, traffic: serverTraffic);
+        var step = new Step(7, "s", 0, TensorData.FromFloats([1, 3, 64], new float[3 * 64]), []);
+        var frame = new System.Buffers.ArrayBufferWriter<byte>();
+        var frameBytes = StageCodec.Write(frame, step);
+        Assert.Equal(frame.WrittenCount, frameBytes);
+
+        await client.SendAsync(step);
+        await client.SendAsync(step);
+        Assert.IsType<Step>(await server.ReceiveAsync());
+        Assert.Equal(frameBytes, serverTraffic.BytesReceived);
+        Assert.IsType<Step>(await server.ReceiveAsync());
+        await server.SendAsync(new CloseSession("s"));
+
+        Assert.IsType<CloseSession>(await client.ReceiveAsync());
+        Assert.Equal(2 * frameBytes, clientTraffic.BytesSent);
+        Assert.Equal(2 * frameBytes, serverTraffic.BytesReceived);
+        Assert.Equal(serverTraffic.BytesSent, clientTraffic.BytesReceived);
+        Assert.True(serverTraffic.BytesSent > 0);
+    }
+
+    [Fact]
     public async Task ASlowReaderHoldsTheSenderBack()
     {
         var (clientPipe, serverPipe) = Pair(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024));

@@ -28,7 +28,8 @@ public static class NodeCommand
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per stage run (0: one per core); 1 suits several nodes on one machine", DefaultValueFactory = _ => 1 };
         var metricsUrl = new Option<string?>("--metrics-url") { Description = "Serve Prometheus metrics at this URL, e.g. http://127.0.0.1:9464/metrics/" };
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl };
+        var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of the span announcements, re-announced every half of it; a killed node leaves listings when they lapse", DefaultValueFactory = _ => "120s" };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl };
         command.SetAction(async (parse, cancellation) =>
         {
             var options = new MeshNodeOptions
@@ -44,6 +45,7 @@ public static class NodeCommand
                 LinkDelay = Durations.Parse(parse.GetValue(linkDelay)!),
                 Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)),
                 MetricsUrl = parse.GetValue(metricsUrl) is { } url ? new Uri(url) : null,
+                AnnounceTtl = Durations.Parse(parse.GetValue(announceTtl)!),
                 Log = line => { lock (console.Error) console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); },
             };
             await using var node = await MeshNode.StartAsync(options, cancellation);

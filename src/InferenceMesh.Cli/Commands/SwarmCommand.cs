@@ -30,7 +30,9 @@ public static class SwarmCommand
         var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay on every stage stream, e.g. 20ms", DefaultValueFactory = _ => "0" };
         var executor = new Option<string>("--executor") { Description = "What runs the blocks on every node", DefaultValueFactory = _ => "auto" };
         var config = new Option<string?>("--config") { Description = "A JSON file under mesh-config/ with any of: nodes, replicas, linkDelay, executor, maxSessions, kvBudgetMb" };
-        var command = new Command("up", "Start a bootstrap node and N serving nodes on loopback, wait until every block is served") { nodes, replicas, model, linkDelay, executor, config };
+        var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of each node's span announcements; a killed node stays listed until they lapse", DefaultValueFactory = _ => "120s" };
+        var metrics = new Option<bool>("--metrics") { Description = "Serve each node's Prometheus metrics on a free loopback port (status --json lists the URLs)" };
+        var command = new Command("up", "Start a bootstrap node and N serving nodes on loopback, wait until every block is served") { nodes, replicas, model, linkDelay, executor, config, announceTtl, metrics };
         command.SetAction(async (parse, cancellation) =>
         {
             var state = parse.GetValue(StateDirectory)!;
@@ -43,8 +45,10 @@ public static class SwarmCommand
                 Given(parse, linkDelay) || fromFile.LinkDelay is null ? parse.GetValue(linkDelay)! : fromFile.LinkDelay,
                 Given(parse, executor) || fromFile.Executor is null ? parse.GetValue(executor)! : fromFile.Executor,
                 fromFile.MaxSessions ?? 64, fromFile.KvBudgetMb ?? 1024,
-                Replicas: Given(parse, replicas) || fromFile.Replicas is null ? parse.GetValue(replicas) : fromFile.Replicas.Value);
+                Replicas: Given(parse, replicas) || fromFile.Replicas is null ? parse.GetValue(replicas) : fromFile.Replicas.Value,
+                AnnounceTtl: parse.GetValue(announceTtl)!, Metrics: parse.GetValue(metrics));
             Durations.Parse(settings.LinkDelay);
+            Durations.Parse(settings.AnnounceTtl);
             if (settings.Nodes < 1) throw new MeshException(MeshErrorCode.InvalidArgument, "--nodes must be at least 1");
             if (settings.Replicas > settings.Nodes)
                 throw new MeshException(MeshErrorCode.InvalidArgument, $"--replicas {settings.Replicas} needs at least {settings.Replicas} nodes; give --nodes {settings.Replicas} or more, or fewer replicas");
@@ -67,7 +71,7 @@ public static class SwarmCommand
             var swarm = SwarmState.Load(parse.GetValue(StateDirectory)!);
             if (parse.GetValue(json))
             {
-                var rows = swarm.Nodes.Prepend(swarm.Bootstrap).Select(n => new { n.Name, n.PeerId, address = n.DialAddress, n.Blocks, n.Pid, state = n.IsRunning ? "running" : "stopped" });
+                var rows = swarm.Nodes.Prepend(swarm.Bootstrap).Select(n => new { n.Name, n.PeerId, address = n.DialAddress, n.Blocks, n.Pid, state = n.IsRunning ? "running" : "stopped", n.MetricsUrl });
                 var blocks = ServersPerBlock(swarm).Select((count, block) => new { block, runningServers = count });
                 console.Out.WriteLine(JsonSerializer.Serialize(new { swarm.Model, swarm.ModelId, swarm.BlockCount, swarm.LinkDelay, swarm.Replicas, nodes = rows, blocks }, CliJson.Options));
             }

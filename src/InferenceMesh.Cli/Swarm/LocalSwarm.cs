@@ -32,7 +32,8 @@ public static class LocalSwarm
                 var name = $"node-{i}";
                 var identity = Identity(state, i);
                 string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
-                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString(), "--threads", settings.Threads.ToString()];
+                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString(), "--threads", settings.Threads.ToString(),
+                    "--announce-ttl", settings.AnnounceTtl, .. settings.Metrics ? ["--metrics-url", $"http://127.0.0.1:{FreeLoopbackPort()}/metrics/"] : Array.Empty<string>()];
                 started.Add(await Progress.RunAsync(console, $"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
             }
             await Progress.RunAsync(console, "waiting until the DHT lists every block", () => WaitForCoverageAsync(bootstrap.DialAddress, manifest, TimeSpan.FromSeconds(60), cancellation));
@@ -82,6 +83,17 @@ public static class LocalSwarm
         foreach (var process in all.Where(p => p.IsRunning)) NodeLauncher.Stop(process.Pid, force: true);
         File.Delete(SwarmState.PathIn(directory));
         return all.Count;
+    }
+
+    /// <summary>
+    /// A loopback port free now, for a node's metrics listener. Another process could take it before the node binds
+    /// it; the node would then fail to start and say so, which a local test swarm can live with.
+    /// </summary>
+    private static int FreeLoopbackPort()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     /// <summary>Fixed identities: node i of a swarm always has the same PeerId (its key is derived from its index).</summary>

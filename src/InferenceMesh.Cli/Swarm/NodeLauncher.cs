@@ -43,7 +43,8 @@ public static class NodeLauncher
                     using var ready = JsonDocument.Parse(line);
                     var peerId = ready.RootElement.GetProperty("peerId").GetString()!;
                     var listen = ready.RootElement.GetProperty("listen").EnumerateArray().Select(e => e.GetString()!).ToList();
-                    return new SwarmProcess(name, peerId, listen, process.Id, blocks, logFile, identityFile, nodeArguments);
+                    var metrics = nodeArguments.SkipWhile(a => a != "--metrics-url").Skip(1).FirstOrDefault();
+                    return new SwarmProcess(name, peerId, listen, process.Id, blocks, logFile, identityFile, nodeArguments, metrics);
                 }
                 if (process.HasExited)
                     throw new MeshException(MeshErrorCode.InvalidArgument, $"{name} exited with code {process.ExitCode} before it was ready: {LastLines(logFile)}");

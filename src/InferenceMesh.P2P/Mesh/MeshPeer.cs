@@ -22,7 +22,7 @@ public sealed class MeshPeer : IAsyncDisposable
     {
         Host = host;
         Dht = dht;
-        Spans = new SpanDirectory(dht, options.Identity);
+        Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
         dht.Start();
     }
 
@@ -41,6 +41,10 @@ public sealed class MeshPeer : IAsyncDisposable
     public static async Task<MeshPeer> StartAsync(MeshPeerOptions options, CancellationToken cancellation)
     {
         var log = options.Log ?? (_ => { });
+        var spanValidator = new SpanRecordValidator(options.Time);
+        if (options.AnnounceTtl < TimeSpan.FromSeconds(2) || options.AnnounceTtl > spanValidator.MaxTtl)
+            throw new MeshException(MeshErrorCode.InvalidArgument,
+                $"the announcement TTL must be between 2 s and {spanValidator.MaxTtl.TotalSeconds:F0} s (longer ones are refused by the DHT), not {options.AnnounceTtl.TotalSeconds} s");
         var seeds = options.Bootstrap.Select(a => a.PeerId is null
             ? throw new MeshException(MeshErrorCode.InvalidArgument, $"bootstrap address {a} has no /p2p/ peer id")
             : KadPeer.FromMultiaddr(a)).ToList();
@@ -53,7 +57,7 @@ public sealed class MeshPeer : IAsyncDisposable
                 Mode = options.Mode,
                 Time = options.Time,
                 Validators = RecordValidators.WithDefaults()
-                    .Add(SpanRecordValidator.Namespace, new SpanRecordValidator(options.Time))
+                    .Add(SpanRecordValidator.Namespace, spanValidator)
                     .Add(MeshNamespace, new OpaqueRecordValidator()),
             });
             options.BeforeListening?.Invoke(host);

@@ -35,6 +35,12 @@ public sealed record MeshPeerOptions
     /// <summary>Receives one line per notable event (joins, refused connections); null for none.</summary>
     public Action<string>? Log { get; init; }
 
+    /// <summary>
+    /// Lifetime of this peer's span announcements (<see cref="SpanDirectory.Ttl"/>); they are refreshed every half of it.
+    /// A server that dies without announcing itself offline drops out of listings when it lapses, so short values suit tests.
+    /// </summary>
+    public TimeSpan AnnounceTtl { get; init; } = TimeSpan.FromSeconds(120);
+
     /// <summary>Registers protocol handlers on the host before it accepts connections.</summary>
     public Action<Libp2pHost>? BeforeListening { get; init; }
 }
