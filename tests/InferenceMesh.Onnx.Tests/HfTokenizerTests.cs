@@ -103,18 +103,18 @@ public sealed class HfTokenizerTests
     [InlineData("<|endoftext|>", new[] { 50256 })]
     public void Gpt2FromItsShippedVocabularyGivesKnownIds(string text, int[] expected)
     {
-        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerJson.Path);
+        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerFixture.Path);
         Assert.Equal(expected, gpt2.EncodeWithSpecialTokens(text, addBos: false));
     }
 
     [Fact]
     public void Gpt2IsByteLevelWithoutBosAndEndsAtEndOfText()
     {
-        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerJson.Path);
+        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerFixture.Path);
         Assert.Equal(50257, gpt2.VocabSize);
         Assert.False(gpt2.IsSentencePiece);
         Assert.False(gpt2.AddsBos);
-        Assert.Equal([Gpt2TokenizerJson.EndOfText], gpt2.EosIds);
+        Assert.Equal([Gpt2TokenizerFixture.EndOfText], gpt2.EosIds);
         Assert.Equal([15496, 995], gpt2.Encode("Hello world", gpt2.AddsBos));
     }
 
@@ -122,7 +122,7 @@ public sealed class HfTokenizerTests
     [MemberData(nameof(EquivalenceTexts))]
     public void Gpt2IdsEqualMicrosoftTiktokenAndRoundTrip(string text)
     {
-        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerJson.Path);
+        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerFixture.Path);
         var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
         var ids = gpt2.Encode(text, addBos: false);
         Assert.Equal(tiktoken.EncodeToIds(text), ids);
@@ -132,7 +132,7 @@ public sealed class HfTokenizerTests
     [Fact]
     public void StreamingByteLevelDecodeNeverPrintsHalfACharacter()
     {
-        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerJson.Path);
+        using var gpt2 = HfTokenizer.Load(Gpt2TokenizerFixture.Path);
         const string text = "日本語 🙂 ünï";
         var ids = gpt2.Encode(text, addBos: false);
         var decoder = new StreamingTextDecoder();

