@@ -205,7 +205,7 @@ public sealed class MeshClient : IAsyncDisposable
             return session.StepAsync(tokens, start, ct);
         }
         await using (session.ConfigureAwait(false))
-            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
                 if (echoPrompt || stepped) yield return text;
     }
 
@@ -254,7 +254,7 @@ public sealed class MeshClient : IAsyncDisposable
             if (end > handedOut) onText?.Invoke(completion.ToString(handedOut, end - handedOut));
             handedOut = Math.Max(handedOut, end);
         }
-        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
         {
             // The generator hands out the prompt's text before its first step, and only then new text.
             if (generated == 0)

@@ -11,7 +11,9 @@ namespace InferenceMesh.Compute;
 /// Text is yielded as soon as its UTF-8 is complete; the prompt's own text is yielded first.
 /// </summary>
 /// <param name="stopIds">More ids that end a generation: a chat template's end-of-turn token.</param>
-public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IReadOnlySet<int>? stopIds = null)
+/// <param name="decodeReplyAlone">Decode the first new token as the start of a text, as Hugging Face decodes a chat reply
+/// on its own: a SentencePiece reply after <c>[/INST]</c> then does not begin with its word-marker space.</param>
+public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IReadOnlySet<int>? stopIds = null, bool decodeReplyAlone = false)
 {
     /// <summary>
     /// Positions a generation may reach: the prompt plus <see cref="GenerationOptions.MaxTokens"/> (the token sampled at
@@ -74,7 +76,7 @@ public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IRe
             position += pending.Length;
             var next = sampler.Sample(logits);
             if (options.StopAtEndOfText && (tokenizer.IsEndOfText(next) || stopIds?.Contains(next) == true)) yield break;
-            var text = decoder.Append(tokenizer.DecodeBytes(tokens[^1], next));
+            var text = decoder.Append(tokenizer.DecodeBytes(decodeReplyAlone && tokens.Count == promptTokens.Count ? -1 : tokens[^1], next));
             tokens.Add(next);
             if (text.Length > 0) yield return text;
             if (position >= limit) yield break;

@@ -78,6 +78,31 @@ public sealed class GenerationTests
     }
 
     [Fact]
+    public void HfTokenizerStopsAtAnyEosIdAndAChatReplyIsDecodedOnItsOwn()
+    {
+        var directory = TestModels.NewTempDirectory("hf-tok-gen");
+        HfTokenizerFixture.WriteFromLlama2c(TestModels.Stories260KTokenizer, directory);
+        File.WriteAllText(Path.Combine(directory, HfTokenizer.GenerationConfigFile), """{"eos_token_id": [2, 317]}""");
+        using var tokenizer = HfTokenizer.Load(directory);
+        // A step that always prefers " Once" (403), then " Lily" (317, an EOS id here) from the second step on.
+        var steps = 0;
+        float[] Step(int[] tokens, int start)
+        {
+            var logits = new float[512];
+            logits[steps++ == 0 ? 403 : 317] = 10f;
+            return logits;
+        }
+        var prompt = tokenizer.EncodeWithSpecialTokens("<s>[INST] Hi [/INST]", addBos: false);
+        var options = new GenerationOptions(MaxTokens: 5, Temperature: 0f);
+        var whole = string.Concat(new TextGenerator(tokenizer, 512).GenerateAsync(prompt, options, (t, s, _) => ValueTask.FromResult(Step(t, s))).ToBlockingEnumerable());
+        Assert.Equal("[INST] Hi [/INST] Once", whole);
+        Assert.Equal(2, steps);
+        steps = 0;
+        var alone = new TextGenerator(tokenizer, 512, decodeReplyAlone: true).GenerateAsync(prompt, options, (t, s, _) => ValueTask.FromResult(Step(t, s))).ToBlockingEnumerable().ToList();
+        Assert.Equal("Once", alone[^1]);
+    }
+
+    [Fact]
     public void SeededSamplingIsReproducibleAndDiffersFromGreedy()
     {
         using var model = LocalModel.Open(TestModels.Stories260K);
