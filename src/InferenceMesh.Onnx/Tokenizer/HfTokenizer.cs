@@ -20,6 +20,7 @@ public sealed class HfTokenizer : ITextTokenizer, IDisposable
     public const string GenerationConfigFile = "generation_config.json";
 
     private static readonly byte[][] ByteLevelChars = ByteLevelTable();
+    private static readonly JsonSerializerOptions RawJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly Tokenizers.DotNet.Tokenizer _native;
     private readonly byte[][] _bytes;
@@ -76,6 +77,8 @@ public sealed class HfTokenizer : ITextTokenizer, IDisposable
         if (json["added_tokens"] is JsonArray added)
             foreach (var token in added.OfType<JsonObject>())
                 pieces[Id(token["id"], path)] = (Text(token["content"]) ?? "", true, token["special"]?.GetValue<bool>() ?? false);
+        if (pieces.Count == 0)
+            throw new MeshException(MeshErrorCode.InvalidTokenizer, $"{path} has an empty vocabulary");
         var size = pieces.Keys.Max() + 1;
         var bytes = new byte[size][];
         var special = new bool[size];
@@ -187,6 +190,11 @@ public sealed class HfTokenizer : ITextTokenizer, IDisposable
         {
             throw new MeshException(MeshErrorCode.InvalidTokenizer, $"{path} could not be loaded by Hugging Face tokenizers: {e.Message}", e);
         }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            throw new MeshException(MeshErrorCode.InvalidTokenizer,
+                $"{path} needs Hugging Face tokenizers' native library, which did not load on this platform (only linux-x64's is shipped): {e.Message}", e);
+        }
         finally
         {
             File.Delete(temp);
@@ -209,7 +217,7 @@ public sealed class HfTokenizer : ITextTokenizer, IDisposable
         model["byte_fallback"]?.GetValue<bool>() == true || Mentions(json["decoder"], "ByteFallback") || Mentions(json["decoder"], "Metaspace")
         || Mentions(json["pre_tokenizer"], "Metaspace") || Mentions(json["normalizer"], "▁");
 
-    private static bool Mentions(JsonNode? node, string text) => node is not null && node.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }).Contains(text, StringComparison.Ordinal);
+    private static bool Mentions(JsonNode? node, string text) => node is not null && node.ToJsonString(RawJson).Contains(text, StringComparison.Ordinal);
 
     /// <summary>Whether the post-processor (a TemplateProcessing) puts the BOS token first: how tokenizers without add_bos_token add it.</summary>
     private static bool PostProcessorAddsBos(JsonObject json, string? bosToken)
