@@ -2,14 +2,16 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
+using InferenceMesh.Onnx.Tokenizer;
 using Microsoft.Extensions.AI;
 
 namespace InferenceMesh.Client;
 
 /// <summary>
 /// <see cref="IChatClient"/> over a <see cref="MeshClient"/>, so an app written against Microsoft.Extensions.AI uses
-/// the mesh in-process. Until models bring chat templates, the messages' text is joined with line breaks and
-/// continued as plain text (stories260K is a completion model). Maps <see cref="ChatOptions.MaxOutputTokens"/>,
+/// the mesh in-process. The messages are rendered with the model's chat template (tokenizer_config.json, or the family
+/// <see cref="MeshClientOptions.ChatTemplate"/> names, see <see cref="ChatTemplate"/>); a model without one (stories260K,
+/// a completion model) continues the messages' text joined with line breaks. Maps <see cref="ChatOptions.MaxOutputTokens"/>,
 /// <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/>, <see cref="ChatOptions.Seed"/> and
 /// <see cref="ChatOptions.StopSequences"/>. A response, and the last streamed update, carry the <see cref="GenerationResult"/>
 /// (route, per-hop latency, recoveries) as their <c>RawRepresentation</c>. Calls are safe to cancel: the mesh session closes on every server.
@@ -24,7 +26,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var result = await client.CompleteAsync(Prompt(messages), Generation(options), null, cancellationToken, Stops(options)).ConfigureAwait(false);
+        var result = await client.CompleteChatAsync(Turns(messages), Generation(options), null, cancellationToken, Stops(options)).ConfigureAwait(false);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Completion))
         {
             ModelId = client.Manifest.ModelId,
@@ -37,10 +39,9 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var prompt = Prompt(messages);
+        var turns = Turns(messages);
         var generation = Generation(options);
         var stops = Stops(options);
-        var promptText = client.Tokenizer.Decode(client.Tokenizer.Encode(prompt, bos: true));
         // One piece per token at most, so the model's context bounds the queue.
         var pieces = Channel.CreateBounded<string>(new BoundedChannelOptions(client.Manifest.Config!.MaxSequence + 1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -48,7 +49,7 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
         {
             try
             {
-                return await client.CompleteAsync(prompt, generation, piece => pieces.Writer.TryWrite(piece), stop.Token, stops).ConfigureAwait(false);
+                return await client.CompleteChatAsync(turns, generation, piece => pieces.Writer.TryWrite(piece), stop.Token, stops).ConfigureAwait(false);
             }
             finally
             {
@@ -57,14 +58,9 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
         }, CancellationToken.None);
         try
         {
-            var skip = promptText.Length;
             await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                var text = skip >= piece.Length ? "" : piece[skip..];
-                skip = Math.Max(0, skip - piece.Length);
-                if (text.Length > 0)
-                    yield return new ChatResponseUpdate(ChatRole.Assistant, text) { ModelId = client.Manifest.ModelId };
-            }
+                if (piece.Length > 0)
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ModelId = client.Manifest.ModelId };
             var result = await run.ConfigureAwait(false);
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result))])
             {
@@ -98,7 +94,8 @@ public sealed class MeshChatClient(MeshClient client, bool ownsClient = false) :
         if (ownsClient) client.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
-    private static string Prompt(IEnumerable<ChatMessage> messages) => string.Join("\n", messages.Select(m => m.Text).Where(t => t.Length > 0));
+    /// <summary>The messages as chat turns; roles other than system, user and assistant are refused when a template renders them.</summary>
+    private static List<ChatTurn> Turns(IEnumerable<ChatMessage> messages) => [.. messages.Select(m => new ChatTurn(m.Role.Value, m.Text))];
 
     private GenerationOptions Generation(ChatOptions? options)
     {

@@ -31,7 +31,7 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly IServerDirectory _directory;
     private int _recoveries;
 
-    private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
+    private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, ITextTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
         MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity, StageTraffic traffic)
     {
         Traffic = traffic;
@@ -48,7 +48,8 @@ public sealed class MeshClient : IAsyncDisposable
     }
 
     public Manifest Manifest { get; }
-    public Llama2cTokenizer Tokenizer { get; }
+    /// <summary>The model's tokenizer (llama2.c's tokenizer.bin or Hugging Face's tokenizer.json): token ids never leave this process.</summary>
+    public ITextTokenizer Tokenizer { get; }
     public MeshClientOptions Options { get; }
 
     /// <summary>Where this client's steps go: server list, bans, route planning.</summary>
@@ -127,7 +128,7 @@ public sealed class MeshClient : IAsyncDisposable
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
-        var tokenizer = Llama2cTokenizer.Load(Path.Combine(splitDirectory, manifest.TokenizerFile ?? ModelStore.TokenizerFile), config.Vocab);
+        var tokenizer = TokenizerLoader.Load(splitDirectory, config.Vocab, manifest.TokenizerFile);
         var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, IntraOpThreads: 1, AllowSpinning: false);
         var head = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions, splitDirectory);
         try
@@ -138,6 +139,7 @@ public sealed class MeshClient : IAsyncDisposable
         catch
         {
             head.Dispose();
+            (tokenizer as IDisposable)?.Dispose();
             throw;
         }
     }
@@ -186,11 +188,11 @@ public sealed class MeshClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Opens a session long enough for <paramref name="prompt"/> and the tokens <paramref name="options"/> allow; refuses a prompt the context cannot hold.</summary>
-    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(string prompt, GenerationOptions options, CancellationToken cancellation)
+    /// <summary>Opens a session long enough for the prompt and the tokens <paramref name="options"/> allow; refuses a prompt the context cannot hold.</summary>
+    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellation)
     {
         var context = Manifest.Config!.MaxSequence;
-        var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
+        var promptTokens = prompt.Count;
         if (promptTokens > context)
             throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {context}");
         return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), cancellation).ConfigureAwait(false), promptTokens);
@@ -201,12 +203,35 @@ public sealed class MeshClient : IAsyncDisposable
     /// closes when enumeration ends. Safe to cancel: the session is closed on every server.
     /// </summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
-    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, CancellationToken cancellation = default) =>
+        StreamAsync(TextGenerator.EncodePrompt(Tokenizer, prompt), null, echoPrompt: true, options, cancellation);
+
+    /// <summary>
+    /// Streams the assistant's reply to <paramref name="messages"/> (system, user and assistant turns) through the mesh:
+    /// rendered with the model's chat template, or the family <see cref="MeshClientOptions.ChatTemplate"/> names; only the
+    /// reply is yielded, and the family's end-of-turn token ends it as EOS does. A model without a template (stories260K)
+    /// continues the messages' text joined with line breaks. Safe to cancel.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> when the model's template is of no known family and no override is set.</exception>
+    public IAsyncEnumerable<string> GenerateChatAsync(IReadOnlyList<ChatTurn> messages, GenerationOptions options, CancellationToken cancellation = default)
+    {
+        var prompt = ChatPrompt.Encode(Tokenizer, messages, Options.ChatTemplate);
+        return StreamAsync(prompt.Tokens, prompt.StopIds, echoPrompt: false, options, cancellation);
+    }
+
+    private async IAsyncEnumerable<string> StreamAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancellation)
     {
         var (session, _) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
+        var stepped = false;
+        ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
+        {
+            stepped = true;
+            return session.StepAsync(tokens, start, ct);
+        }
         await using (session.ConfigureAwait(false))
-            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
-                yield return text;
+            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+                if (echoPrompt || stepped) yield return text;
     }
 
     /// <summary>
@@ -215,11 +240,27 @@ public sealed class MeshClient : IAsyncDisposable
     /// <paramref name="stopSequences"/>, generation ends before the first of them appears in the new text, which
     /// is then neither returned nor handed out (text that could begin one is held back until it cannot). Safe to cancel.
     /// </summary>
-    public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null,
+    public Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null,
+        CancellationToken cancellation = default, IReadOnlyList<string>? stopSequences = null) =>
+        CompleteTokensAsync(TextGenerator.EncodePrompt(Tokenizer, prompt), null, echoPrompt: true, options, onText, cancellation, stopSequences);
+
+    /// <summary>
+    /// Completes a conversation like <see cref="GenerateChatAsync"/>, handing only the reply to <paramref name="onText"/>;
+    /// the result's <see cref="GenerationResult.Completion"/> is the reply. Stop sequences work as in <see cref="CompleteAsync"/>.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> when the model's template is of no known family and no override is set.</exception>
+    public Task<GenerationResult> CompleteChatAsync(IReadOnlyList<ChatTurn> messages, GenerationOptions options, Action<string>? onText = null,
         CancellationToken cancellation = default, IReadOnlyList<string>? stopSequences = null)
     {
-        var stops = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
-        var holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
+        var prompt = ChatPrompt.Encode(Tokenizer, messages, Options.ChatTemplate);
+        return CompleteTokensAsync(prompt.Tokens, prompt.StopIds, echoPrompt: false, options, onText, cancellation, stopSequences);
+    }
+
+    private async Task<GenerationResult> CompleteTokensAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
+        Action<string>? onText, CancellationToken cancellation, IReadOnlyList<string>? stopSequences)
+    {
+        var stopTexts = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
+        var holdBack = stopTexts.Count == 0 ? 0 : stopTexts.Max(s => s.Length) - 1;
         var watch = Stopwatch.StartNew();
         var (session, promptTokens) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
         await using var closing = session.ConfigureAwait(false);
@@ -238,17 +279,17 @@ public sealed class MeshClient : IAsyncDisposable
             if (end > handedOut) onText?.Invoke(completion.ToString(handedOut, end - handedOut));
             handedOut = Math.Max(handedOut, end);
         }
-        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
         {
             // The generator hands out the prompt's text before its first step, and only then new text.
             if (generated == 0)
             {
                 promptText.Append(piece);
-                onText?.Invoke(piece);
+                if (echoPrompt) onText?.Invoke(piece);
                 continue;
             }
             completion.Append(piece);
-            var hit = stops.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stops);
+            var hit = stopTexts.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stopTexts);
             if (hit >= 0)
             {
                 completion.Length = hit;
@@ -277,6 +318,7 @@ public sealed class MeshClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        (Tokenizer as IDisposable)?.Dispose();
         _head.Dispose();
         _tail.Dispose();
         Routes.Dispose();

@@ -1,3 +1,4 @@
+using InferenceMesh.Onnx.Tokenizer;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Transport;
 
@@ -35,6 +36,12 @@ public sealed record MeshClientOptions
 
     /// <summary>Emulated one-way delay on the client's stage streams (user space: tests and benchmarks); null takes the local swarm's, else none.</summary>
     public TimeSpan? LinkDelay { get; init; }
+
+    /// <summary>
+    /// The chat template family chats are rendered with (<c>--chat-template</c>); null uses the model's own
+    /// tokenizer_config.json template, recognised by its markers.
+    /// </summary>
+    public ChatTemplateFamily? ChatTemplate { get; init; }
 
     /// <summary>Transports for the client's host; TCP when null.</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }

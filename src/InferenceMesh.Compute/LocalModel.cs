@@ -13,7 +13,7 @@ public sealed class LocalModel : IDisposable
 {
     private readonly StageExecutorFactory _factory;
 
-    private LocalModel(StagePipeline pipeline, Llama2cTokenizer tokenizer, ModelConfig config, StageExecutorFactory factory)
+    private LocalModel(StagePipeline pipeline, ITextTokenizer tokenizer, ModelConfig config, StageExecutorFactory factory)
     {
         _factory = factory;
         Pipeline = pipeline;
@@ -22,7 +22,8 @@ public sealed class LocalModel : IDisposable
     }
 
     public StagePipeline Pipeline { get; }
-    public Llama2cTokenizer Tokenizer { get; }
+    /// <summary>The model's tokenizer: llama2.c's tokenizer.bin or Hugging Face's tokenizer.json.</summary>
+    public ITextTokenizer Tokenizer { get; }
     public ModelConfig Config { get; }
 
     /// <param name="stages">Block stages to split an imported model into; null runs it whole (as one block stage on ILGPU). Ignored for a split directory.</param>
@@ -39,10 +40,12 @@ public sealed class LocalModel : IDisposable
         try
         {
             ModelConfig? config;
+            string? tokenizerFile = description?.Tokenizer;
             if (File.Exists(Path.Combine(directory, Manifest.FileName)))
             {
                 var manifest = Manifest.Load(directory);
                 config = manifest.Config ?? description?.Config;
+                tokenizerFile = manifest.TokenizerFile ?? tokenizerFile;
                 foreach (var stage in manifest.Stages)
                     executors.Add(factory.Create(stage, File.ReadAllBytes(Path.Combine(directory, stage.File)), MaxSequence(config), externalDataDirectory: directory));
             }
@@ -64,7 +67,7 @@ public sealed class LocalModel : IDisposable
             }
             if (config is null)
                 throw new MeshException(MeshErrorCode.InvalidManifest, $"{directory} has no {ModelStore.DescriptionFile} giving the model's architecture");
-            var tokenizer = Llama2cTokenizer.Load(Path.Combine(directory, ModelStore.TokenizerFile), config.Vocab);
+            var tokenizer = TokenizerLoader.Load(directory, config.Vocab, tokenizerFile);
             return new LocalModel(new StagePipeline(executors), tokenizer, config, factory);
         }
         catch
@@ -76,13 +79,36 @@ public sealed class LocalModel : IDisposable
     }
 
     /// <summary>Streams generated text for <paramref name="prompt"/> in a fresh session, closed when enumeration ends.</summary>
-    public IEnumerable<string> Generate(string prompt, GenerationOptions options)
+    public IEnumerable<string> Generate(string prompt, GenerationOptions options) =>
+        Run(TextGenerator.EncodePrompt(Tokenizer, prompt), options, null, echoPrompt: true);
+
+    /// <summary>
+    /// Streams the assistant's reply to <paramref name="messages"/>, rendered with the model's chat template (or
+    /// <paramref name="template"/>'s family); only the reply is yielded, and the family's end-of-turn token ends it.
+    /// A model without a template (stories260K) continues the messages' text joined with line breaks.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> when the model's template is of no known family and none is given.</exception>
+    public IEnumerable<string> GenerateChat(IReadOnlyList<ChatTurn> messages, GenerationOptions options, ChatTemplateFamily? template = null)
+    {
+        var prompt = ChatPrompt.Encode(Tokenizer, messages, template);
+        return Run(prompt.Tokens, options, prompt.StopIds, echoPrompt: false);
+    }
+
+    private IEnumerable<string> Run(IReadOnlyList<int> prompt, GenerationOptions options, IReadOnlySet<int>? stops, bool echoPrompt)
     {
         var sessionId = Guid.NewGuid().ToString("N");
+        var stepped = false;
         try
         {
-            foreach (var text in new TextGenerator(Tokenizer, Config.MaxSequence).Generate(prompt, options, (tokens, start) => Pipeline.LastLogits(sessionId, tokens, start)))
-                yield return text;
+            foreach (var text in new TextGenerator(Tokenizer, Config.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, (tokens, start, _) =>
+            {
+                stepped = true;
+                return ValueTask.FromResult(Pipeline.LastLogits(sessionId, tokens, start));
+            }).ToBlockingEnumerable())
+            {
+                // The generator hands out the prompt's text before its first step.
+                if (echoPrompt || stepped) yield return text;
+            }
         }
         finally
         {
@@ -92,6 +118,7 @@ public sealed class LocalModel : IDisposable
 
     public void Dispose()
     {
+        (Tokenizer as IDisposable)?.Dispose();
         Pipeline.Dispose();
         _factory.Dispose();
     }

@@ -299,7 +299,7 @@ public sealed class MeshGateway : IAsyncDisposable
             _ => throw BadRequest("stop must be a string or up to 4 strings", "stop"),
         };
         var context = _client.Manifest.Config!.MaxSequence;
-        var promptTokens = _client.Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Text).Where(t => t.Length > 0))).Count;
+        var promptTokens = InferenceMesh.Onnx.Tokenizer.ChatPrompt.Encode(_client.Tokenizer, [.. messages.Select(m => new InferenceMesh.Onnx.Tokenizer.ChatTurn(m.Role.Value, m.Text))], _client.Options.ChatTemplate).Tokens.Count;
         if (promptTokens >= context)
             throw BadRequest($"the prompt is {promptTokens} tokens; the model's context is {context}, so nothing can follow it", idPrefix == "chatcmpl" ? "messages" : "prompt", "context_length_exceeded");
         var options = new ChatOptions

@@ -121,17 +121,28 @@ public static class ModelStore
             });
         }
         var description = TryReadDescription(sourceDir);
-        string? tokenizer = null;
-        if (File.Exists(Path.Combine(sourceDir, TokenizerFile)))
-        {
-            File.Copy(Path.Combine(sourceDir, TokenizerFile), Path.Combine(outDir, TokenizerFile), overwrite: true);
-            tokenizer = TokenizerFile;
-        }
+        var tokenizer = CopyTokenizerFiles(sourceDir, outDir, description?.Tokenizer);
         if (description is not null) WriteDescription(outDir, description);
         var manifest = new Manifest(1, description?.Name ?? model.Graph.Name, analysis.BlockCount, description?.Config,
             Manifest.Sha256Hex(modelPath), tokenizer, descriptors);
         manifest.Save(outDir);
         return manifest;
+    }
+
+    /// <summary>
+    /// Copies the tokenizer's files that are present (tokenizer.json, tokenizer_config.json, generation_config.json,
+    /// tokenizer.bin) and returns the name of the tokenizer file for the manifest: <paramref name="named"/> when present,
+    /// else tokenizer.json before tokenizer.bin; null when there is none.
+    /// </summary>
+    private static string? CopyTokenizerFiles(string sourceDir, string outDir, string? named)
+    {
+        foreach (var file in TokenizerLoader.Files)
+            if (File.Exists(Path.Combine(sourceDir, file)))
+                File.Copy(Path.Combine(sourceDir, file), Path.Combine(outDir, file), overwrite: true);
+        return named is not null && File.Exists(Path.Combine(outDir, named)) ? named
+            : File.Exists(Path.Combine(outDir, HfTokenizer.TokenizerFile)) ? HfTokenizer.TokenizerFile
+            : File.Exists(Path.Combine(outDir, TokenizerFile)) ? TokenizerFile
+            : null;
     }
 
     public static ModelDescription? TryReadDescription(string directory)

@@ -61,6 +61,23 @@ public sealed class CliTests
         AssertOneLineError(await Run("node", "--announce-ttl", ttl), expected);
 
     [Fact]
+    public async Task GenerateChatPrintsOnlyTheReplyAndUnknownTemplatesAreRefused()
+    {
+        const string prompt = "Once upon a time";
+        var plain = await Run("generate", "--model", TestModels.Stories260K, "--chat", "--prompt", prompt, "--steps", "256");
+        Assert.Equal(0, plain.Code);
+        Assert.Equal(TestModels.Stories260KReferenceText[prompt.Length..] + "\n", plain.Out);
+
+        var templated = await Run("generate", "--model", TestModels.Stories260K, "--system", "Be brief.", "--message", "user: Hi", "--message", "assistant: Hello",
+            "--prompt", "Tell me a story.", "--chat-template", "llama2", "--max-tokens", "5");
+        Assert.Equal(0, templated.Code);
+        Assert.DoesNotContain("[INST]", templated.Out);
+
+        AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--chat", "--prompt", "Hi", "--chat-template", "vicuna"), "expected chatml|llama3|llama2|mistral");
+        AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--message", "robot: Hi"), "role system, user or assistant");
+    }
+
+    [Fact]
     public async Task UnknownExecutorIsRefused() =>
         AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--executor", "tpu"), "unknown executor 'tpu'");
 

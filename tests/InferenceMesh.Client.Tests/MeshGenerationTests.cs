@@ -51,6 +51,31 @@ public sealed class MeshGenerationTests
         }
     }
 
+    [Fact]
+    public async Task ChatStreamsOnlyTheReplyAndTheTemplateOverrideIsApplied()
+    {
+        var (mesh, client) = await Swarm(Parse("0:2,2:5"), new MeshClientOptions { ChatTemplate = Onnx.Tokenizer.ChatTemplateFamily.Mistral });
+        await using (mesh)
+        await using (client)
+        {
+            const string prompt = "Once upon a time";
+            var turns = new[] { Onnx.Tokenizer.ChatTurn.User(prompt) };
+            var options = new GenerationOptions(MaxTokens: 12, Temperature: 0f);
+            var reply = string.Concat(await client.GenerateChatAsync(turns, options).ToListAsync());
+            var completed = await client.CompleteChatAsync(turns, options);
+            Assert.Equal(reply, completed.Completion);
+            var whole = string.Concat(await client.GenerateAsync("[INST] " + prompt + " [/INST]", options).ToListAsync());
+            Assert.Equal("[INST] " + prompt + " [/INST]" + reply, whole);
+        }
+        var (plainMesh, plainClient) = await Swarm(Parse("0:5"));
+        await using (plainMesh)
+        await using (plainClient)
+        {
+            var reply = string.Concat(await plainClient.GenerateChatAsync([Onnx.Tokenizer.ChatTurn.User("Once upon a time")], Greedy).ToListAsync());
+            Assert.Equal(TestModels.Stories260KReferenceText["Once upon a time".Length..], reply);
+        }
+    }
+
     [Theory]
     [InlineData(RouteMode.Chained)]
     [InlineData(RouteMode.Relayed)]

@@ -1,6 +1,7 @@
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
+using InferenceMesh.Onnx.Tokenizer;
 using InferenceMesh.Tests.Shared;
 
 namespace InferenceMesh.Compute.Tests;
@@ -29,6 +30,76 @@ public sealed class GenerationTests
         using var model = LocalModel.Open(split);
         Assert.Equal(4, model.Pipeline.Stages.Count);
         Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(model.Generate("", new GenerationOptions(Temperature: 0f, MaxPositions: 256))));
+    }
+
+    [Fact]
+    public void SplitOfAModelWithTokenizerJsonCarriesItsFilesAndGeneratesTheReferenceText()
+    {
+        var imported = TestModels.NewTempDirectory("hf-tok-model");
+        foreach (var file in new[] { ModelStore.ModelFile, ModelStore.DescriptionFile })
+            File.Copy(Path.Combine(TestModels.Stories260K, file), Path.Combine(imported, file));
+        HfTokenizerFixture.WriteFromLlama2c(TestModels.Stories260KTokenizer, imported);
+        File.WriteAllText(Path.Combine(imported, HfTokenizer.GenerationConfigFile), """{"bos_token_id": 1, "eos_token_id": 2}""");
+        var split = TestModels.NewTempDirectory("hf-tok-split");
+        var manifest = ModelStore.Split(Path.Combine(imported, ModelStore.ModelFile), n => BlockRange.SplitEvenly(n, 2), split);
+        Assert.Equal(HfTokenizer.TokenizerFile, manifest.TokenizerFile);
+        foreach (var file in new[] { HfTokenizer.TokenizerFile, HfTokenizer.ConfigFile, HfTokenizer.GenerationConfigFile })
+            Assert.True(File.Exists(Path.Combine(split, file)), $"{file} was not copied into the split directory");
+        Assert.False(File.Exists(Path.Combine(split, TokenizerLoader.Llama2cFile)));
+        foreach (var directory in new[] { imported, split })
+        {
+            using var model = LocalModel.Open(directory);
+            Assert.IsType<HfTokenizer>(model.Tokenizer);
+            foreach (var prompt in new[] { "", "Once upon a time" })
+                Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(model.Generate(prompt, new GenerationOptions(Temperature: 0f, MaxPositions: 256))));
+        }
+    }
+
+    [Fact]
+    public void ChatWithAModelWithoutTemplateContinuesThePlainTextAndYieldsOnlyTheReply()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        const string prompt = "Once upon a time";
+        var reply = string.Concat(model.GenerateChat([ChatTurn.User(prompt)], new GenerationOptions(Temperature: 0f, MaxPositions: 256)));
+        Assert.Equal(TestModels.Stories260KReferenceText[prompt.Length..], reply);
+    }
+
+    [Fact]
+    public void ChatTemplateOverrideRendersThePromptInTheFamilysForm()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K);
+        var options = new GenerationOptions(MaxTokens: 8, Temperature: 0f);
+        var turns = new[] { ChatTurn.User("Tell me a story.") };
+        var reply = string.Concat(model.GenerateChat(turns, options, ChatTemplateFamily.Llama2));
+        var rendered = ChatTemplate.For(ChatTemplateFamily.Llama2).Render(turns);
+        var whole = string.Concat(model.Generate(rendered.Replace("<s>", "", StringComparison.Ordinal), options));
+        Assert.EndsWith(reply, whole);
+        Assert.StartsWith("[INST] Tell me a story. [/INST]", whole);
+    }
+
+    [Fact]
+    public void HfTokenizerStopsAtAnyEosIdAndAChatReplyIsDecodedOnItsOwn()
+    {
+        var directory = TestModels.NewTempDirectory("hf-tok-gen");
+        HfTokenizerFixture.WriteFromLlama2c(TestModels.Stories260KTokenizer, directory);
+        File.WriteAllText(Path.Combine(directory, HfTokenizer.GenerationConfigFile), """{"eos_token_id": [2, 317]}""");
+        using var tokenizer = HfTokenizer.Load(directory);
+        // A step that always prefers " Once" (403), then " Lily" (317, an EOS id here) from the second step on.
+        var steps = 0;
+        float[] Step(int[] tokens, int start)
+        {
+            var logits = new float[512];
+            logits[steps++ == 0 ? 403 : 317] = 10f;
+            return logits;
+        }
+        var prompt = tokenizer.EncodeWithSpecialTokens("<s>[INST] Hi [/INST]", addBos: false);
+        var options = new GenerationOptions(MaxTokens: 5, Temperature: 0f);
+        var whole = string.Concat(new TextGenerator(tokenizer, 512).GenerateAsync(prompt, options, (t, s, _) => ValueTask.FromResult(Step(t, s))).ToBlockingEnumerable());
+        Assert.Equal("[INST] Hi [/INST] Once", whole);
+        Assert.Equal(2, steps);
+        steps = 0;
+        var alone = new TextGenerator(tokenizer, 512, decodeReplyAlone: true).GenerateAsync(prompt, options, (t, s, _) => ValueTask.FromResult(Step(t, s))).ToBlockingEnumerable().ToList();
+        Assert.Equal("Once", alone[^1]);
     }
 
     [Fact]

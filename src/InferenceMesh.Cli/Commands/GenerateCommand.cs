@@ -3,7 +3,7 @@ using InferenceMesh.Compute;
 
 namespace InferenceMesh.Cli.Commands;
 
-/// <summary><c>inferencemesh generate</c>: run a model in this process, head to tail, and print the text as it comes.</summary>
+/// <summary><c>inferencemesh generate</c>: run a model in this process, head to tail, and print the text as it comes; with <c>--chat</c>, the prompt is the user's message (see <see cref="ChatOptions"/>).</summary>
 public static class GenerateCommand
 {
     public static readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "New tokens to generate after the prompt", DefaultValueFactory = _ => 256 };
@@ -22,14 +22,17 @@ public static class GenerateCommand
         var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx) or split directory (manifest.json)", Required = true };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue", DefaultValueFactory = _ => "" };
         var stages = new Option<int?>("--stages") { Description = "Split an imported model into N block stages in this process" };
-        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Steps, Temperature, TopP, Seed, Executor };
+        var command = new Command("generate", "Generate text with a model in this process") { model, prompt, stages, MaxTokens, Steps, Temperature, TopP, Seed, Executor,
+            ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template };
         command.SetAction((parse, cancellation) =>
         {
             var verbose = parse.GetValue(CliApp.Verbose);
             var executor = ExecutorKinds.Parse(parse.GetValue(Executor)!);
             using var local = Progress.Run(console, $"loading {parse.GetValue(model)}", () => LocalModel.Open(parse.GetValue(model)!, parse.GetValue(stages), executor,
                 line => { if (verbose) console.Error.WriteLine(line); }), plainLine: false);
-            foreach (var text in local.Generate(parse.GetValue(prompt)!, Options(parse)))
+            var turns = ChatOptions.Turns(parse, parse.GetValue(prompt)!);
+            var texts = turns is null ? local.Generate(parse.GetValue(prompt)!, Options(parse)) : local.GenerateChat(turns, Options(parse), ChatOptions.TemplateFamily(parse));
+            foreach (var text in texts)
             {
                 cancellation.ThrowIfCancellationRequested();
                 console.Out.Write(text);

@@ -9,6 +9,7 @@ namespace InferenceMesh.Cli.Commands;
 /// <summary>
 /// <c>inferencemesh prompt</c>: joins the mesh through <c>--bootstrap</c> (or the local swarm) with
 /// <see cref="MeshClient.ConnectAsync"/> and streams the text; <c>--json</c> prints the result with its route instead.
+/// With <c>--chat</c>, the text is the user's message and only the reply is printed (see <see cref="ChatOptions"/>).
 /// </summary>
 public static class PromptCommand
 {
@@ -24,7 +25,7 @@ public static class PromptCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s) instead of streaming" };
         var command = new Command("prompt", "Generate text through the mesh")
         {
-            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json,
+            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json, ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
             GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
         };
         command.SetAction(async (parse, cancellation) =>
@@ -39,14 +40,19 @@ public static class PromptCommand
                 LinkDelay = parse.GetValue(linkDelay) is { } delay ? Durations.Parse(delay) : null,
                 StepTimeout = Durations.Parse(parse.GetValue(stepTimeout)!),
                 Log = line => { if (verbose) console.Error.WriteLine(line); },
+                ChatTemplate = ChatOptions.TemplateFamily(parse),
             };
+            var turns = ChatOptions.Turns(parse, parse.GetValue(text)!);
             await using var client = await MeshClient.ConnectAsync(options, cancellation);
             var asJson = parse.GetValue(json);
-            var result = await client.CompleteAsync(parse.GetValue(text)!, GenerateCommand.Options(parse), asJson ? null : piece =>
+            Action<string>? onText = asJson ? null : piece =>
             {
                 console.Out.Write(piece);
                 console.Out.Flush();
-            }, cancellation);
+            };
+            var result = turns is null
+                ? await client.CompleteAsync(parse.GetValue(text)!, GenerateCommand.Options(parse), onText, cancellation)
+                : await client.CompleteChatAsync(turns, GenerateCommand.Options(parse), onText, cancellation);
             if (asJson) console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Options));
             else console.Out.WriteLine();
             if (parse.GetValue(stats))

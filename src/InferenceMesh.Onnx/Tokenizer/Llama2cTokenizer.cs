@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Frozen;
 using System.Text;
 using InferenceMesh.Core;
 
@@ -9,8 +10,10 @@ namespace InferenceMesh.Onnx.Tokenizer;
 /// BOS, a dummy-prefix space, per-character pieces with byte fallback (<c>&lt;0xNN&gt;</c> = id byte + 3),
 /// then greedy merges of the adjacent pair whose concatenation has the highest score.
 /// </summary>
-public sealed class Llama2cTokenizer
+public sealed class Llama2cTokenizer : ITextTokenizer
 {
+    private static readonly IReadOnlySet<int> EosSet = new[] { Eos }.ToFrozenSet();
+
     public const int Bos = 1;
     public const int Eos = 2;
     private const int ByteFallbackOffset = 3;
@@ -38,6 +41,52 @@ public sealed class Llama2cTokenizer
     }
 
     public int VocabSize => _pieces.Length;
+
+    public int? BosId => Bos;
+
+    public IReadOnlySet<int> EosIds => EosSet;
+
+    public bool AddsBos => true;
+
+    public string? BosToken => "<s>";
+
+    public string? EosToken => "</s>";
+
+    /// <summary>llama2.c models have no chat template.</summary>
+    public string? ChatTemplateSource => null;
+
+    /// <summary>llama2.c stops at BOS as well as EOS.</summary>
+    public bool IsEndOfText(int token) => token is Bos or Eos;
+
+    IReadOnlyList<int> ITextTokenizer.Encode(string text, bool addBos) => Encode(text, addBos);
+
+    /// <summary>Encodes with <c>&lt;s&gt;</c> and <c>&lt;/s&gt;</c> in the text standing for BOS and EOS; the text between them is encoded as by <see cref="Encode"/>.</summary>
+    public IReadOnlyList<int> EncodeWithSpecialTokens(string text, bool addBos)
+    {
+        var tokens = new List<int>();
+        if (addBos) tokens.Add(Bos);
+        var start = 0;
+        while (start <= text.Length)
+        {
+            var bos = text.IndexOf("<s>", start, StringComparison.Ordinal);
+            var eos = text.IndexOf("</s>", start, StringComparison.Ordinal);
+            var next = bos < 0 ? eos : eos < 0 ? bos : Math.Min(bos, eos);
+            var end = next < 0 ? text.Length : next;
+            if (end > start) tokens.AddRange(Encode(text[start..end], bos: false));
+            if (next < 0) break;
+            tokens.Add(next == bos ? Bos : Eos);
+            start = next + (next == bos ? 3 : 4);
+        }
+        return tokens;
+    }
+
+    public int? TokenId(string token) => token switch
+    {
+        "<unk>" => 0,
+        "<s>" => Bos,
+        "</s>" => Eos,
+        _ => _idsByPiece.TryGetValue(Encoding.Latin1.GetString(Encoding.UTF8.GetBytes(token)), out var id) ? id : null,
+    };
 
     public ReadOnlySpan<byte> Piece(int id) => _pieces[id];
 
