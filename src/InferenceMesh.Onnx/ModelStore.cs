@@ -50,6 +50,9 @@ public static class ModelStore
     public static HuggingFaceImport ImportHuggingFace(string sourceDir, string outDir, DType weightType = DType.Float32)
     {
         using var checkpoint = HuggingFaceCheckpoint.Open(sourceDir);
+        // Refuse an unusable tokenizer before anything is written, as an unusable checkpoint is.
+        if (File.Exists(Path.Combine(sourceDir, HfTokenizer.TokenizerFile)))
+            (TokenizerLoader.Load(sourceDir, checkpoint.Config.Vocab) as IDisposable)?.Dispose();
         var fullOut = Path.GetFullPath(outDir);
         var parent = Path.GetDirectoryName(fullOut)!;
         Directory.CreateDirectory(parent);

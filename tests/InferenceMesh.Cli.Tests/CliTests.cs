@@ -7,7 +7,7 @@ namespace InferenceMesh.Cli.Tests;
 
 public sealed class CliTests
 {
-    private static async Task<(int Code, string Out, string Error)> Run(params string[] args)
+    internal static async Task<(int Code, string Out, string Error)> Run(params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -15,7 +15,7 @@ public sealed class CliTests
         return (code, output.ToString(), error.ToString());
     }
 
-    private static void AssertOneLineError((int Code, string Out, string Error) result, string expected)
+    internal static void AssertOneLineError((int Code, string Out, string Error) result, string expected)
     {
         Assert.Equal((int)ExitCode.BadInput, result.Code);
         var lines = result.Error.TrimEnd('\n').Split('\n');

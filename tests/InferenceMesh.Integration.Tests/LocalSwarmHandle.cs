@@ -23,13 +23,15 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
     /// <param name="replicas">Servers per block; the CLI's default (2) where the node count allows.</param>
     /// <param name="announceTtl">Lifetime of the nodes' span announcements (how long a killed node stays listed).</param>
     /// <param name="metrics">Whether each node serves Prometheus metrics (its <see cref="SwarmProcess.MetricsUrl"/>).</param>
-    public static async Task<LocalSwarmHandle> StartAsync(int nodes, string linkDelay = "0", int? replicas = null, string announceTtl = "120s", bool metrics = false)
+    /// <param name="model">The imported model directory to serve; stories260K when null.</param>
+    public static async Task<LocalSwarmHandle> StartAsync(int nodes, string linkDelay = "0", int? replicas = null, string announceTtl = "120s", bool metrics = false,
+        string? model = null)
     {
         var state = TestModels.NewTempDirectory($"swarm{nodes}");
         var console = new WriterCliConsole(TextWriter.Null, TextWriter.Null);
         var settings = new SwarmSettings(nodes, linkDelay, "ort", 64, 256, AnnounceTtl: announceTtl, Metrics: metrics);
         settings = settings with { Replicas = replicas ?? Math.Min(settings.Replicas, nodes) };
-        var swarm = await LocalSwarm.StartAsync(settings, TestModels.Stories260K, state, console, CancellationToken.None);
+        var swarm = await LocalSwarm.StartAsync(settings, model ?? TestModels.Stories260K, state, console, CancellationToken.None);
         return new LocalSwarmHandle(state, swarm);
     }
 

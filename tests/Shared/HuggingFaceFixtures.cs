@@ -124,6 +124,54 @@ public static class HuggingFaceFixtures
         return directory;
     }
 
+    /// <summary>
+    /// A Llama checkpoint of <paramref name="layers"/> blocks generated block by block as BF16 (a cheap hash fills the weights),
+    /// for checks of models larger than memory or protobuf allows. Returns the float32 size of its weights in bytes.
+    /// </summary>
+    public static long Large(string directory, int layers, int dim, int hidden, int heads, int kvHeads, int vocab, int shards)
+    {
+        Directory.CreateDirectory(directory);
+        var headDim = dim / heads;
+        var seed = 0u;
+        float[] Fill(long count, float scale, float offset = 0)
+        {
+            var values = new float[count];
+            var state = ++seed * 2654435761u;
+            for (long i = 0; i < count; i++)
+            {
+                state ^= state << 13; state ^= state >> 17; state ^= state << 5;
+                values[i] = offset + (state / (float)uint.MaxValue * 2 - 1) * scale;
+            }
+            return values;
+        }
+        var tensors = new List<SafetensorsWriter.Tensor> { new("model.embed_tokens.weight", [vocab, dim], () => Fill((long)vocab * dim, 1f)) };
+        for (var l = 0; l < layers; l++)
+        {
+            var p = $"model.layers.{l}.";
+            tensors.Add(new(p + "input_layernorm.weight", [dim], () => Fill(dim, 0.1f, 1f)));
+            tensors.Add(new(p + "self_attn.q_proj.weight", [dim, dim], () => Fill((long)dim * dim, 1f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "self_attn.k_proj.weight", [kvHeads * headDim, dim], () => Fill((long)kvHeads * headDim * dim, 1f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "self_attn.v_proj.weight", [kvHeads * headDim, dim], () => Fill((long)kvHeads * headDim * dim, 1f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "self_attn.o_proj.weight", [dim, dim], () => Fill((long)dim * dim, 0.5f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "post_attention_layernorm.weight", [dim], () => Fill(dim, 0.1f, 1f)));
+            tensors.Add(new(p + "mlp.gate_proj.weight", [hidden, dim], () => Fill((long)hidden * dim, 1f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "mlp.up_proj.weight", [hidden, dim], () => Fill((long)hidden * dim, 1f / MathF.Sqrt(dim))));
+            tensors.Add(new(p + "mlp.down_proj.weight", [dim, hidden], () => Fill((long)dim * hidden, 0.5f / MathF.Sqrt(hidden))));
+        }
+        tensors.Add(new("model.norm.weight", [dim], () => Fill(dim, 0.1f, 1f)));
+        WriteWeights(directory, tensors, "BF16", shards);
+        WriteConfig(directory, new Dictionary<string, object?>
+        {
+            ["architectures"] = new[] { "LlamaForCausalLM" }, ["hidden_size"] = dim, ["intermediate_size"] = hidden, ["num_hidden_layers"] = layers,
+            ["num_attention_heads"] = heads, ["num_key_value_heads"] = kvHeads, ["vocab_size"] = vocab, ["max_position_embeddings"] = 256,
+            ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["hidden_act"] = "silu", ["tie_word_embeddings"] = true, ["torch_dtype"] = "bfloat16",
+        });
+        return tensors.Sum(t => t.Elements) * sizeof(float);
+    }
+
+    /// <summary>Writes stories260K's tok512 as a Hugging Face <c>tokenizer.json</c> (with its config) into <paramref name="directory"/>.</summary>
+    public static void WriteTokenizer(string directory) => HfTokenizerFixture.WriteFromLlama2c(TestModels.Stories260KTokenizer, directory);
+
     public static void WriteConfig(string directory, IReadOnlyDictionary<string, object?> config) =>
         File.WriteAllText(Path.Combine(directory, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
 

@@ -11,7 +11,13 @@ namespace InferenceMesh.Tests.Shared;
 /// </summary>
 public static class SafetensorsWriter
 {
-    public sealed record Tensor(string Name, long[] Shape, float[] Values);
+    /// <summary>A tensor to write; <see cref="Values"/> is called when its bytes are written, so a large checkpoint is never whole in memory.</summary>
+    public sealed record Tensor(string Name, long[] Shape, Func<float[]> Values)
+    {
+        public Tensor(string name, long[] shape, float[] values) : this(name, shape, () => values) { }
+
+        public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
+    }
 
     /// <summary>Writes <paramref name="tensors"/> as one file, each stored as <paramref name="dtype"/> (F32, F16 or BF16; BF16 rounds to nearest even).</summary>
     public static void Write(string path, IEnumerable<Tensor> tensors, string dtype)
@@ -22,7 +28,7 @@ public static class SafetensorsWriter
         long offset = 0;
         foreach (var t in list)
         {
-            var bytes = t.Values.LongLength * size;
+            var bytes = t.Elements * size;
             header[t.Name] = new { dtype, shape = t.Shape, data_offsets = new[] { offset, offset + bytes } };
             offset += bytes;
         }
@@ -34,11 +40,15 @@ public static class SafetensorsWriter
         stream.Write(prefix);
         stream.Write(json);
         for (var i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
-        Span<byte> element = stackalloc byte[4];
+        var buffer = new byte[1 << 20];
         foreach (var t in list)
         {
-            foreach (var value in t.Values)
+            var values = t.Values();
+            if (values.LongLength != t.Elements) throw new ArgumentException($"tensor {t.Name} has {values.LongLength} values for shape [{string.Join(", ", t.Shape)}]");
+            var used = 0;
+            foreach (var value in values)
             {
+                var element = buffer.AsSpan(used, size);
                 switch (dtype)
                 {
                     case "F32": BinaryPrimitives.WriteSingleLittleEndian(element, value); break;
@@ -46,8 +56,14 @@ public static class SafetensorsWriter
                     case "BF16": BinaryPrimitives.WriteUInt16LittleEndian(element, ToBfloat16(value)); break;
                     default: throw new ArgumentException($"unknown dtype {dtype}", nameof(dtype));
                 }
-                stream.Write(element[..size]);
+                used += size;
+                if (used == buffer.Length)
+                {
+                    stream.Write(buffer);
+                    used = 0;
+                }
             }
+            stream.Write(buffer.AsSpan(0, used));
         }
     }
 
@@ -63,7 +79,7 @@ public static class SafetensorsWriter
             Write(Path.Combine(directory, name), part, dtype);
             foreach (var t in part) weightMap[t.Name] = name;
         }
-        var index = new { metadata = new { total_size = tensors.Sum(t => t.Values.LongLength * (dtype == "F32" ? 4 : 2)) }, weight_map = weightMap };
+        var index = new { metadata = new { total_size = tensors.Sum(t => t.Elements * (dtype == "F32" ? 4 : 2)) }, weight_map = weightMap };
         File.WriteAllText(Path.Combine(directory, "model.safetensors.index.json"), JsonSerializer.Serialize(index));
     }
 
