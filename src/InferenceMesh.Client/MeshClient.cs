@@ -30,6 +30,7 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly Ed25519KeyPair? _identity;
     private readonly IServerDirectory _directory;
     private int _recoveries;
+    private int _sessions;
 
     private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, Llama2cTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
         MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity, StageTraffic traffic)
@@ -170,10 +171,19 @@ public sealed class MeshClient : IAsyncDisposable
         };
     }
 
-    /// <summary>Plans a route over all blocks and opens a session for up to <paramref name="maxLength"/> positions on every server of it. Safe to cancel.</summary>
-    public async Task<InferenceSession> OpenSessionAsync(int maxLength, CancellationToken cancellation = default)
+    /// <summary>
+    /// Plans a route over all blocks and opens a session for up to <paramref name="maxLength"/> positions on every server of it. Safe to cancel.
+    /// Its steps are verified as <see cref="MeshClientOptions.Verify"/> says; a conviction ends a step with a <see cref="MeshException"/>
+    /// (<see cref="MeshErrorCode.IntegrityMismatch"/>) here, while <see cref="CompleteAsync"/> and <see cref="GenerateAsync"/> start again without the liar.
+    /// </summary>
+    public Task<InferenceSession> OpenSessionAsync(int maxLength, CancellationToken cancellation = default) =>
+        OpenSessionAsync(maxLength, new VerificationTally(Options.Verify), cancellation);
+
+    private async Task<InferenceSession> OpenSessionAsync(int maxLength, VerificationTally tally, CancellationToken cancellation)
     {
-        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength);
+        var number = Interlocked.Increment(ref _sessions);
+        var random = Options.CheckSeed is { } seed ? new Random(unchecked(seed + number)) : new Random();
+        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength, tally, random);
         try
         {
             await session.OpenAsync(cancellation).ConfigureAwait(false);
@@ -187,26 +197,68 @@ public sealed class MeshClient : IAsyncDisposable
     }
 
     /// <summary>Opens a session long enough for <paramref name="prompt"/> and the tokens <paramref name="options"/> allow; refuses a prompt the context cannot hold.</summary>
-    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(string prompt, GenerationOptions options, CancellationToken cancellation)
+    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(string prompt, GenerationOptions options, VerificationTally tally, CancellationToken cancellation)
     {
         var context = Manifest.Config!.MaxSequence;
         var promptTokens = Tokenizer.Encode(prompt, bos: true).Count;
         if (promptTokens > context)
             throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {context}");
-        return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), cancellation).ConfigureAwait(false), promptTokens);
+        return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), tally, cancellation).ConfigureAwait(false), promptTokens);
     }
 
     /// <summary>
     /// Streams the text generated for <paramref name="prompt"/> through the mesh, prompt text first; the session
-    /// closes when enumeration ends. Safe to cancel: the session is closed on every server.
+    /// closes when enumeration ends. When verification convicts a server, generation starts again without it and the
+    /// text already streamed is not repeated (in <see cref="VerifyMode.Sample"/> that text may hold the lie's effect;
+    /// <see cref="CompleteAsync"/> in <see cref="VerifyMode.Strict"/> hands out only checked text). Safe to cancel: the session is closed on every server.
     /// </summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
-        var (session, _) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
-        await using (session.ConfigureAwait(false))
-            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
-                yield return text;
+        var tally = new VerificationTally(Options.Verify);
+        var streamed = 0;
+        while (true)
+        {
+            var (session, _) = await OpenForPromptAsync(prompt, options, tally, cancellation).ConfigureAwait(false);
+            await using (session.ConfigureAwait(false))
+            {
+                var seen = 0;
+                var restart = false;
+                var pieces = new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, session.StepAsync, cancellation).GetAsyncEnumerator(cancellation);
+                await using (pieces.ConfigureAwait(false))
+                    while (true)
+                    {
+                        string? piece = null;
+                        try
+                        {
+                            if (await pieces.MoveNextAsync().ConfigureAwait(false)) piece = pieces.Current;
+                            else await session.CheckWindowAsync(final: true, cancellation).ConfigureAwait(false);
+                        }
+                        catch (VerificationFailedException e)
+                        {
+                            restart = Restart(tally, e);
+                        }
+                        if (piece is null) break;
+                        // After a restart the same text comes again (the liar is gone, sampling is seeded): only what is new goes out.
+                        seen += piece.Length;
+                        if (seen <= streamed) continue;
+                        var fresh = piece[(piece.Length - (seen - streamed))..];
+                        streamed = seen;
+                        yield return fresh;
+                    }
+                if (!restart) yield break;
+            }
+        }
+    }
+
+    /// <summary>Counts a restart after a conviction; past <see cref="MeshClientOptions.MaxRecoveries"/> the conviction ends the generation.</summary>
+    private bool Restart(VerificationTally tally, MeshException conviction)
+    {
+        if (tally.Restarts >= Options.MaxRecoveries)
+            throw new MeshException(MeshErrorCode.IntegrityMismatch, $"gave up after {tally.Restarts} restarts for lying servers; last: {conviction.Message}", conviction);
+        tally.Restarts++;
+        Options.Log?.Invoke($"restarting the generation: {conviction.Message}");
+        return true;
     }
 
     /// <summary>
@@ -218,13 +270,44 @@ public sealed class MeshClient : IAsyncDisposable
     public async Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options, Action<string>? onText = null,
         CancellationToken cancellation = default, IReadOnlyList<string>? stopSequences = null)
     {
+        var tally = new VerificationTally(Options.Verify);
+        var watch = Stopwatch.StartNew();
+        var streamed = 0;
+        while (true)
+        {
+            var seen = 0;
+            // After a restart the same text comes again (the liar is gone, sampling is seeded): only what is new goes out.
+            void Emit(string text)
+            {
+                seen += text.Length;
+                if (seen <= streamed) return;
+                onText?.Invoke(text[(text.Length - (seen - streamed))..]);
+                streamed = seen;
+            }
+            try
+            {
+                var result = await CompleteOnceAsync(prompt, options, Emit, tally, stopSequences, cancellation).ConfigureAwait(false);
+                return result with { Elapsed = watch.Elapsed };
+            }
+            catch (VerificationFailedException e)
+            {
+                Restart(tally, e);
+            }
+        }
+    }
+
+    private async Task<GenerationResult> CompleteOnceAsync(string prompt, GenerationOptions options, Action<string> onText, VerificationTally tally,
+        IReadOnlyList<string>? stopSequences, CancellationToken cancellation)
+    {
         var stops = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
         var holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
-        var watch = Stopwatch.StartNew();
-        var (session, promptTokens) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
+        var (session, promptTokens) = await OpenForPromptAsync(prompt, options, tally, cancellation).ConfigureAwait(false);
         await using var closing = session.ConfigureAwait(false);
+        var strict = Options.Verify == VerifyMode.Strict;
         var promptText = new StringBuilder();
         var completion = new StringBuilder();
+        // Strict: each piece's text rests on the positions the session held when it came; it goes out once they are checked.
+        var marks = new List<(int Positions, int Length)>();
         var handedOut = 0;
         var generated = 0;
         var stopped = false;
@@ -235,7 +318,14 @@ public sealed class MeshClient : IAsyncDisposable
         }
         void HandOut(int end)
         {
-            if (end > handedOut) onText?.Invoke(completion.ToString(handedOut, end - handedOut));
+            if (strict)
+            {
+                var checkedLength = 0;
+                foreach (var (positions, length) in marks)
+                    if (positions <= session.CheckedPositions) checkedLength = length;
+                end = Math.Min(end, checkedLength);
+            }
+            if (end > handedOut) onText(completion.ToString(handedOut, end - handedOut));
             handedOut = Math.Max(handedOut, end);
         }
         await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
@@ -244,10 +334,11 @@ public sealed class MeshClient : IAsyncDisposable
             if (generated == 0)
             {
                 promptText.Append(piece);
-                onText?.Invoke(piece);
+                onText(piece);
                 continue;
             }
             completion.Append(piece);
+            marks.Add((session.Positions, completion.Length));
             var hit = stops.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stops);
             if (hit >= 0)
             {
@@ -257,11 +348,13 @@ public sealed class MeshClient : IAsyncDisposable
             }
             HandOut(completion.Length - holdBack);
         }
+        await session.CheckWindowAsync(final: true, cancellation).ConfigureAwait(false);
+        strict = false;
         HandOut(completion.Length);
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
-        return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
-            completion.ToString(), finish);
+        return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, TimeSpan.Zero, session.Route, session.Recoveries, session.Mode,
+            completion.ToString(), finish, tally.Report());
     }
 
     /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>
