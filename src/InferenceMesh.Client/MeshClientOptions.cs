@@ -49,7 +49,7 @@ public sealed record MeshClientOptions
     /// The largest honest deviation of a hop's output from a validator's replay, as max |Δ| over a position's row divided by the row's
     /// RMS. Calibrated on honest executors (ONNX Runtime and ILGPU, thread counts, decode against prefill): see <c>docs/VERIFICATION.md</c>.
     /// </summary>
-    public double CheckTolerance { get; init; } = 1e-3;
+    public double CheckTolerance { get; init; } = 2e-4;
 
     /// <summary>Seeds which windows are checked and which validators are asked (each session draws from seed + its number); null draws at random.</summary>
     public int? CheckSeed { get; init; }
