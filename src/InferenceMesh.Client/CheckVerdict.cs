@@ -12,7 +12,7 @@ public enum CheckVerdict
     /// <summary>The first validator disagreed, the second agreed with the hop: the first validator lied and was banned.</summary>
     ValidatorLied,
 
-    /// <summary>A disagreement no second validator could settle; nobody was blamed.</summary>
+    /// <summary>A disagreement no second validator could settle: nobody convicted, the hop and the validators left out for the ordinary ban duration and the generation restarted.</summary>
     Unresolved,
 
     /// <summary>No independent server of those blocks was available.</summary>

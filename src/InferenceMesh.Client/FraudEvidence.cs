@@ -41,6 +41,20 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
         return position == Input.Shape[1] && position == Output.Shape[1];
     }
 
+    /// <summary>
+    /// Whether this evidence convicts <see cref="Server"/> in the eyes of whoever holds the blocks: the signatures verify
+    /// (<see cref="VerifySignatures"/>) and re-running <see cref="Input"/> gives an output that differs from the signed
+    /// <see cref="Output"/> by more than <paramref name="tolerance"/> somewhere. A forged report (a signature that is not the
+    /// server's) or one whose evidence re-runs honestly is rejected, so a report alone can never get an honest server banned.
+    /// </summary>
+    /// <param name="rerun">Runs the blocks over <c>[1, positions, dim]</c> from position 0 on a fresh session (the caller's own stages).</param>
+    /// <param name="tolerance">The honest tolerance, as in <see cref="MeshClientOptions.CheckTolerance"/>.</param>
+    public bool Confirm(Func<TensorData, TensorData> rerun, double tolerance)
+    {
+        ArgumentNullException.ThrowIfNull(rerun);
+        return VerifySignatures() && InferenceSession.Compare(Output, rerun(Input), tolerance).FirstBad is not null;
+    }
+
     private static byte[] Slice(TensorData tensor, int position, int count, long width)
     {
         var bytes = width * sizeof(float);

@@ -101,6 +101,13 @@ public sealed partial class InferenceSession
         // A validator on the route could have seen the hop's output (the next hop) or be the hop itself after a recovery.
         var exclude = _hops.Select(h => h.Server.Peer).ToHashSet();
         var candidates = (await _client.Routes.ValidatorsAsync(hop.Blocks, exclude, cancellation).ConfigureAwait(false)).ToArray();
+        if (candidates.Length < 2)
+        {
+            // Too few servers off the route: fall back to any but the hop and its neighbours, which see its input or output.
+            var index = _hops.IndexOf(hop);
+            exclude = _hops.Where((_, i) => Math.Abs(i - index) <= 1).Select(h => h.Server.Peer).ToHashSet();
+            candidates = (await _client.Routes.ValidatorsAsync(hop.Blocks, exclude, cancellation).ConfigureAwait(false)).ToArray();
+        }
         _checkRandom.Shuffle(candidates);
         var validators = new List<ServerInfo>();
         var deviations = new List<double>();
@@ -147,8 +154,11 @@ public sealed partial class InferenceSession
                 Convict(hop, $"two validators' replays differ from its output by {deviations.Min():G3} × RMS from position {firstBad}");
                 break;
             case CheckVerdict.Unresolved:
-                _client.Options.Log?.Invoke($"check of {hop.Server.Peer} on blocks {hop.Blocks} unresolved: deviations {string.Join(", ", deviations.Select(d => d.ToString("G3")))}");
-                break;
+                // The output is disputed and nobody can be convicted: the text must not rest on it, so the generation starts
+                // again without the hop and the validators that disagreed, each left out only for the ordinary ban duration.
+                var why = $"check of blocks {hop.Blocks} unresolved (deviations {string.Join(", ", deviations.Select(d => d.ToString("G3")))}); left out for now, not convicted";
+                foreach (var peer in validators.Select(v => v.Peer).Prepend(hop.Server.Peer)) _client.Routes.Ban(peer, why);
+                throw new VerificationFailedException($"server {hop.Server.Peer}: {why}");
         }
     }
 

@@ -140,4 +140,41 @@ public sealed class VerificationTests(ITestOutputHelper output)
         Assert.False((evidence with { Commitments = forged }).VerifySignatures());
         Assert.False((evidence with { Output = evidence.Input }).VerifySignatures());
     }
+
+    [Fact]
+    public async Task EvidenceConvictsOnlyWhenItsSignedOutputDiffersFromARerunSoAnHonestServerCannotBeFramed()
+    {
+        await using var mesh = Swarm(StageFault.Parse(["noise=0.05"]));
+        await using var client = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 2 });
+        var evidence = Assert.Single((await client.CompleteAsync("", Greedy)).Verification!.Evidence);
+        var holder = mesh.Nodes[2].Span;
+        TensorData Rerun(TensorData input)
+        {
+            var session = $"rerun-{Guid.NewGuid():N}";
+            try
+            {
+                var x = input;
+                foreach (var stage in holder.Stages) x = stage.Run(session, x, 0);
+                return x;
+            }
+            finally
+            {
+                foreach (var stage in holder.Stages) stage.CloseSession(session);
+            }
+        }
+        var tolerance = new MeshClientOptions().CheckTolerance;
+        Assert.True(evidence.Confirm(Rerun, tolerance));
+        // An honest server's own signed statement about the same inputs re-runs honestly: no report can make it a conviction.
+        var honest = mesh.Nodes[1];
+        var output = Rerun(evidence.Input);
+        var inputHash = StepCommitment.Hash(evidence.Input);
+        var outputHash = StepCommitment.Hash(output);
+        var positions = (int)evidence.Input.Shape[1];
+        var signature = honest.Key.Sign(StepCommitment.SignedBytes(evidence.ModelId, evidence.SessionId, evidence.Blocks.Start, evidence.Blocks.End, 0, positions, inputHash, outputHash));
+        var framed = evidence with { Server = honest.PeerId, Output = output, Commitments = [new StepCommitment(evidence.Blocks.Start, 0, positions, inputHash, outputHash, signature)] };
+        Assert.True(framed.VerifySignatures());
+        Assert.False(framed.Confirm(Rerun, tolerance));
+        // The liar's evidence blamed on the honest server fails its signatures.
+        Assert.False((evidence with { Server = honest.PeerId }).Confirm(Rerun, tolerance));
+    }
 }
