@@ -16,7 +16,7 @@ namespace InferenceMesh.Client;
 /// reads that channel, so every piece of per-step state is touched by one flow at a time. Not thread-safe:
 /// one step at a time.
 /// </remarks>
-public sealed class InferenceSession : IAsyncDisposable
+public sealed partial class InferenceSession : IAsyncDisposable
 {
     /// <summary>Events queued from the hops' streams before their readers wait (backpressure onto the streams).</summary>
     private const int EventCapacity = 64;
@@ -33,11 +33,13 @@ public sealed class InferenceSession : IAsyncDisposable
     private string _lastFailure = "";
     private bool _disposed;
 
-    internal InferenceSession(MeshClient client, string id, int maxLength)
+    internal InferenceSession(MeshClient client, string id, int maxLength, VerificationTally tally, Random checkRandom)
     {
         _client = client;
         Id = id;
         _maxLength = maxLength;
+        _tally = tally;
+        _checkRandom = checkRandom;
     }
 
     public string Id { get; }
@@ -90,7 +92,9 @@ public sealed class InferenceSession : IAsyncDisposable
             InputsAt(hop.Blocks.Start).Add(state.InputAt(hop.Blocks.Start)!);
             hop.Record(state.Latency(hop.Blocks, Time));
         }
+        if (Verifying) VerifyCommitments(state, start, tokens.Length);
         Positions = start + tokens.Length;
+        if (Verifying) await CheckWindowAsync(final: false, cancellation).ConfigureAwait(false);
         var logits = _client.Tail.Run(Id, state.Outputs[BlockCount], start);
         var vocab = (int)logits.Shape[^1];
         return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
@@ -191,6 +195,7 @@ public sealed class InferenceSession : IAsyncDisposable
                 return null;
             case StepResult result when state is not null && result.StepId == state.Id:
                 state.Outputs[result.BlockEnd] = result.Activation;
+                state.Commitments[result.BlockEnd] = result.Commitment;
                 state.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
                 return null;
             case StageError error when state is not null && error.Code == StageErrorCode.NextHopFailed && (error.RequestId == state.Id || error.RequestId == 0):
@@ -278,6 +283,7 @@ public sealed class InferenceSession : IAsyncDisposable
                 || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
                 || !replay.Outputs.ContainsKey(hop.Blocks.End))
                 throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
+            if (Verifying) hop.Keep(input, replay.Outputs[hop.Blocks.End], replay.Commitments.GetValueOrDefault(hop.Blocks.End));
             input = replay.Outputs[hop.Blocks.End];
             if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [input];
         }
@@ -397,6 +403,21 @@ public sealed class InferenceSession : IAsyncDisposable
         public bool IsBroken { get; set; }
         public bool IsDisposed { get; private set; }
 
+        /// <summary>Every input this hop was sent and every output it returned, with its commitments, in position order (what a check replays).</summary>
+        public List<TensorData> Inputs { get; } = [];
+        public List<TensorData> Outputs { get; } = [];
+        public List<StepCommitment?> Commitments { get; } = [];
+
+        /// <summary>Positions a check has confirmed so far.</summary>
+        public int CheckedThrough { get; set; }
+
+        public void Keep(TensorData input, TensorData output, StepCommitment? commitment)
+        {
+            Inputs.Add(input);
+            Outputs.Add(output);
+            Commitments.Add(commitment);
+        }
+
         public void Record(TimeSpan latency)
         {
             _steps++;
@@ -425,6 +446,7 @@ public sealed class InferenceSession : IAsyncDisposable
         public ulong Id { get; } = id;
         public TensorData Head { get; } = head;
         public Dictionary<int, TensorData> Outputs { get; } = [];
+        public Dictionary<int, StepCommitment?> Commitments { get; } = [];
         public Dictionary<int, long> SentAt { get; } = [];
         public Dictionary<int, long> ArrivedAt { get; } = [];
         public HashSet<Hop> FailedHops { get; } = [];

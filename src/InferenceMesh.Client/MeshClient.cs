@@ -30,6 +30,7 @@ public sealed class MeshClient : IAsyncDisposable
     private readonly Ed25519KeyPair? _identity;
     private readonly IServerDirectory _directory;
     private int _recoveries;
+    private int _sessions;
 
     private MeshClient(Manifest manifest, IStageExecutor head, IStageExecutor tail, ITextTokenizer tokenizer, StageDialer dialer, IServerDirectory directory,
         MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity, StageTraffic traffic)
@@ -172,10 +173,19 @@ public sealed class MeshClient : IAsyncDisposable
         };
     }
 
-    /// <summary>Plans a route over all blocks and opens a session for up to <paramref name="maxLength"/> positions on every server of it. Safe to cancel.</summary>
-    public async Task<InferenceSession> OpenSessionAsync(int maxLength, CancellationToken cancellation = default)
+    /// <summary>
+    /// Plans a route over all blocks and opens a session for up to <paramref name="maxLength"/> positions on every server of it. Safe to cancel.
+    /// Its steps are verified as <see cref="MeshClientOptions.Verify"/> says; a conviction ends a step with a <see cref="MeshException"/>
+    /// (<see cref="MeshErrorCode.IntegrityMismatch"/>) here, while <see cref="CompleteAsync"/> and <see cref="GenerateAsync"/> start again without the liar.
+    /// </summary>
+    public Task<InferenceSession> OpenSessionAsync(int maxLength, CancellationToken cancellation = default) =>
+        OpenSessionAsync(maxLength, new VerificationTally(Options.Verify), cancellation);
+
+    private async Task<InferenceSession> OpenSessionAsync(int maxLength, VerificationTally tally, CancellationToken cancellation)
     {
-        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength);
+        var number = Interlocked.Increment(ref _sessions);
+        var random = Options.CheckSeed is { } seed ? new Random(unchecked(seed + number)) : new Random();
+        var session = new InferenceSession(this, Guid.NewGuid().ToString("N"), maxLength, tally, random);
         try
         {
             await session.OpenAsync(cancellation).ConfigureAwait(false);
@@ -189,18 +199,21 @@ public sealed class MeshClient : IAsyncDisposable
     }
 
     /// <summary>Opens a session long enough for the prompt and the tokens <paramref name="options"/> allow; refuses a prompt the context cannot hold.</summary>
-    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellation)
+    private async Task<(InferenceSession Session, int PromptTokens)> OpenForPromptAsync(IReadOnlyList<int> prompt, GenerationOptions options, VerificationTally tally,
+        CancellationToken cancellation)
     {
         var context = Manifest.Config!.MaxSequence;
         var promptTokens = prompt.Count;
         if (promptTokens > context)
             throw new MeshException(MeshErrorCode.ContextOverflow, $"the prompt is {promptTokens} tokens; the model's context is {context}");
-        return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), cancellation).ConfigureAwait(false), promptTokens);
+        return (await OpenSessionAsync(TextGenerator.PositionLimit(promptTokens, options, context), tally, cancellation).ConfigureAwait(false), promptTokens);
     }
 
     /// <summary>
     /// Streams the text generated for <paramref name="prompt"/> through the mesh, prompt text first; the session
-    /// closes when enumeration ends. Safe to cancel: the session is closed on every server.
+    /// closes when enumeration ends. When verification convicts a server, generation starts again without it and the
+    /// text already streamed is not repeated (in <see cref="VerifyMode.Sample"/> that text may hold the lie's effect;
+    /// <see cref="CompleteAsync"/> in <see cref="VerifyMode.Strict"/> hands out only checked text). Safe to cancel: the session is closed on every server.
     /// </summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
     public IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options, CancellationToken cancellation = default) =>
@@ -210,7 +223,7 @@ public sealed class MeshClient : IAsyncDisposable
     /// Streams the assistant's reply to <paramref name="messages"/> (system, user and assistant turns) through the mesh:
     /// rendered with the model's chat template, or the family <see cref="MeshClientOptions.ChatTemplate"/> names; only the
     /// reply is yielded, and the family's end-of-turn token ends it as EOS does. A model without a template (stories260K)
-    /// continues the messages' text joined with line breaks. Safe to cancel.
+    /// continues the messages' text joined with line breaks. Verified as <see cref="GenerateAsync"/> is. Safe to cancel.
     /// </summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> when the model's template is of no known family and no override is set.</exception>
     public IAsyncEnumerable<string> GenerateChatAsync(IReadOnlyList<ChatTurn> messages, GenerationOptions options, CancellationToken cancellation = default)
@@ -222,21 +235,63 @@ public sealed class MeshClient : IAsyncDisposable
     private async IAsyncEnumerable<string> StreamAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
         [EnumeratorCancellation] CancellationToken cancellation)
     {
-        var (session, _) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
-        var stepped = false;
-        ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
+        var tally = new VerificationTally(Options.Verify);
+        var streamed = 0;
+        while (true)
         {
-            stepped = true;
-            return session.StepAsync(tokens, start, ct);
+            var (session, _) = await OpenForPromptAsync(prompt, options, tally, cancellation).ConfigureAwait(false);
+            await using (session.ConfigureAwait(false))
+            {
+                var seen = 0;
+                var restart = false;
+                var stepped = false;
+                ValueTask<float[]> Step(int[] tokens, int start, CancellationToken ct)
+                {
+                    stepped = true;
+                    return session.StepAsync(tokens, start, ct);
+                }
+                var pieces = new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt)
+                    .GenerateAsync(prompt, options, Step, cancellation).GetAsyncEnumerator(cancellation);
+                await using (pieces.ConfigureAwait(false))
+                    while (true)
+                    {
+                        string? piece = null;
+                        try
+                        {
+                            if (await pieces.MoveNextAsync().ConfigureAwait(false)) piece = pieces.Current;
+                            else await session.CheckWindowAsync(final: true, cancellation).ConfigureAwait(false);
+                        }
+                        catch (VerificationFailedException e)
+                        {
+                            restart = Restart(tally, e);
+                        }
+                        if (piece is null) break;
+                        if (!echoPrompt && !stepped) continue;
+                        // After a restart the same text comes again (the liar is gone, sampling is seeded): only what is new goes out.
+                        seen += piece.Length;
+                        if (seen <= streamed) continue;
+                        var fresh = piece[(piece.Length - (seen - streamed))..];
+                        streamed = seen;
+                        yield return fresh;
+                    }
+                if (!restart) yield break;
+            }
         }
-        await using (session.ConfigureAwait(false))
-            await foreach (var text in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
-                if (echoPrompt || stepped) yield return text;
+    }
+
+    /// <summary>Counts a restart after a conviction; past <see cref="MeshClientOptions.MaxRecoveries"/> the conviction ends the generation.</summary>
+    private bool Restart(VerificationTally tally, MeshException conviction)
+    {
+        if (tally.Restarts >= Options.MaxRecoveries)
+            throw new MeshException(MeshErrorCode.IntegrityMismatch, $"gave up after {tally.Restarts} restarts for lying servers; last: {conviction.Message}", conviction);
+        tally.Restarts++;
+        Options.Log?.Invoke($"restarting the generation: {conviction.Message}");
+        return true;
     }
 
     /// <summary>
     /// Generates like <see cref="GenerateAsync"/>, hands each piece of text to <paramref name="onText"/> as it
-    /// comes (the prompt's first), and returns the whole text with the route, latencies and recoveries. With
+    /// comes (the prompt's first), and returns the whole text with the route, latencies, recoveries and verification. With
     /// <paramref name="stopSequences"/>, generation ends before the first of them appears in the new text, which
     /// is then neither returned nor handed out (text that could begin one is held back until it cannot). Safe to cancel.
     /// </summary>
@@ -259,13 +314,44 @@ public sealed class MeshClient : IAsyncDisposable
     private async Task<GenerationResult> CompleteTokensAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
         Action<string>? onText, CancellationToken cancellation, IReadOnlyList<string>? stopSequences)
     {
+        var tally = new VerificationTally(Options.Verify);
+        var watch = Stopwatch.StartNew();
+        var streamed = 0;
+        while (true)
+        {
+            var seen = 0;
+            // After a restart the same text comes again (the liar is gone, sampling is seeded): only what is new goes out.
+            void Emit(string text)
+            {
+                seen += text.Length;
+                if (seen <= streamed) return;
+                onText?.Invoke(text[(text.Length - (seen - streamed))..]);
+                streamed = seen;
+            }
+            try
+            {
+                var result = await CompleteOnceAsync(prompt, stops, echoPrompt, options, Emit, tally, stopSequences, cancellation).ConfigureAwait(false);
+                return result with { Elapsed = watch.Elapsed };
+            }
+            catch (VerificationFailedException e)
+            {
+                Restart(tally, e);
+            }
+        }
+    }
+
+    private async Task<GenerationResult> CompleteOnceAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
+        Action<string> onText, VerificationTally tally, IReadOnlyList<string>? stopSequences, CancellationToken cancellation)
+    {
         var stopTexts = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
         var holdBack = stopTexts.Count == 0 ? 0 : stopTexts.Max(s => s.Length) - 1;
-        var watch = Stopwatch.StartNew();
-        var (session, promptTokens) = await OpenForPromptAsync(prompt, options, cancellation).ConfigureAwait(false);
+        var (session, promptTokens) = await OpenForPromptAsync(prompt, options, tally, cancellation).ConfigureAwait(false);
         await using var closing = session.ConfigureAwait(false);
+        var strict = Options.Verify == VerifyMode.Strict;
         var promptText = new StringBuilder();
         var completion = new StringBuilder();
+        // Strict: each piece's text rests on the positions the session held when it came; it goes out once they are checked.
+        var marks = new List<(int Positions, int Length)>();
         var handedOut = 0;
         var generated = 0;
         var stopped = false;
@@ -276,7 +362,14 @@ public sealed class MeshClient : IAsyncDisposable
         }
         void HandOut(int end)
         {
-            if (end > handedOut) onText?.Invoke(completion.ToString(handedOut, end - handedOut));
+            if (strict)
+            {
+                var checkedLength = 0;
+                foreach (var (positions, length) in marks)
+                    if (positions <= session.CheckedPositions) checkedLength = length;
+                end = Math.Min(end, checkedLength);
+            }
+            if (end > handedOut) onText(completion.ToString(handedOut, end - handedOut));
             handedOut = Math.Max(handedOut, end);
         }
         await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
@@ -285,10 +378,11 @@ public sealed class MeshClient : IAsyncDisposable
             if (generated == 0)
             {
                 promptText.Append(piece);
-                if (echoPrompt) onText?.Invoke(piece);
+                if (echoPrompt) onText(piece);
                 continue;
             }
             completion.Append(piece);
+            marks.Add((session.Positions, completion.Length));
             var hit = stopTexts.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stopTexts);
             if (hit >= 0)
             {
@@ -298,11 +392,13 @@ public sealed class MeshClient : IAsyncDisposable
             }
             HandOut(completion.Length - holdBack);
         }
+        await session.CheckWindowAsync(final: true, cancellation).ConfigureAwait(false);
+        strict = false;
         HandOut(completion.Length);
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
-        return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, watch.Elapsed, session.Route, session.Recoveries, session.Mode,
-            completion.ToString(), finish);
+        return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, TimeSpan.Zero, session.Route, session.Recoveries, session.Mode,
+            completion.ToString(), finish, tally.Report());
     }
 
     /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>

@@ -43,6 +43,27 @@ public sealed record MeshClientOptions
     /// </summary>
     public ChatTemplateFamily? ChatTemplate { get; init; }
 
+    /// <summary>How much servers are checked (<see cref="VerifyMode.Sample"/> by default).</summary>
+    public VerifyMode Verify { get; init; } = VerifyMode.Sample;
+
+    /// <summary>In <see cref="VerifyMode.Sample"/>, the probability that a hop is replayed on a validator at the end of a window; 0..1.</summary>
+    public double CheckRate { get; init; } = 0.1;
+
+    /// <summary>Positions per check window: a hop may be checked each time the session's length crosses a multiple of it, and at the session's end.</summary>
+    public int CheckWindow { get; init; } = 32;
+
+    /// <summary>
+    /// The largest honest deviation of a hop's output from a validator's replay, as max |Δ| over a position's row divided by the row's
+    /// RMS. Calibrated on honest executors (ONNX Runtime and ILGPU, thread counts, decode against prefill): see <c>docs/VERIFICATION.md</c>.
+    /// </summary>
+    public double CheckTolerance { get; init; } = 2e-4;
+
+    /// <summary>Seeds which windows are checked and which validators are asked (each session draws from seed + its number); null draws at random.</summary>
+    public int? CheckSeed { get; init; }
+
+    /// <summary>How long a server caught lying (or a validator caught framing one) is left out of this client's routes.</summary>
+    public TimeSpan FraudBanDuration { get; init; } = TimeSpan.FromHours(24);
+
     /// <summary>Transports for the client's host; TCP when null.</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }
 

@@ -22,11 +22,26 @@ public sealed class RouteManager(IServerDirectory directory, string modelId, Mes
     public bool IsBanned(PeerId peerId) => _bannedUntil.TryGetValue(peerId, out var until) && until > options.Time.GetUtcNow();
 
     /// <summary>Leaves <paramref name="peerId"/> out of routes for the ban duration, and makes the next plan list the servers afresh.</summary>
-    public void Ban(PeerId peerId, string reason)
+    public void Ban(PeerId peerId, string reason) => Ban(peerId, reason, options.BanDuration);
+
+    /// <summary>Leaves <paramref name="peerId"/> out of routes for <paramref name="duration"/> (a longer ban never shortened), and makes the next plan list the servers afresh.</summary>
+    public void Ban(PeerId peerId, string reason, TimeSpan duration)
     {
-        _bannedUntil[peerId] = options.Time.GetUtcNow() + options.BanDuration;
+        var until = options.Time.GetUtcNow() + duration;
+        _bannedUntil.AddOrUpdate(peerId, until, (_, before) => before > until ? before : until);
         Volatile.Write(ref _servers, null);
-        options.Log?.Invoke($"banned {peerId} for {options.BanDuration.TotalSeconds:F0} s: {reason}");
+        options.Log?.Invoke($"banned {peerId} for {duration.TotalSeconds:F0} s: {reason}");
+    }
+
+    /// <summary>
+    /// Servers listed now, not banned and not in <paramref name="exclude"/>, whose span covers <paramref name="blocks"/>: who may validate a hop
+    /// of those blocks. Safe to cancel.
+    /// </summary>
+    public async Task<IReadOnlyList<ServerInfo>> ValidatorsAsync(BlockRange blocks, IReadOnlySet<PeerId> exclude, CancellationToken cancellation)
+    {
+        var servers = await ServersAsync(cancellation).ConfigureAwait(false);
+        return servers.Where(s => s.State == ServerState.Online && s.Span.Start <= blocks.Start && s.Span.End >= blocks.End && !IsBanned(s.Peer) && !exclude.Contains(s.Peer))
+            .GroupBy(s => s.Peer).Select(g => g.First()).ToList();
     }
 
     /// <summary>Plans <paramref name="blocks"/> over the servers listed now and not banned. Safe to cancel.</summary>

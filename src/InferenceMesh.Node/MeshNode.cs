@@ -79,6 +79,7 @@ public sealed class MeshNode : IAsyncDisposable
     public static async Task<MeshNode> StartAsync(MeshNodeOptions options, CancellationToken cancellation = default)
     {
         var log = options.Log ?? (_ => { });
+        options.Fault?.EnsureAllowed();
         var manifest = options.ModelDirectory is null ? null : Manifest.Load(options.ModelDirectory);
         Ed25519KeyPair? owned = null;
         var identity = options.Identity;
@@ -110,7 +111,8 @@ public sealed class MeshNode : IAsyncDisposable
             log($"serving blocks {choice.Blocks}: {choice.Reason}");
             span = ServedSpan.Load(options.ModelDirectory!, choice.Blocks, options.Executor, options.Limits.MaxSessions, options.Log, options.Threads);
             var throughput = MeasureThroughput(span);
-            server = new StageServer(span, options.Limits, connector!, options.Log);
+            server = new StageServer(span, options.Limits, connector!, options.Log, identity: identity, fault: options.Fault);
+            if (options.Fault is { } fault) log($"FAULT INJECTION: this node lies ({fault})");
             StageHosting.Serve(peer.Host, server, connector!);
             log($"serving blocks {span.Blocks} of model {manifest.ModelId} at {throughput:F1} tokens/s");
             var node = new MeshNode(options, peer, owned, span, server, choice, throughput);

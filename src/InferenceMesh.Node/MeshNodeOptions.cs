@@ -54,6 +54,9 @@ public sealed record MeshNodeOptions
     /// </summary>
     public Uri? MetricsUrl { get; init; }
 
+    /// <summary>A lie this node tells, for verification tests only: refused unless <see cref="StageFault.AllowVariable"/> is 1.</summary>
+    public StageFault? Fault { get; init; }
+
     /// <summary>Transports for the host; TCP when null (tests use the in-memory transport).</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }
 

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Threading.Channels;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
+using InferenceMesh.P2P.Identity;
 using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Node;
@@ -27,6 +28,8 @@ public sealed class StageServer : IAsyncDisposable
     private readonly IStageConnector _connector;
     private readonly Action<string> _log;
     private readonly TimeProvider _timeProvider;
+    private readonly Ed25519KeyPair? _identity;
+    private readonly StageFault? _fault;
     private readonly ConcurrentDictionary<string, ServerSession> _sessions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<NextHop>>> _nextHops = new(StringComparer.Ordinal);
     private readonly List<Task> _relays = [];
@@ -43,8 +46,15 @@ public sealed class StageServer : IAsyncDisposable
 
     /// <param name="log">Receives one line per notable event (a stream failing, a session expiring).</param>
     /// <param name="timeProvider">The clock of session idleness and idle expiry; <see cref="TimeProvider.System"/> when null.</param>
-    public StageServer(ServedSpan span, NodeOptions options, IStageConnector connector, Action<string>? log = null, TimeProvider? timeProvider = null)
+    /// <param name="identity">Signs a <see cref="StepCommitment"/> on every step result; null sends results without one. Not disposed here.</param>
+    /// <param name="fault">A lie to tell, for verification tests; refused unless <see cref="StageFault.AllowVariable"/> is 1.</param>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> for a fault the environment does not allow.</exception>
+    public StageServer(ServedSpan span, NodeOptions options, IStageConnector connector, Action<string>? log = null, TimeProvider? timeProvider = null,
+        Ed25519KeyPair? identity = null, StageFault? fault = null)
     {
+        fault?.EnsureAllowed();
+        _identity = identity;
+        _fault = fault;
         _span = span;
         _options = options;
         _connector = connector;
@@ -202,7 +212,7 @@ public sealed class StageServer : IAsyncDisposable
                 // The client keeps every span's output as the next span's replay input, even when the step goes on.
                 // It is sent before the next hop's step so that, on the client's stream, it always precedes a
                 // NextHopFailed error about this step: recovery then finds the failed hop's input and blames the right server.
-                await SendQuietlyAsync(session.Owner, new StepResult(step.StepId, session.Id, session.Blocks.End, output)).ConfigureAwait(false);
+                await SendQuietlyAsync(session.Owner, new StepResult(step.StepId, session.Id, session.Blocks.End, output, Commit(session, step, output))).ConfigureAwait(false);
                 if (step.Route.Count > 0) await ForwardAsync(session, step, output).ConfigureAwait(false);
             }
             finally
@@ -210,6 +220,17 @@ public sealed class StageServer : IAsyncDisposable
                 session.StepDone(_timeProvider.GetTimestamp());
             }
         }
+    }
+
+    /// <summary>Signs what this step received and returned (two SHA-256 hashes and one signature: microseconds next to the step).</summary>
+    private StepCommitment? Commit(ServerSession session, Step step, TensorData output)
+    {
+        if (_identity is null) return null;
+        var positions = step.Activation.Shape.Length > 1 ? (int)step.Activation.Shape[1] : 1;
+        var inputHash = StepCommitment.Hash(step.Activation);
+        var outputHash = StepCommitment.Hash(output);
+        var signed = StepCommitment.SignedBytes(_span.Manifest.ModelId, session.Id, session.Blocks.Start, session.Blocks.End, step.StartPosition, positions, inputHash, outputHash);
+        return new StepCommitment(session.Blocks.Start, step.StartPosition, positions, inputHash, outputHash, _identity.Sign(signed));
     }
 
     /// <summary>Runs the step through the session's stages, or tells the session's client why not and returns null.</summary>
@@ -232,7 +253,9 @@ public sealed class StageServer : IAsyncDisposable
             {
                 var started = Stopwatch.GetTimestamp();
                 var output = step.Activation;
-                foreach (var stage in session.Stages) output = stage.Run(session.Id, output, step.StartPosition);
+                if (_fault is not null) output = _fault.Run(session.Stages, session.Id, output, step.StartPosition);
+                else
+                    foreach (var stage in session.Stages) output = stage.Run(session.Id, output, step.StartPosition);
                 Interlocked.Increment(ref _stepsRun);
                 Interlocked.Add(ref _positionsRun, step.Activation.Shape.Length > 1 ? step.Activation.Shape[1] : 1);
                 Interlocked.Add(ref _computeTicks, Stopwatch.GetElapsedTime(started).Ticks);

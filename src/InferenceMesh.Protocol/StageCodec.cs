@@ -66,9 +66,9 @@ public static class StageCodec
                 Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId);
                 return null;
             case Step m:
-                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route);
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route, null);
             case StepResult m:
-                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.BlockEnd, m.Activation, null);
+                return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.BlockEnd, m.Activation, null, m.Commitment);
             case CloseSession m:
                 w.WriteMapHeader(2);
                 Kind(ref w, m); Field(ref w, "s", m.SessionId);
@@ -85,9 +85,10 @@ public static class StageCodec
     }
 
     /// <summary>Writes every field but leaves the payload's <c>p</c> key last, so the caller can append the bin itself.</summary>
-    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? position, TensorData activation, IReadOnlyList<RouteHop>? route)
+    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? position, TensorData activation, IReadOnlyList<RouteHop>? route,
+        StepCommitment? commitment)
     {
-        w.WriteMapHeader(6 + (position is null ? 0 : 1) + (route is null ? 0 : 1));
+        w.WriteMapHeader(6 + (position is null ? 0 : 1) + (route is null ? 0 : 1) + (commitment is null ? 0 : 1));
         Kind(ref w, m); Field(ref w, "id", id); Field(ref w, "s", session);
         if (position is not null) { w.Write(m is StepResult ? "end" : "pos"); w.Write(position.Value); }
         if (route is not null)
@@ -102,6 +103,13 @@ public static class StageCodec
                 foreach (var address in hop.Addresses) w.Write(address);
                 w.Write(hop.SessionId);
             }
+        }
+        if (commitment is not null)
+        {
+            w.Write("c");
+            w.WriteArrayHeader(6);
+            w.Write(commitment.BlockStart); w.Write(commitment.StartPosition); w.Write(commitment.Positions);
+            w.Write(commitment.InputHash); w.Write(commitment.OutputHash); w.Write(commitment.Signature);
         }
         w.Write("dtype"); w.Write((int)activation.Type);
         w.Write("shape"); w.WriteArrayHeader(activation.Shape.Length);
@@ -137,6 +145,7 @@ public static class StageCodec
             long[]? shape = null;
             byte[]? payload = null;
             List<RouteHop>? route = null;
+            StepCommitment? commitment = null;
             for (var i = 0; i < count; i++)
             {
                 var key = ReadString(ref r, limits);
@@ -177,6 +186,12 @@ public static class StageCodec
                             route.Add(new RouteHop(peer, addresses, ReadString(ref r, limits)));
                         }
                         break;
+                    case "c":
+                        if (r.ReadArrayHeader() != 6) throw Malformed("a commitment is [block start, start, positions, input hash, output hash, signature]");
+                        commitment = new StepCommitment(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(),
+                            FixedBytes(ref r, StepCommitment.HashLength, "input hash"), FixedBytes(ref r, StepCommitment.HashLength, "output hash"),
+                            FixedBytes(ref r, StepCommitment.SignatureLength, "signature"));
+                        break;
                     case "p":
                         var bytes = r.ReadBytes() ?? throw Malformed("payload is nil");
                         payload = bytes.ToArray();
@@ -192,7 +207,7 @@ public static class StageCodec
                 "open" => new OpenSession(id, Require(session, "s"), Require(model, "model"), blocks ?? throw Malformed("open needs blocks"), max ?? throw Malformed("open needs max")),
                 "opened" => new SessionOpened(id, Require(session, "s")),
                 "step" => new Step(id, Require(session, "s"), start ?? throw Malformed("step needs pos"), Tensor(dtype, shape, payload), route ?? []),
-                "result" => new StepResult(id, Require(session, "s"), blockEnd ?? throw Malformed("result needs end"), Tensor(dtype, shape, payload)),
+                "result" => new StepResult(id, Require(session, "s"), blockEnd ?? throw Malformed("result needs end"), Tensor(dtype, shape, payload), commitment),
                 "close" => new CloseSession(Require(session, "s")),
                 "error" => new StageError(id, session ?? "", code is { } c && Enum.IsDefined((StageErrorCode)c) ? (StageErrorCode)c : StageErrorCode.Internal, text ?? ""),
                 null => throw Malformed("message has no type field 't'"),
@@ -214,6 +229,13 @@ public static class StageCodec
         if (dtype is null || shape is null || payload is null) throw Malformed("activation needs dtype, shape and p");
         if (!Enum.IsDefined((DType)dtype.Value)) throw Malformed($"unknown dtype {dtype}");
         return new TensorData((DType)dtype.Value, shape, payload);
+    }
+
+    private static byte[] FixedBytes(ref MessagePackReader r, int length, string what)
+    {
+        var bytes = r.ReadBytes() ?? throw Malformed($"commitment {what} is nil");
+        if (bytes.Length != length) throw Malformed($"commitment {what} is {bytes.Length} bytes, not {length}");
+        return bytes.ToArray();
     }
 
     private static string ReadString(ref MessagePackReader r, StageLimits limits)

@@ -7,7 +7,9 @@ namespace InferenceMesh.Protocol;
 /// chained step every server sends one, so the client keeps each span's inputs to replay after a failure;
 /// the client waits only for the one that ends the route.
 /// </summary>
-public sealed record StepResult(ulong StepId, string SessionId, int BlockEnd, TensorData Activation) : StageMessage
+/// <param name="Commitment">The server's signed commitment to this output and the input it ran; null from a server that
+/// does not sign (the field is optional on the wire, so frames without it still read).</param>
+public sealed record StepResult(ulong StepId, string SessionId, int BlockEnd, TensorData Activation, StepCommitment? Commitment = null) : StageMessage
 {
     public override string Kind => "result";
 }

@@ -78,6 +78,19 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task NodeRefusesAFaultUnlessTheEnvironmentAllowsFaults()
+    {
+        Assert.NotEqual("1", Environment.GetEnvironmentVariable("INFERENCEMESH_ALLOW_FAULTS"));
+        AssertOneLineError(await Run("node", "--fault", "noise=0.1"), "INFERENCEMESH_ALLOW_FAULTS=1");
+    }
+
+    [Theory]
+    [InlineData("--verify", "always", "unknown --verify 'always'")]
+    [InlineData("--check-rate", "1.5", "--check-rate 1.5 is outside 0..1")]
+    public async Task PromptRefusesUnknownVerificationSettings(string option, string value, string expected) =>
+        AssertOneLineError(await Run("prompt", "x", option, value), expected);
+
+    [Fact]
     public async Task UnknownExecutorIsRefused() =>
         AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--executor", "tpu"), "unknown executor 'tpu'");
 

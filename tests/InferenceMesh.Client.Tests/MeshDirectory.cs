@@ -4,8 +4,8 @@ using InferenceMesh.Tests.Shared;
 
 namespace InferenceMesh.Client.Tests;
 
-/// <summary>The in-memory mesh's node list as a client's server directory, with equal speeds and 1 ms round trips.</summary>
-public sealed class MeshDirectory(InMemoryMesh mesh) : IServerDirectory
+/// <summary>The in-memory mesh's node list as a client's server directory, with equal speeds and 1 ms round trips (0.5 ms to <paramref name="preferred"/>, which routes then take).</summary>
+public sealed class MeshDirectory(InMemoryMesh mesh, string? preferred = null) : IServerDirectory
 {
     public int Lists { get; private set; }
 
@@ -24,5 +24,5 @@ public sealed class MeshDirectory(InMemoryMesh mesh) : IServerDirectory
         }).ToList());
     }
 
-    public double RoundTripMs(PeerId server) => 1;
+    public double RoundTripMs(PeerId server) => server.ToString() == preferred ? 0.5 : 1;
 }

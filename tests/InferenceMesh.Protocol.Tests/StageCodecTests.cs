@@ -25,6 +25,7 @@ public sealed class StageCodecTests
         new Step(43, "sess-1", 20, Activation(1, 64), [new RouteHop("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4001"], "sess-b"), new RouteHop("12D3KooWother", [], "sess-c")]),
         new Step(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
         new StepResult(44, "sess-1", 5, Activation(1, 64, 3)),
+        new StepResult(45, "sess-1", 5, Activation(2, 64, 4), new StepCommitment(2, 30, 2, new byte[32], Enumerable.Repeat((byte)7, 32).ToArray(), new byte[64])),
         new CloseSession("sess-1"),
         new StageError(44, "sess-1", StageErrorCode.UnknownSession, "no session sess-1"),
     };
@@ -122,6 +123,17 @@ public sealed class StageCodecTests
         Assert.Equal(MeshErrorCode.LimitExceeded, error.Code);
     }
 
+    [Fact]
+    public void ACommitmentCostsUnder150BytesAndAResultWithoutOneStillReads()
+    {
+        var bare = new StepResult(1, new string('s', 34), 5, Activation(1, 1024));
+        var signed = bare with { Commitment = new StepCommitment(0, 300, 1, new byte[32], new byte[32], new byte[64]) };
+        Assert.InRange(Encode(signed).Length - Encode(bare).Length, 128, 150);
+        var sequence = new ReadOnlySequence<byte>(Encode(bare));
+        Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
+        Assert.Null(((StepResult)decoded!).Commitment);
+    }
+
     public static TheoryData<string, byte[]> MalformedBodies() => new()
     {
         { "not a map", Body((ref MessagePackWriter w) => w.Write(5)) },
@@ -132,6 +144,12 @@ public sealed class StageCodecTests
         { "negative dimension", StepBody([1, -2, 4], 0) },
         { "rank over limit", StepBody([1, 1, 1, 1, 1, 1], 4) },
         { "map count beyond the body", Body((ref MessagePackWriter w) => w.WriteMapHeader(1000)) },
+        { "commitment with a short signature", Body((ref MessagePackWriter w) =>
+            {
+                w.WriteMapHeader(6); w.Write("t"); w.Write("result"); w.Write("s"); w.Write("x"); w.Write("end"); w.Write(1);
+                w.Write("c"); w.WriteArrayHeader(6); w.Write(0); w.Write(0); w.Write(1); w.Write(new byte[32]); w.Write(new byte[32]); w.Write(new byte[63]);
+                w.Write("dtype"); w.Write(1); w.Write("shape"); w.WriteArrayHeader(0);
+            }) },
         { "trailing bytes", Body((ref MessagePackWriter w) => { w.WriteMapHeader(2); w.Write("t"); w.Write("close"); w.Write("s"); w.Write("x"); w.Write(1); }) },
     };
 

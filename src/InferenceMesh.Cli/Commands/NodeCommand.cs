@@ -29,7 +29,8 @@ public static class NodeCommand
         var metricsUrl = new Option<string?>("--metrics-url") { Description = "Serve Prometheus metrics at this URL, e.g. http://127.0.0.1:9464/metrics/" };
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
         var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of the span announcements, re-announced every half of it; a killed node leaves listings when they lapse", DefaultValueFactory = _ => "120s" };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl };
+        var fault = new Option<string[]>("--fault") { Description = $"Tests only (needs {StageFault.AllowVariable}=1): lie with noise=σ, skip-block=i or weights=fp16|int8|other-seed, with rate=p, sessions=p, seed=n", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault };
         command.SetAction(async (parse, cancellation) =>
         {
             var options = new MeshNodeOptions
@@ -46,6 +47,7 @@ public static class NodeCommand
                 Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)),
                 MetricsUrl = parse.GetValue(metricsUrl) is { } url ? new Uri(url) : null,
                 AnnounceTtl = Durations.Parse(parse.GetValue(announceTtl)!),
+                Fault = parse.GetValue(fault) is { Length: > 0 } lies ? StageFault.Parse(lies) : null,
                 Log = line => { lock (console.Error) console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); },
             };
             await using var node = await MeshNode.StartAsync(options, cancellation);

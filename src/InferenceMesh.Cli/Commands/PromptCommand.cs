@@ -22,10 +22,13 @@ public static class PromptCommand
         var linkDelay = new Option<string?>("--link-delay") { Description = "Emulated one-way delay on the client's stage streams; defaults to the local swarm's" };
         var stepTimeout = new Option<string>("--step-timeout") { Description = "A server silent this long during a step is replaced", DefaultValueFactory = _ => "30s" };
         var stats = new Option<bool>("--stats") { Description = "Print route, recoveries and tokens/s on stderr at the end" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s) instead of streaming" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s, verification checks with cost and verdicts) instead of streaming" };
+        var verify = new Option<string>("--verify") { Description = "Check that servers ran their blocks: off, sample (replay a hop on another server with --check-rate per window) or strict (every window, text shown once checked)", DefaultValueFactory = _ => "sample" };
+        var checkRate = new Option<double>("--check-rate") { Description = "In sample mode, the probability of replaying each hop at each window end (0..1)", DefaultValueFactory = _ => new MeshClientOptions().CheckRate };
         var command = new Command("prompt", "Generate text through the mesh")
         {
-            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json, ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
+            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json, verify, checkRate,
+            ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
             GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
         };
         command.SetAction(async (parse, cancellation) =>
@@ -39,6 +42,8 @@ public static class PromptCommand
                 Mode = ParseRoute(parse.GetValue(route)!),
                 LinkDelay = parse.GetValue(linkDelay) is { } delay ? Durations.Parse(delay) : null,
                 StepTimeout = Durations.Parse(parse.GetValue(stepTimeout)!),
+                Verify = ParseVerify(parse.GetValue(verify)!),
+                CheckRate = ParseRate(parse.GetValue(checkRate)),
                 Log = line => { if (verbose) console.Error.WriteLine(line); },
                 ChatTemplate = ChatOptions.TemplateFamily(parse),
             };
@@ -57,11 +62,23 @@ public static class PromptCommand
             else console.Out.WriteLine();
             if (parse.GetValue(stats))
                 console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s), {result.Mode} route "
-                    + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms"))}, {result.Recoveries} recoveries");
+                    + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms"))}, {result.Recoveries} recoveries"
+                    + (result.Verification is { } v ? $", verify {v.Mode}: {v.ChecksRun} checks ({string.Join(", ", v.Verdicts.Select(p => $"{p.Value} {p.Key}"))}), {v.ReplayedPositions} positions replayed, {v.Restarts} restarts" : ""));
             return (int)ExitCode.Ok;
         });
         return command;
     }
+
+    private static double ParseRate(double rate) =>
+        rate is >= 0 and <= 1 ? rate : throw new MeshException(MeshErrorCode.InvalidArgument, $"--check-rate {rate} is outside 0..1");
+
+    private static VerifyMode ParseVerify(string text) => text switch
+    {
+        "off" => VerifyMode.Off,
+        "sample" => VerifyMode.Sample,
+        "strict" => VerifyMode.Strict,
+        _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"unknown --verify '{text}'; expected off, sample or strict"),
+    };
 
     private static RouteMode ParseRoute(string text) => text switch
     {

@@ -21,7 +21,9 @@ public static class NodeLauncher
     }
 
     /// <summary>Starts a node and waits for its <c>{"event":"ready"}</c> line. Safe to cancel (the process is then killed).</summary>
-    public static async Task<SwarmProcess> StartAsync(string name, IReadOnlyList<string> nodeArguments, string logFile, string identityFile, string? blocks, TimeSpan timeout, CancellationToken cancellation)
+    /// <param name="environment">Variables set for the node on top of this process's environment.</param>
+    public static async Task<SwarmProcess> StartAsync(string name, IReadOnlyList<string> nodeArguments, string logFile, string identityFile, string? blocks, TimeSpan timeout, CancellationToken cancellation,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         File.AppendAllText(logFile, "");
         var skip = File.ReadLines(logFile).Count();
@@ -30,6 +32,7 @@ public static class NodeLauncher
         {
             UseShellExecute = false,
         };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         using var process = Process.Start(start) ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"could not start {name}");
         var deadline = DateTime.UtcNow + timeout;
         try

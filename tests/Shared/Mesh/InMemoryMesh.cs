@@ -16,8 +16,11 @@ public sealed class InMemoryMesh : IAsyncDisposable
     private readonly List<Link> _links = [];
     private readonly object _gate = new();
 
-    public sealed record MeshNode(string PeerId, ServedSpan Span, StageServer Server)
+    public sealed record MeshNode(string PeerId, ServedSpan Span, StageServer Server, InferenceMesh.P2P.Identity.Ed25519KeyPair Key)
     {
+        /// <summary>Every stage frame this node received, each stream's bytes in order (for tests that compare what nodes see).</summary>
+        public List<List<StageMessage>> Received { get; } = [];
+
         public bool Dead { get; set; }
 
         /// <summary>Completed never: a stalled node's outgoing bytes wait on it.</summary>
@@ -28,11 +31,15 @@ public sealed class InMemoryMesh : IAsyncDisposable
 
     public IReadOnlyList<MeshNode> Nodes { get { lock (_gate) return _nodes.ToList(); } }
 
-    public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null, InferenceMesh.Compute.ExecutorKind executor = InferenceMesh.Compute.ExecutorKind.Ort)
+    /// <param name="fault">A lie the node tells (the process must allow faults).</param>
+    /// <param name="threads">ONNX Runtime threads per stage run.</param>
+    public MeshNode AddNode(string splitDirectory, BlockRange blocks, NodeOptions? options = null, InferenceMesh.Compute.ExecutorKind executor = InferenceMesh.Compute.ExecutorKind.Ort,
+        StageFault? fault = null, int threads = 1)
     {
-        var peerId = TestPeers.IdFor($"peer-{_nodes.Count}-{blocks.Start}-{blocks.End}").ToString();
-        var span = ServedSpan.Load(splitDirectory, blocks, executor, (options ?? new NodeOptions()).MaxSessions);
-        var node = new MeshNode(peerId, span, new StageServer(span, options ?? new NodeOptions(), ConnectorFor(peerId)));
+        var key = TestPeers.KeyFor($"peer-{_nodes.Count}-{blocks.Start}-{blocks.End}");
+        var peerId = key.PeerId.ToString();
+        var span = ServedSpan.Load(splitDirectory, blocks, executor, (options ?? new NodeOptions()).MaxSessions, threads: threads);
+        var node = new MeshNode(peerId, span, new StageServer(span, options ?? new NodeOptions(), ConnectorFor(peerId), identity: key, fault: fault), key);
         lock (_gate) _nodes.Add(node);
         return node;
     }
@@ -82,7 +89,9 @@ public sealed class InMemoryMesh : IAsyncDisposable
         lock (_gate) _links.Add(new Link(from, to, forward, backward));
         // The server writes through a pump that a stall can hold; the link's own pipes are what Kill breaks.
         _ = PumpAsync(serverOutput.Reader, backward.Writer, target);
-        _ = target.Server.ServeAsync(new StageChannel(new DuplexPipe(forward.Reader, serverOutput.Writer)));
+        var received = new List<StageMessage>();
+        lock (_gate) target.Received.Add(received);
+        _ = target.Server.ServeAsync(new StageChannel(new RecordingPipe(new DuplexPipe(forward.Reader, serverOutput.Writer), received, _gate)));
         var callerOutput = new Pipe();
         var caller = _nodes.SingleOrDefault(n => n.PeerId == from);
         if (caller is null) return new DuplexPipe(backward.Reader, forward.Writer);
@@ -119,7 +128,48 @@ public sealed class InMemoryMesh : IAsyncDisposable
         {
             await node.Server.DisposeAsync();
             node.Span.Dispose();
+            node.Key.Dispose();
         }
+    }
+
+    /// <summary>Decodes a copy of every frame the server reads, as it reads them.</summary>
+    private sealed class RecordingPipe(IDuplexPipe inner, List<StageMessage> received, object gate) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = new RecordingReader(inner.Input, received, gate);
+        public PipeWriter Output => inner.Output;
+    }
+
+    private sealed class RecordingReader(PipeReader inner, List<StageMessage> received, object gate) : PipeReader
+    {
+        private System.Buffers.ReadOnlySequence<byte> _last;
+
+        public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            var result = await inner.ReadAsync(cancellationToken);
+            _last = result.Buffer;
+            return result;
+        }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            var read = inner.TryRead(out result);
+            if (read) _last = result.Buffer;
+            return read;
+        }
+
+        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            // The channel consumes whole frames only, so what it consumed decodes exactly.
+            var frames = _last.Slice(0, consumed);
+            while (StageCodec.TryRead(ref frames, new StageLimits(), out var message))
+                lock (gate) received.Add(message!);
+            inner.AdvanceTo(consumed, examined);
+        }
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
     }
 
     private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe

@@ -1,0 +1,180 @@
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using InferenceMesh.Node;
+using InferenceMesh.Protocol;
+using InferenceMesh.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace InferenceMesh.Client.Tests;
+
+public sealed class VerificationTests(ITestOutputHelper output)
+{
+    private static readonly GenerationOptions Greedy = new(Temperature: 0f, MaxPositions: 128);
+
+    static VerificationTests() => Environment.SetEnvironmentVariable(StageFault.AllowVariable, "1");
+
+    /// <summary>Three servers of every block; the faulty one (when given) is the one routes prefer.</summary>
+    private static InMemoryMesh Swarm(StageFault? fault, bool mixExecutors = false)
+    {
+        var split = MeshModels.Stories260KPerBlock;
+        var mesh = new InMemoryMesh();
+        mesh.AddNode(split, new BlockRange(0, 5), fault: fault);
+        mesh.AddNode(split, new BlockRange(0, 5), threads: 2);
+        mesh.AddNode(split, new BlockRange(0, 5), executor: mixExecutors ? ExecutorKind.Ilgpu : ExecutorKind.Ort);
+        return mesh;
+    }
+
+    private static MeshClient Client(InMemoryMesh mesh, MeshClientOptions options) =>
+        MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("client"), new MeshDirectory(mesh, mesh.Nodes[0].PeerId), options);
+
+    public static TheoryData<string> Faults() => ["noise=0.05", "skip-block=2", "weights=fp16", "weights=int8", "weights=other-seed", "noise=1,rate=0.01"];
+
+    [Theory]
+    [MemberData(nameof(Faults))]
+    public async Task EveryFaultKindIsCaughtInStrictModeAndTheTextIsTheHonestText(string fault)
+    {
+        await using var mesh = Swarm(StageFault.Parse([fault]));
+        var detected = 0;
+        for (var seed = 0; seed < 6; seed++)
+        {
+            var options = new GenerationOptions(Temperature: 1f, MaxPositions: 128, Seed: (ulong)seed + 1);
+            await using var honest = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off });
+            honest.Routes.Ban(InferenceMesh.P2P.Identity.PeerId.Parse(mesh.Nodes[0].PeerId), "the reference runs on honest servers");
+            var reference = (await honest.CompleteAsync("Once upon a time", options)).Text;
+            await using var client = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = seed });
+            var streamed = new List<string>();
+            var result = await client.CompleteAsync("Once upon a time", options, streamed.Add);
+            Assert.Equal(reference, result.Text);
+            Assert.Equal(reference, string.Concat(streamed));
+            var report = result.Verification!;
+            if (report.Count(CheckVerdict.Convicted) > 0)
+            {
+                detected++;
+                Assert.Contains(mesh.Nodes[0].PeerId, report.Banned);
+                Assert.All(report.Evidence, e => Assert.True(e.VerifySignatures(), "the evidence carries the liar's own signatures"));
+            }
+            Assert.DoesNotContain(mesh.Nodes[1].PeerId, report.Banned);
+            Assert.DoesNotContain(mesh.Nodes[2].PeerId, report.Banned);
+            output.WriteLine($"{fault} seed {seed}: {report.ChecksRun} checks, {string.Join(", ", report.Verdicts.Select(v => $"{v.Value} {v.Key}"))}, first detection at {report.FirstDetectionPosition}, restarts {report.Restarts}");
+        }
+        // 1-in-100 tampering leaves some 128-position sessions untouched; every other fault changes every session.
+        Assert.True(fault.Contains("rate") ? detected >= 3 : detected == 6, $"{fault}: detected in {detected} of 6 sessions");
+    }
+
+    [Fact]
+    public async Task HonestServersOnDifferentExecutorsAndThreadCountsAreNeverAccused()
+    {
+        await using var mesh = Swarm(null, mixExecutors: true);
+        var worst = 0.0;
+        var checks = 0;
+        for (var seed = 0; seed < 3; seed++)
+        {
+            await using var client = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = seed, CheckWindow = 16 });
+            var result = await client.CompleteAsync("", new GenerationOptions(Temperature: 1f, MaxPositions: 128, Seed: (ulong)seed + 1));
+            var report = result.Verification!;
+            Assert.Empty(report.Banned);
+            Assert.Equal(0, report.Restarts);
+            Assert.All(report.Checks, c => Assert.Equal(CheckVerdict.Passed, c.Verdict));
+            checks += report.ChecksRun;
+            worst = Math.Max(worst, report.Checks.SelectMany(c => c.Deviations).DefaultIfEmpty().Max());
+        }
+        output.WriteLine($"{checks} honest checks, largest deviation {worst:G4} × RMS");
+        Assert.True(checks >= 3 * 8, $"only {checks} checks ran");
+    }
+
+    [Fact]
+    public async Task ACheckLooksToTheValidatorExactlyLikeARecoveryReplay()
+    {
+        await using var mesh = Swarm(null);
+        var validator = mesh.Nodes[2];
+        // A recovery: the client replaces a killed server by replaying its inputs to the next one.
+        await using (var recovering = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off }))
+        {
+            recovering.Routes.Ban(InferenceMesh.P2P.Identity.PeerId.Parse(mesh.Nodes[1].PeerId), "leave node 2 as the only replacement");
+            var session = await recovering.OpenSessionAsync(64);
+            await session.StepAsync([1, 400, 500], 0);
+            mesh.Kill(mesh.Nodes[0].PeerId);
+            await session.StepAsync([300], 3);
+            await session.DisposeAsync();
+        }
+        var recovery = validator.Received.Single(s => s.Count > 0);
+        validator.Received.Clear();
+        await using var mesh2 = Swarm(null);
+        var validator2 = mesh2.Nodes[2];
+        await using (var checking = Client(mesh2, new MeshClientOptions { Verify = VerifyMode.Strict, CheckWindow = 3, CheckSeed = 0 }))
+        {
+            checking.Routes.Ban(InferenceMesh.P2P.Identity.PeerId.Parse(mesh2.Nodes[1].PeerId), "leave node 2 as the only validator");
+            var session = await checking.OpenSessionAsync(64);
+            await session.StepAsync([1, 400, 500], 0);
+            await session.StepAsync([300], 3);
+            await session.DisposeAsync();
+        }
+        var check = validator2.Received.Single(s => s.Count > 0);
+        Assert.Equal(Shape(recovery.Take(2)), Shape(check.Take(2)));
+        var (recoveryStep, checkStep) = ((Step)recovery[1], (Step)check[1]);
+        Assert.Equal(recoveryStep.Activation.Shape, checkStep.Activation.Shape);
+        Assert.Equal(recoveryStep.Activation.Bytes, checkStep.Activation.Bytes);
+    }
+
+    /// <summary>Each message with its session id's shape (the client's id replaced), step ids and block ranges: everything but the random session id.</summary>
+    private static List<string> Shape(IEnumerable<StageMessage> messages) => messages.Select(m => m switch
+    {
+        OpenSession o => $"open {o.ModelId} {o.Blocks} max {o.MaxLength} session {o.SessionId.Length} chars, {o.SessionId.Count(c => c == '.')} dots",
+        Step s => $"step pos {s.StartPosition} {s.Activation} route {s.Route.Count}",
+        var other => other.Kind,
+    }).ToList();
+
+    [Fact]
+    public async Task EvidenceWithAForgedSignatureOrMisattributedToAnotherServerFailsVerification()
+    {
+        await using var mesh = Swarm(StageFault.Parse(["noise=0.05"]));
+        await using var client = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 1 });
+        var result = await client.CompleteAsync("", Greedy);
+        var evidence = Assert.Single(result.Verification!.Evidence);
+        Assert.True(evidence.VerifySignatures());
+        // Someone else's claim: the same evidence, blamed on an honest server, is not signed by it.
+        Assert.False((evidence with { Server = mesh.Nodes[1].PeerId }).VerifySignatures());
+        // A tampered signature, or an output that is not the one signed, fails too.
+        var forged = evidence.Commitments.ToList();
+        forged[0] = forged[0] with { Signature = [.. forged[0].Signature.Select((b, i) => i == 0 ? (byte)(b ^ 1) : b)] };
+        Assert.False((evidence with { Commitments = forged }).VerifySignatures());
+        Assert.False((evidence with { Output = evidence.Input }).VerifySignatures());
+    }
+
+    [Fact]
+    public async Task EvidenceConvictsOnlyWhenItsSignedOutputDiffersFromARerunSoAnHonestServerCannotBeFramed()
+    {
+        await using var mesh = Swarm(StageFault.Parse(["noise=0.05"]));
+        await using var client = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 2 });
+        var evidence = Assert.Single((await client.CompleteAsync("", Greedy)).Verification!.Evidence);
+        var holder = mesh.Nodes[2].Span;
+        TensorData Rerun(TensorData input)
+        {
+            var session = $"rerun-{Guid.NewGuid():N}";
+            try
+            {
+                var x = input;
+                foreach (var stage in holder.Stages) x = stage.Run(session, x, 0);
+                return x;
+            }
+            finally
+            {
+                foreach (var stage in holder.Stages) stage.CloseSession(session);
+            }
+        }
+        var tolerance = new MeshClientOptions().CheckTolerance;
+        Assert.True(evidence.Confirm(Rerun, tolerance));
+        // An honest server's own signed statement about the same inputs re-runs honestly: no report can make it a conviction.
+        var honest = mesh.Nodes[1];
+        var output = Rerun(evidence.Input);
+        var inputHash = StepCommitment.Hash(evidence.Input);
+        var outputHash = StepCommitment.Hash(output);
+        var positions = (int)evidence.Input.Shape[1];
+        var signature = honest.Key.Sign(StepCommitment.SignedBytes(evidence.ModelId, evidence.SessionId, evidence.Blocks.Start, evidence.Blocks.End, 0, positions, inputHash, outputHash));
+        var framed = evidence with { Server = honest.PeerId, Output = output, Commitments = [new StepCommitment(evidence.Blocks.Start, 0, positions, inputHash, outputHash, signature)] };
+        Assert.True(framed.VerifySignatures());
+        Assert.False(framed.Confirm(Rerun, tolerance));
+        // The liar's evidence blamed on the honest server fails its signatures.
+        Assert.False((evidence with { Server = honest.PeerId }).Confirm(Rerun, tolerance));
+    }
+}

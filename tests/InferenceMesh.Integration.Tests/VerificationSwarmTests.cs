@@ -1,0 +1,50 @@
+using System.Text.Json;
+using InferenceMesh.Cli.Swarm;
+using InferenceMesh.Client;
+using InferenceMesh.Node;
+using InferenceMesh.Tests.Shared;
+
+namespace InferenceMesh.Integration.Tests;
+
+/// <summary>Verification through node processes: a node started with <c>--fault</c> among honest ones.</summary>
+public sealed class VerificationSwarmTests
+{
+    [Fact]
+    public async Task FaultyNodeInARealSwarmIsBannedAndEveryPromptPrintsTheReferenceText()
+    {
+        // Three honest nodes serving every block, and a fourth that adds noise to whatever it returns.
+        await using var swarm = await LocalSwarmHandle.StartAsync(3, replicas: 3);
+        var identity = Path.Combine(swarm.State, "faulty.key");
+        var faulty = await NodeLauncher.StartAsync("faulty",
+            ["--identity", identity, "--bootstrap", swarm.Swarm.Bootstrap.DialAddress, "--model", swarm.Swarm.Model, "--blocks", $"0:{swarm.Swarm.BlockCount}", "--fault", "noise=0.05"],
+            Path.Combine(swarm.State, "faulty.log"), identity, null, TimeSpan.FromSeconds(120), CancellationToken.None, new Dictionary<string, string> { [StageFault.AllowVariable] = "1" });
+        try
+        {
+            await using (var client = await swarm.ClientAsync(RouteMode.Chained))
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (!(await client.GetSwarmAsync()).Peers.Any(p => p.Peer.ToString() == faulty.PeerId))
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the DHT did not list the faulty node within 60 s");
+                    await Task.Delay(500);
+                }
+            }
+            var caught = 0;
+            for (var run = 0; run < 4; run++)
+            {
+                var result = await swarm.RunAsync("prompt", "", "--steps", "256", "--verify", "strict", "--json");
+                Assert.True(result.Code == 0, result.Error);
+                var json = JsonDocument.Parse(result.Out).RootElement;
+                Assert.Equal(TestModels.Stories260KReferenceText, json.GetProperty("text").GetString());
+                var banned = json.GetProperty("verification").GetProperty("banned").EnumerateArray().Select(e => e.GetString()).ToList();
+                Assert.All(banned, peer => Assert.Equal(faulty.PeerId, peer));
+                if (banned.Contains(faulty.PeerId)) caught++;
+            }
+            Assert.True(caught >= 1, "the faulty node was never caught in 4 strict generations");
+        }
+        finally
+        {
+            NodeLauncher.Stop(faulty.Pid, force: true);
+        }
+    }
+}
