@@ -107,6 +107,46 @@ public sealed class ExportedGraphStagesTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Splits))]
+    public void StagePipelineOfOrtExecutorsGivesTheUnsplitOutput(string which, int blockStages)
+    {
+        var path = which.StartsWith("gpt2", StringComparison.Ordinal) ? TestModels.Gpt2TorchExport : TestModels.LlamaGenAiFp16;
+        var directory = Path.GetDirectoryName(path)!;
+        var model = OnnxModelFile.Load(path);
+        var analysis = new GraphAnalysis(model);
+        var count = blockStages == 0 ? analysis.BlockCount : blockStages;
+        using var whole = new StagePipeline([new OrtStageExecutor(GraphSplitter.DescribeWhole(analysis, "model.onnx"), File.ReadAllBytes(path), null, directory)]);
+        using var chained = new StagePipeline(GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, count))
+            .Select(s => (IStageExecutor)new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray(), null, directory)).ToList());
+        var oneAStep = which.StartsWith("gpt2", StringComparison.Ordinal);
+        // gpt2_past takes one token a step and keeps 8 positions; the Llama takes a 6-token prefill then 16 decode steps.
+        int[][] steps = oneAStep
+            ? Enumerable.Range(0, 8).Select(i => new[] { 2 + (i * 7 % 18) }).ToArray()
+            : [[1, 5, 9, 13, 17, 3], .. Enumerable.Range(0, 16).Select(i => new[] { 2 + (i * 11 % 18) })];
+        var position = 0;
+        var maxDiff = 0.0;
+        foreach (var tokens in steps)
+        {
+            var a = whole.Forward("s", tokens, position);
+            var b = chained.Forward("s", tokens, position);
+            Assert.Equal(a.Type, b.Type);
+            Assert.Equal(a.Shape, b.Shape);
+            var x = Values(a);
+            var y = Values(b);
+            for (var i = 0; i < x.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(x[i] - y[i]));
+            position += tokens.Length;
+        }
+        var tolerance = analysis.Model.Graph.Output.First(o => o.Name == analysis.FinalOutput).Type.TensorType.ElemType == (int)TensorProto.Types.DataType.Float16 ? 1e-3 : 1e-5;
+        output.WriteLine($"{which} through StagePipeline, {count} block stages: max |diff| {maxDiff:g3}");
+        Assert.True(maxDiff <= tolerance, $"max abs difference {maxDiff} exceeds {tolerance}");
+        Assert.All(chained.Stages.Skip(1).SkipLast(1), s => Assert.Equal(position, s.CachedLength("s")));
+    }
+
+    private static float[] Values(TensorData tensor) => tensor.Type == DType.Float16
+        ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(tensor.Bytes).ToArray().Select(h => (float)h).ToArray()
+        : tensor.AsFloats().ToArray();
+
     private static SessionOptions Options(string directory)
     {
         var options = new SessionOptions { IntraOpNumThreads = 1 };
