@@ -17,6 +17,8 @@ public sealed class OrtStageExecutor : IStageExecutor
     private readonly string[] _inputNames;
     private readonly string[] _outputNames;
     private readonly long[][] _pastShapes;
+    private readonly TensorElementType[] _pastTypes;
+    private readonly TensorElementType[] _contextTypes;
     private readonly DType _activationType;
 
     /// <param name="model">The stage's ONNX bytes.</param>
@@ -43,6 +45,8 @@ public sealed class OrtStageExecutor : IStageExecutor
         _inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
         _outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
         _pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
+        _pastTypes = stage.State.Select(s => ElementType(stage.Inputs.Single(i => i.Name == s.Past).Type)).ToArray();
+        _contextTypes = stage.ContextInputs.Select(c => ElementType(stage.Inputs.Single(i => i.Name == c).Type)).ToArray();
         _activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
         ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
     }
@@ -77,14 +81,15 @@ public sealed class OrtStageExecutor : IStageExecutor
             foreach (var context in Stage.ContextInputs)
             {
                 owned[index] = true;
+                var type = _contextTypes[index - 1];
                 inputs[index++] = context == ContextInputs.PositionIds
-                    ? Int64Tensor([1, steps], i => startPosition + i)
-                    : Int64Tensor([1, startPosition + steps], _ => 1);
+                    ? IntTensor(type, [1, steps], i => startPosition + i)
+                    : IntTensor(type, [1, startPosition + steps], _ => 1);
             }
             for (var s = 0; s < Stage.State.Count; s++)
             {
                 owned[index] = cache!.Past is null;
-                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, _pastShapes[s]);
+                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _pastTypes[s], _pastShapes[s]);
             }
 
             using var runOptions = new RunOptions();
@@ -124,15 +129,21 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         if (activation.Type != _activationType)
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} takes {_activationType} activations, got {activation.Type}");
-        var expectedRank = _activationType == DType.Int64 ? 2 : 3;
+        var expectedRank = _activationType is DType.Int64 or DType.Int32 ? 2 : 3;
         if (activation.Shape.Length != expectedRank || activation.Shape[0] != 1 || activation.Shape[1] < 1
             || (expectedRank == 3 && ActivationWidth > 0 && activation.Shape[2] != ActivationWidth))
             throw new MeshException(MeshErrorCode.ShapeMismatch,
                 $"stage {Stage.File} takes {(expectedRank == 2 ? "[1, t]" : $"[1, t, {ActivationWidth}]")} activations, got [{string.Join(", ", activation.Shape)}]");
     }
 
-    private static long[] EmptyPastShape(TensorInfo info) =>
-        info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == 0 ? 1 : 0).ToArray();
+    /// <summary>The graph's declared dimensions, the first symbolic one (the batch) 1 and the others (past length) 0: <c>[1,h,0,d]</c>, stacked <c>[2,1,h,0,d]</c>.</summary>
+    private static long[] EmptyPastShape(TensorInfo info)
+    {
+        var firstSymbolic = -1;
+        for (var i = 0; i < info.Shape.Count && firstSymbolic < 0; i++)
+            if (!long.TryParse(info.Shape[i], out _)) firstSymbolic = i;
+        return info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == firstSymbolic ? 1 : 0).ToArray();
+    }
 
     private static OrtValue ToOrtValue(TensorData tensor)
     {
@@ -141,9 +152,16 @@ public sealed class OrtStageExecutor : IStageExecutor
         return value;
     }
 
-    private static OrtValue Int64Tensor(long[] shape, Func<int, long> valueAt)
+    /// <summary>A mask or positions tensor in the integer type the graph declares (int32 or int64).</summary>
+    private static OrtValue IntTensor(TensorElementType type, long[] shape, Func<int, long> valueAt)
     {
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Int64, shape);
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);
+        if (type == TensorElementType.Int32)
+        {
+            var ints = value.GetTensorMutableDataAsSpan<int>();
+            for (var i = 0; i < ints.Length; i++) ints[i] = checked((int)valueAt(i));
+            return value;
+        }
         var span = value.GetTensorMutableDataAsSpan<long>();
         for (var i = 0; i < span.Length; i++) span[i] = valueAt(i);
         return value;
@@ -155,7 +173,9 @@ public sealed class OrtStageExecutor : IStageExecutor
         var type = info.ElementDataType switch
         {
             TensorElementType.Float => DType.Float32,
+            TensorElementType.Float16 => DType.Float16,
             TensorElementType.Int64 => DType.Int64,
+            TensorElementType.Int32 => DType.Int32,
             var other => throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage produced unsupported element type {other}"),
         };
         return new TensorData(type, info.Shape, value.GetTensorDataAsSpan<byte>().ToArray());
@@ -164,7 +184,9 @@ public sealed class OrtStageExecutor : IStageExecutor
     private static TensorElementType ElementType(DType type) => type switch
     {
         DType.Float32 => TensorElementType.Float,
+        DType.Float16 => TensorElementType.Float16,
         DType.Int64 => TensorElementType.Int64,
+        DType.Int32 => TensorElementType.Int32,
         _ => throw new MeshException(MeshErrorCode.ShapeMismatch, $"unsupported activation type {type}"),
     };
 

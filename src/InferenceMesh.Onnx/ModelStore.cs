@@ -100,10 +100,12 @@ public static class ModelStore
     }
 
     /// <summary>Splits <paramref name="modelPath"/> into Head, one stage per range and Tail under <paramref name="outDir"/>, with <c>manifest.json</c>.</summary>
-    public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir)
+    /// <param name="tokenInput">The graph input holding token ids; null: <c>input_ids</c>, else found from the graph.</param>
+    /// <param name="finalOutput">The graph output holding logits or the final state; null: <c>logits</c>, else found from the graph.</param>
+    public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir, string? tokenInput = null, string? finalOutput = null)
     {
         var model = OnnxModelFile.Load(modelPath);
-        var analysis = new GraphAnalysis(model);
+        var analysis = new GraphAnalysis(model, tokenInput, finalOutput);
         var stages = GraphSplitter.Split(model, analysis, ranges(analysis.BlockCount));
         Directory.CreateDirectory(outDir);
         var descriptors = new List<StageDescriptor>();

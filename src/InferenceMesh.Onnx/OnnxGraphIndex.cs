@@ -127,6 +127,39 @@ public sealed class OnnxGraphIndex
         return false;
     }
 
+    /// <summary>
+    /// The model as ONNX Runtime loads it when a tensor is defined by several nodes: the later definition wins. Earlier
+    /// definitions are renamed out of the way, and a node left with no output anything reads is dropped. Returns
+    /// <paramref name="model"/> itself when every tensor is defined once.
+    /// </summary>
+    public static ModelProto LaterDefinitionWins(ModelProto model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        var twice = false;
+        for (var i = 0; i < model.Graph.Node.Count; i++)
+            foreach (var output in model.Graph.Node[i].Output)
+                if (output.Length > 0) twice |= !last.TryAdd(output, i) | (last[output] = i) < 0;
+        if (!twice) return model;
+        var copy = model.Clone();
+        var kept = new List<NodeProto>();
+        for (var i = 0; i < copy.Graph.Node.Count; i++)
+        {
+            var node = copy.Graph.Node[i];
+            var shadowed = 0;
+            for (var j = 0; j < node.Output.Count; j++)
+                if (node.Output[j].Length > 0 && last[node.Output[j]] != i)
+                {
+                    node.Output[j] = $"{node.Output[j]}__shadowed_{i}";
+                    shadowed++;
+                }
+            if (shadowed == 0 || node.Output.Any(o => o.Length > 0 && !o.Contains("__shadowed_", StringComparison.Ordinal))) kept.Add(node);
+        }
+        copy.Graph.Node.Clear();
+        copy.Graph.Node.AddRange(kept);
+        return copy;
+    }
+
     private static MeshException Invalid(string message) => new(MeshErrorCode.InvalidOnnx, message);
 
     private static void CheckInline(TensorProto t)

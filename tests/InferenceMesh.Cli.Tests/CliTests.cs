@@ -140,6 +140,25 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task SplitsTheSharedExportsWithTheTokenInputAndOutputNamedOrInferred()
+    {
+        var gpt2 = TestModels.NewTempDirectory("cli-gpt2");
+        var named = await Run("model", "split", TestModels.Gpt2TorchExport, "--token-input", "input_ids", "--output", "last_state", "--stages", "12", "--out", gpt2);
+        Assert.Equal(0, named.Code);
+        Assert.Equal(14, Manifest.Load(gpt2).Stages.Count);
+        Assert.Equal("last_state", Manifest.Load(gpt2).Stages[^1].ActivationOutput);
+
+        var llama = TestModels.NewTempDirectory("cli-llama");
+        Assert.Equal(0, (await Run("model", "split", TestModels.LlamaGenAiFp16, "--stages", "2", "--out", llama)).Code);
+        var stages = Manifest.Load(llama).Stages;
+        Assert.Equal(4, stages.Count);
+        Assert.All(stages.Where(s => s.DataFile is not null), s => Assert.True(File.Exists(Path.Combine(llama, s.DataFile!))));
+
+        AssertOneLineError(await Run("model", "split", TestModels.Gpt2TorchExport, "--output", "hidden", "--stages", "2", "--out", TestModels.NewTempDirectory("cli-out")),
+            "the output 'hidden' is not an output of the graph");
+    }
+
+    [Fact]
     public async Task GraphWithNoCutPoint()
     {
         var g = new OnnxGraphBuilder("no-blocks");

@@ -34,6 +34,12 @@ public static class TestModels
     public static string Stories260KCheckpoint => Require(Path.Combine(ModelsRoot, "stories260K", "stories260K.bin"));
     public static string Stories260KTokenizer => Require(Path.Combine(ModelsRoot, "stories260K", "tok512.bin"));
 
+    /// <summary>GPT-2 exported by torch.onnx.export (stacked KV, no LM head, nodes out of order, tensors defined twice).</summary>
+    public static string Gpt2TorchExport => Require(Path.Combine(ModelsRoot, "onnx-exports", "gpt2-torch-export", "gpt2_past.onnx"));
+
+    /// <summary>tiny-random Llama from the ONNX Runtime GenAI model builder (fp16, com.microsoft fused ops, external data).</summary>
+    public static string LlamaGenAiFp16 => Require(Path.Combine(ModelsRoot, "onnx-exports", "llama-genai-builder-fp16", "model.onnx"));
+
     /// <summary>The imported stories260K directory (model.onnx, tokenizer.bin, model.json).</summary>
     public static string Stories260K => Stories260KDirectory.Value;
 

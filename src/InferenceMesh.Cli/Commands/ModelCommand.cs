@@ -88,7 +88,9 @@ public static class ModelCommand
         var stages = new Option<int?>("--stages") { Description = "Number of block stages, as even as possible" };
         var blocks = new Option<string?>("--blocks") { Description = "Explicit block ranges, e.g. 0:2,2:5" };
         var output = new Option<string>("--out") { Description = "Directory for the stage files and manifest.json", Required = true };
-        var command = new Command("split", "Cut a model into Head, block-range stages and Tail") { model, stages, blocks, output };
+        var tokenInput = new Option<string?>("--token-input") { Description = "The graph input holding token ids (default: input_ids, else found from the graph)" };
+        var finalOutput = new Option<string?>("--output") { Description = "The graph output holding logits or the final state (default: logits, else found from the graph)" };
+        var command = new Command("split", "Cut a model into Head, block-range stages and Tail") { model, stages, blocks, output, tokenInput, finalOutput };
         command.SetAction(parse =>
         {
             var stageCount = parse.GetValue(stages);
@@ -97,7 +99,7 @@ public static class ModelCommand
                 throw new MeshException(MeshErrorCode.InvalidArgument, "give exactly one of --stages N or --blocks a:b,b:c");
             var manifest = ModelStore.Split(parse.GetValue(model)!,
                 count => blockList is null ? BlockRange.SplitEvenly(count, stageCount!.Value) : BlockRange.ParseContiguousList(blockList, count),
-                parse.GetValue(output)!);
+                parse.GetValue(output)!, parse.GetValue(tokenInput), parse.GetValue(finalOutput));
             console.Out.WriteLine($"model {manifest.ModelId} ({manifest.BlockCount} blocks)");
             foreach (var stage in manifest.Stages)
                 console.Out.WriteLine($"  {stage.Kind,-6} {(stage.Blocks?.ToString() ?? ""),-8} {stage.File,-20} {stage.ActivationInput} -> {stage.ActivationOutput}  sha256 {stage.Sha256[..16]}…");
