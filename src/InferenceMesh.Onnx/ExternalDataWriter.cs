@@ -25,9 +25,6 @@ public sealed class ExternalDataWriter : IDisposable
 
     public string Location { get; }
 
-    /// <summary>Bytes written so far, padding included.</summary>
-    public long Length => _stream.Length;
-
     /// <summary>Starts a tensor at the next aligned offset; its bytes are then written with <see cref="Write"/> and it is finished by <see cref="EndTensor"/>.</summary>
     public long BeginTensor()
     {

@@ -21,9 +21,6 @@ public static class ModelStore
     /// <summary>The external-data file beside <see cref="ModelFile"/> (weights outside the protobuf).</summary>
     public const string ModelDataFile = "model.onnx.data";
 
-    /// <summary>Files of a Hugging Face directory that an import carries over beside the graph (the tokenizer and its configs).</summary>
-    public static readonly IReadOnlyList<string> HuggingFaceSideFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json"];
-
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     /// <summary>Imports a llama2.c checkpoint and tokenizer; refuses a tokenizer whose vocabulary differs from the model's.</summary>
@@ -63,12 +60,7 @@ public static class ModelStore
             var name = Path.GetFileName(Path.GetFullPath(sourceDir).TrimEnd(Path.DirectorySeparatorChar));
             using (var data = new ExternalDataWriter(Path.Combine(scratch, ModelDataFile), ModelDataFile))
                 OnnxModelFile.Save(LlamaOnnxBuilder.Build(checkpoint, name, new LlamaBuildOptions(data, weightType)), Path.Combine(scratch, ModelFile));
-            string? tokenizer = null;
-            foreach (var side in HuggingFaceSideFiles.Where(f => File.Exists(Path.Combine(sourceDir, f))))
-            {
-                File.Copy(Path.Combine(sourceDir, side), Path.Combine(scratch, side));
-                tokenizer ??= side;
-            }
+            var tokenizer = CopyTokenizerFiles(sourceDir, scratch, null);
             var description = new ModelDescription(name, checkpoint.Config, $"{checkpoint.HfConfig.Architecture} {Path.GetFullPath(sourceDir)}",
                 Manifest.Sha256Hex(Path.Combine(sourceDir, HuggingFaceConfig.FileName)), tokenizer ?? "");
             WriteDescription(scratch, description);

@@ -71,7 +71,6 @@ public sealed class ModelImportTests
         try
         {
             var source = HuggingFaceFixtures.Stories260K(Path.Combine(parent, "source"), tied, shards);
-            HuggingFaceFixtures.WriteTokenizer(source);
             var imported = Path.Combine(parent, "imported");
             var import = await CliTests.Run("model", "import", "--hf", source, "--out", imported);
             Assert.True(import.Code == 0, import.Error);

@@ -181,12 +181,12 @@ public sealed class MeshNodeTests
         }
         // One node serves every block, so each stage byte the client sent is one the node received, and back; the
         // session's closing frame may still be on its way when the first scrape runs.
-        var after = PrometheusText.Parse(await http.GetStringAsync(url));
-        for (var tries = 0; after["inferencemesh_node_stage_bytes_received_total"] - before["inferencemesh_node_stage_bytes_received_total"] < traffic.BytesSent && tries < 100; tries++)
+        var after = before;
+        await Poll.UntilAsync(async () =>
         {
-            await Task.Delay(50);
             after = PrometheusText.Parse(await http.GetStringAsync(url));
-        }
+            return after["inferencemesh_node_stage_bytes_received_total"] - before["inferencemesh_node_stage_bytes_received_total"] >= traffic.BytesSent;
+        }, "the node to count every byte the client sent", seconds: 5, intervalMs: 50);
         Assert.Equal(traffic.BytesSent, after["inferencemesh_node_stage_bytes_received_total"] - before["inferencemesh_node_stage_bytes_received_total"]);
         Assert.Equal(traffic.BytesReceived, after["inferencemesh_node_stage_bytes_sent_total"] - before["inferencemesh_node_stage_bytes_sent_total"]);
         Assert.True(traffic.BytesSent > (result.PromptTokens + result.GeneratedTokens - 1) * 64 * sizeof(float), $"{traffic.BytesSent} bytes sent");

@@ -84,15 +84,12 @@ public sealed class GatewaySwarmTests(GatewaySwarm mesh) : IClassFixture<Gateway
             }
         }
 
-        var clock = Stopwatch.StartNew();
         Dictionary<string, Dictionary<string, double>> latest = [];
-        while (true)
+        await Poll.UntilAsync(async () =>
         {
             latest = await mesh.ScrapeNodesAsync(scraper);
-            if (latest.Values.All(m => m["inferencemesh_node_sessions_open"] == 0)) break;
-            Assert.True(clock.Elapsed < GatewaySwarm.StepTimeout, $"sessions still open {clock.Elapsed.TotalSeconds:F1} s after the clients left: {Describe(latest)}");
-            await Task.Delay(100);
-        }
+            return latest.Values.All(m => m["inferencemesh_node_sessions_open"] == 0);
+        }, "every node to close the sessions of the clients that left", GatewaySwarm.StepTimeout.TotalSeconds, intervalMs: 100, detail: () => Describe(latest));
         Assert.All(latest.Values, m => Assert.Equal(0, m["inferencemesh_node_kv_reserved_bytes"]));
     }
 

@@ -13,7 +13,6 @@ public sealed class HuggingFaceSwarmTests
         try
         {
             var source = HuggingFaceFixtures.Stories260K(Path.Combine(parent, "source"), tied, shards);
-            HuggingFaceFixtures.WriteTokenizer(source);
             var imported = Path.Combine(parent, "imported");
             var import = await LocalSwarmHandle.RunCliAsync(["model", "import", "--hf", source, "--out", imported]);
             Assert.True(import.Code == 0, import.Error);

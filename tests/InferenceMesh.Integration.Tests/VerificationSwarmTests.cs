@@ -22,12 +22,8 @@ public sealed class VerificationSwarmTests
         {
             await using (var client = await swarm.ClientAsync(RouteMode.Chained))
             {
-                var deadline = DateTime.UtcNow.AddSeconds(60);
-                while (!(await client.GetSwarmAsync()).Peers.Any(p => p.Peer.ToString() == faulty.PeerId))
-                {
-                    Assert.True(DateTime.UtcNow < deadline, "the DHT did not list the faulty node within 60 s");
-                    await Task.Delay(500);
-                }
+                await Poll.UntilAsync(async () => (await client.GetSwarmAsync()).Peers.Any(p => p.Peer.ToString() == faulty.PeerId),
+                    "the DHT to list the faulty node", seconds: 60, intervalMs: 500);
             }
             var caught = 0;
             for (var run = 0; run < 4; run++)

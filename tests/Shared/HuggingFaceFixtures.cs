@@ -13,7 +13,7 @@ public static class HuggingFaceFixtures
     /// <summary>The decoder families the synthetic checkpoints cover.</summary>
     public enum Family { Llama3, Mistral, Qwen2, Qwen3 }
 
-    /// <summary>Writes stories260K as a Hugging Face <c>LlamaForCausalLM</c> directory.</summary>
+    /// <summary>Writes stories260K as a Hugging Face <c>LlamaForCausalLM</c> directory, with tok512 as its <c>tokenizer.json</c>.</summary>
     /// <param name="tied">Whether the LM head is the embedding (<c>tie_word_embeddings</c>) or a separate <c>lm_head.weight</c> copy.</param>
     /// <param name="shards">1 for <c>model.safetensors</c>, more for shards with an index.</param>
     public static string Stories260K(string directory, bool tied, int shards = 1, string dtype = "F32")
@@ -39,6 +39,7 @@ public static class HuggingFaceFixtures
         tensors.Add(new("model.norm.weight", [c.Dim], w.FinalNorm));
         if (!tied) tensors.Add(new("lm_head.weight", [c.Vocab, c.Dim], (float[])w.TokenEmbedding.Clone()));
         WriteWeights(directory, tensors, dtype, shards);
+        WriteTokenizer(directory);
         WriteConfig(directory, new Dictionary<string, object?>
         {
             ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_size"] = c.Dim, ["intermediate_size"] = c.HiddenDim,

@@ -277,13 +277,19 @@ public static class LlamaOnnxBuilder
             }
             else
             {
-                var bytes = new MemoryStream();
-                WriteAs(values, half, span => bytes.Write(span));
-                var tensor = new TensorProto { Name = name, DataType = (int)options.WeightType, RawData = ByteString.CopyFrom(bytes.GetBuffer(), 0, (int)bytes.Length) };
+                var raw = half ? ToHalves(values) : MemoryMarshal.AsBytes(values);
+                var tensor = new TensorProto { Name = name, DataType = (int)options.WeightType, RawData = ByteString.CopyFrom(raw) };
                 tensor.Dims.AddRange([rows, columns]);
                 graph.Graph.Initializer.Add(tensor);
             }
             return half && cast ? graph.Node("Cast", stem + "_f", [name], Attr("to", (long)DType.Float32)) : name;
+        }
+
+        private static byte[] ToHalves(ReadOnlySpan<float> values)
+        {
+            var halves = new Half[values.Length];
+            for (var i = 0; i < values.Length; i++) halves[i] = (Half)values[i];
+            return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
         }
 
         private delegate void ByteSink(ReadOnlySpan<byte> bytes);

@@ -29,9 +29,6 @@ public sealed class HuggingFaceCheckpoint : ILlamaWeightSource, IDisposable
 
     public ModelConfig Config => HfConfig.Config;
 
-    /// <summary>The safetensors files read, in name order.</summary>
-    public IEnumerable<string> Files => _files.Keys.Order(StringComparer.Ordinal);
-
     /// <summary>Bytes of the largest tensor the graph stores, as float32 (what one conversion holds in memory).</summary>
     public long LargestTensorBytes { get; private set; }
 
