@@ -111,13 +111,14 @@ public sealed partial class InferenceSession
         _checkRandom.Shuffle(candidates);
         var validators = new List<ServerInfo>();
         var deviations = new List<double>();
-        TensorData? firstReplay = null;
+        SignedReplay? firstReplay = null;
         int? firstBad = null;
         var verdict = CheckVerdict.NoValidator;
         foreach (var candidate in candidates)
         {
-            var replay = await ReplayOnAsync(candidate, hop.Blocks, input, cancellation).ConfigureAwait(false);
-            if (replay is null) continue;
+            var signed = await SignedReplayOnAsync(candidate, hop.Blocks, input, cancellation).ConfigureAwait(false);
+            if (signed is null) continue;
+            var replay = signed.Output;
             _tally.ReplayedPositions += Positions;
             var (deviation, bad) = Compare(output, replay, tolerance);
             validators.Add(candidate);
@@ -127,10 +128,10 @@ public sealed partial class InferenceSession
                 firstBad = bad;
                 verdict = bad is null ? CheckVerdict.Passed : CheckVerdict.Unresolved;
                 if (bad is null) break;
-                firstReplay = replay;
+                firstReplay = signed;
                 continue;
             }
-            var (betweenValidators, _) = Compare(firstReplay, replay, tolerance);
+            var (betweenValidators, _) = Compare(firstReplay.Output, replay, tolerance);
             verdict = bad is null ? CheckVerdict.ValidatorLied : betweenValidators <= tolerance ? CheckVerdict.Convicted : CheckVerdict.Unresolved;
             break;
         }
@@ -146,11 +147,23 @@ public sealed partial class InferenceSession
             case CheckVerdict.ValidatorLied:
                 hop.CheckedThrough = Positions;
                 Ban(validators[0].Peer, $"validator of blocks {hop.Blocks}: its replay disagreed with the server and with a second validator");
+                if (firstReplay!.Commitment is { } validatorCommitment)
+                {
+                    // The lying validator signed its replay like any step: the same evidence convicts it in others' eyes.
+                    var evidence = new FraudEvidence(validators[0].Peer.ToString(), _client.Manifest.ModelId, firstReplay.SessionId, hop.Blocks, [validatorCommitment], input,
+                        firstReplay.Output, record);
+                    _tally.Evidence.Add(evidence);
+                    if (await _client.PublishAsync(evidence, cancellation).ConfigureAwait(false)) _tally.ReportsPublished.Add(evidence.Server);
+                }
                 break;
             case CheckVerdict.Convicted:
                 if (hop.Commitments.All(c => c is not null))
-                    _tally.Evidence.Add(new FraudEvidence(hop.Server.Peer.ToString(), _client.Manifest.ModelId, hop.SessionId, hop.Blocks,
-                        hop.Commitments.Select(c => c!).ToList(), input, output, record));
+                {
+                    var evidence = new FraudEvidence(hop.Server.Peer.ToString(), _client.Manifest.ModelId, hop.SessionId, hop.Blocks,
+                        hop.Commitments.Select(c => c!).ToList(), input, output, record);
+                    _tally.Evidence.Add(evidence);
+                    if (await _client.PublishAsync(evidence.Trimmed(firstBad!.Value), cancellation).ConfigureAwait(false)) _tally.ReportsPublished.Add(evidence.Server);
+                }
                 Convict(hop, $"two validators' replays differ from its output by {deviations.Min():G3} × RMS from position {firstBad}");
                 break;
             case CheckVerdict.Unresolved:
@@ -162,8 +175,19 @@ public sealed partial class InferenceSession
         }
     }
 
+    /// <summary>Runs <paramref name="input"/> from position 0 on <paramref name="server"/>'s <paramref name="blocks"/> in a fresh session, as a check does; null when the server fails.</summary>
+    internal Task<TensorData?> ReplayAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation) =>
+        ReplayOnAsync(server, blocks, input, cancellation);
+
     /// <summary>Opens a session on <paramref name="server"/>, runs <paramref name="input"/> from position 0 in one step, closes it; null when the server fails.</summary>
-    private async Task<TensorData?> ReplayOnAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation)
+    private async Task<TensorData?> ReplayOnAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation) =>
+        (await SignedReplayOnAsync(server, blocks, input, cancellation).ConfigureAwait(false))?.Output;
+
+    /// <summary>A validator's replay with what it signed for it: its session id and its commitment (null when it sent none).</summary>
+    private sealed record SignedReplay(TensorData Output, string SessionId, StepCommitment? Commitment);
+
+    /// <summary>As <see cref="ReplayOnAsync"/>, keeping the validator's commitment, so a validator that lies can be reported like a server.</summary>
+    private async Task<SignedReplay?> SignedReplayOnAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation)
     {
         Hop validator;
         try
@@ -181,7 +205,9 @@ public sealed partial class InferenceSession
             if (!await TrySendAsync(validator, new Step(replay.Id, validator.SessionId, 0, input, []), cancellation).ConfigureAwait(false)
                 || await WaitAsync(() => replay.Outputs.ContainsKey(blocks.End) || replay.FailedHops.Contains(validator) || validator.IsBroken, replay, cancellation, only: validator).ConfigureAwait(false) is not null)
                 return null;
-            return replay.Outputs.GetValueOrDefault(blocks.End);
+            return replay.Outputs.GetValueOrDefault(blocks.End) is { } output
+                ? new SignedReplay(output, validator.SessionId, replay.Commitments.GetValueOrDefault(blocks.End))
+                : null;
         }
         finally
         {

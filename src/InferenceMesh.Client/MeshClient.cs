@@ -22,7 +22,7 @@ namespace InferenceMesh.Client;
 /// await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = ".inferencemesh/swarm" }, ct);
 /// await foreach (var text in client.GenerateAsync("Once upon a time", new GenerationOptions(MaxTokens: 200), ct)) Console.Write(text);
 /// </code></example>
-public sealed class MeshClient : IAsyncDisposable
+public sealed partial class MeshClient : IAsyncDisposable
 {
     private readonly IStageExecutor _head;
     private readonly IStageExecutor _tail;
@@ -42,7 +42,7 @@ public sealed class MeshClient : IAsyncDisposable
         Tokenizer = tokenizer;
         Dialer = dialer;
         Options = options;
-        Routes = new RouteManager(directory, manifest.ModelId, options);
+        Routes = new RouteManager(directory, manifest.ModelId, options) { Screen = options.JudgeFraudReports && options.FraudReports is not null ? ScreenAsync : null };
         _directory = directory;
         _peer = peer;
         _identity = identity;
@@ -107,7 +107,8 @@ public sealed class MeshClient : IAsyncDisposable
                 var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
                 return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: traffic);
             };
-            return Open(options.ModelDirectory, dialer, directory, options, peer, identity, traffic);
+            return Open(options.ModelDirectory, dialer, directory, options with { FraudReports = options.FraudReports ?? new DhtFraudReportBoard(peer.FraudReports) },
+                peer, identity, traffic);
         }
         catch
         {
@@ -398,7 +399,7 @@ public sealed class MeshClient : IAsyncDisposable
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
         return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, TimeSpan.Zero, session.Route, session.Recoveries, session.Mode,
-            completion.ToString(), finish, tally.Report());
+            completion.ToString(), finish, tally.Report() with { Judgements = Judgements });
     }
 
     /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>
@@ -414,6 +415,9 @@ public sealed class MeshClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _closing.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_screened.Values.Select(s => s.Judging.ContinueWith(_ => { }, TaskScheduler.Default))).ConfigureAwait(false);
+        _closing.Dispose();
         (Tokenizer as IDisposable)?.Dispose();
         _head.Dispose();
         _tail.Dispose();

@@ -64,6 +64,24 @@ public sealed record MeshClientOptions
     /// <summary>How long a server caught lying (or a validator caught framing one) is left out of this client's routes.</summary>
     public TimeSpan FraudBanDuration { get; init; } = TimeSpan.FromHours(24);
 
+    /// <summary>
+    /// Where convictions are published and other clients' reports are read: the DHT when null and the client joined a mesh
+    /// (<see cref="MeshClient.ConnectAsync"/>); none when null for a client opened over a given dialer.
+    /// </summary>
+    public IFraudReportBoard? FraudReports { get; init; }
+
+    /// <summary>Whether a conviction's evidence is published to <see cref="FraudReports"/> (trimmed to the wrong step and the inputs before it).</summary>
+    public bool PublishFraudReports { get; init; } = true;
+
+    /// <summary>Whether reports against a server are read and judged (its evidence re-run on two validators) before this client first routes through it.</summary>
+    public bool JudgeFraudReports { get; init; } = true;
+
+    /// <summary>How long a server's reports, once judged, are not read again.</summary>
+    public TimeSpan FraudReportRefresh { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long publishing one report may take before the conviction goes on without it.</summary>
+    public TimeSpan FraudReportTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Transports for the client's host; TCP when null.</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }
 

@@ -44,11 +44,15 @@ public sealed class RouteManager(IServerDirectory directory, string modelId, Mes
             .GroupBy(s => s.Peer).Select(g => g.First()).ToList();
     }
 
+    /// <summary>Runs over the servers listed before each plan, before the plan leaves out the banned: the client judges published fraud reports here.</summary>
+    internal Func<IReadOnlyList<ServerInfo>, CancellationToken, Task>? Screen { get; init; }
+
     /// <summary>Plans <paramref name="blocks"/> over the servers listed now and not banned. Safe to cancel.</summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.RouteUnavailable"/> naming the blocks no usable server covers.</exception>
     public async Task<IReadOnlyList<PlannedHop>> PlanAsync(BlockRange blocks, CancellationToken cancellation)
     {
         var servers = await ServersAsync(cancellation).ConfigureAwait(false);
+        if (Screen is { } screen) await screen(servers, cancellation).ConfigureAwait(false);
         return RoutePlanner.Plan(servers, blocks, directory.RoundTripMs, IsBanned);
     }
 

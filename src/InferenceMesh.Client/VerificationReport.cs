@@ -13,6 +13,12 @@ namespace InferenceMesh.Client;
 public sealed record VerificationReport(VerifyMode Mode, int CommitmentsChecked, IReadOnlyList<CheckRecord> Checks, long ReplayedPositions, TimeSpan CheckTime,
     int Restarts, IReadOnlyList<string> Banned, IReadOnlyList<FraudEvidence> Evidence, int? FirstDetectionPosition)
 {
+    /// <summary>Servers whose conviction this generation published as a fraud report (the report stored by some peer).</summary>
+    public IReadOnlyList<string> ReportsPublished { get; init; } = [];
+
+    /// <summary>Every published report this client has judged so far, before routing through the accused.</summary>
+    public IReadOnlyList<FraudJudgement> Judgements { get; init; } = [];
+
     /// <summary>Checks that ran (a validator answered).</summary>
     public int ChecksRun => Checks.Count(c => c.Verdict != CheckVerdict.NoValidator);
 

@@ -12,7 +12,8 @@ internal sealed class VerificationTally(VerifyMode mode)
     public List<string> Banned { get; } = [];
     public List<FraudEvidence> Evidence { get; } = [];
     public int? FirstDetectionPosition { get; set; }
+    public List<string> ReportsPublished { get; } = [];
 
     public VerificationReport Report() =>
-        new(Mode, CommitmentsChecked, [.. Checks], ReplayedPositions, CheckTime, Restarts, [.. Banned], [.. Evidence], FirstDetectionPosition);
+        new(Mode, CommitmentsChecked, [.. Checks], ReplayedPositions, CheckTime, Restarts, [.. Banned], [.. Evidence], FirstDetectionPosition) { ReportsPublished = [.. ReportsPublished] };
 }

@@ -23,12 +23,16 @@ public sealed class MeshPeer : IAsyncDisposable
         Host = host;
         Dht = dht;
         Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
+        FraudReports = new FraudReportDirectory(dht, options.Identity);
         dht.Start();
     }
 
     public Libp2pHost Host { get; }
     public KadDht Dht { get; }
     public SpanDirectory Spans { get; }
+
+    /// <summary>Fraud reports against servers, signed by this peer when it publishes one.</summary>
+    public FraudReportDirectory FraudReports { get; }
 
     /// <summary>
     /// The addresses other peers can dial: the listen addresses, with an unspecified IP (<c>0.0.0.0</c>, <c>::</c>)
@@ -58,6 +62,8 @@ public sealed class MeshPeer : IAsyncDisposable
                 Time = options.Time,
                 Validators = RecordValidators.WithDefaults()
                     .Add(SpanRecordValidator.Namespace, spanValidator)
+                    .Add(FraudRecordValidator.Namespace, new FraudRecordValidator(options.Time))
+                    .Add(BlobRecordValidator.Namespace, new BlobRecordValidator())
                     .Add(MeshNamespace, new OpaqueRecordValidator()),
             });
             options.BeforeListening?.Invoke(host);

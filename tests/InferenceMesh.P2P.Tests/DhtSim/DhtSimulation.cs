@@ -52,7 +52,9 @@ public sealed class DhtSimulation
 
     public RecordValidators Validators() => RecordValidators.WithDefaults()
         .Add("sim", new OpaqueRecordValidator())
-        .Add(SpanRecordValidator.Namespace, new SpanRecordValidator(_sched));
+        .Add(SpanRecordValidator.Namespace, new SpanRecordValidator(_sched))
+        .Add(FraudRecordValidator.Namespace, new FraudRecordValidator(_sched))
+        .Add(BlobRecordValidator.Namespace, new BlobRecordValidator());
 
     /// <summary>Seeds of the identities, by node, so tests can sign as a node.</summary>
     public Dictionary<PeerId, byte[]> IdentitySeeds { get; } = [];
