@@ -27,8 +27,11 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         Stage = stage;
         _options = options ?? new OrtExecutorOptions();
+        // The environment is created first so that, when this process has not used ONNX Runtime before, it holds the shared pool.
+        UsesSharedThreadPool = OrtThreadPool.EnsureCreated() && _options.SharedThreadPool;
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = _options.IntraOpThreads };
-        if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (UsesSharedThreadPool) sessionOptions.DisablePerSessionThreads();
+        else if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (externalDataDirectory is not null)
             sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(externalDataDirectory));
         try
@@ -52,6 +55,9 @@ public sealed class OrtStageExecutor : IStageExecutor
     }
 
     public StageDescriptor Stage { get; }
+
+    /// <summary>Whether this executor runs on <see cref="OrtThreadPool"/> (asked for, and the process's environment has the pool).</summary>
+    public bool UsesSharedThreadPool { get; }
 
     /// <summary>Last dimension of the activation input (the model width), or 0 for the head's token ids.</summary>
     public long ActivationWidth { get; }
