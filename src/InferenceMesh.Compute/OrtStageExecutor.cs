@@ -7,7 +7,8 @@ namespace InferenceMesh.Compute;
 
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
-/// values the stage returned, fed back on the next step without a copy.
+/// values the stage returned, fed back on the next step without a copy. The activation is read in place (pinned);
+/// the output is one copy into a pooled tensor that the caller owns.
 /// </summary>
 public sealed class OrtStageExecutor : IStageExecutor
 {
@@ -79,9 +80,11 @@ public sealed class OrtStageExecutor : IStageExecutor
         // Cached pasts belong to the session cache; everything else built here is disposed after the run.
         var inputs = new OrtValue[_inputNames.Length];
         var owned = new bool[_inputNames.Length];
+        // ONNX Runtime reads the activation where it lies, pinned for the run, instead of from a native copy.
+        using var pinned = activation.Bytes.Pin();
         try
         {
-            inputs[0] = ToOrtValue(activation);
+            inputs[0] = PinnedOrtValue(activation, pinned);
             owned[0] = true;
             var index = 1;
             foreach (var context in Stage.ContextInputs)
@@ -151,12 +154,8 @@ public sealed class OrtStageExecutor : IStageExecutor
         return info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == firstSymbolic ? 1 : 0).ToArray();
     }
 
-    private static OrtValue ToOrtValue(TensorData tensor)
-    {
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType(tensor.Type), tensor.Shape);
-        tensor.Bytes.CopyTo(value.GetTensorMutableDataAsSpan<byte>());
-        return value;
-    }
+    private static unsafe OrtValue PinnedOrtValue(TensorData tensor, System.Buffers.MemoryHandle pinned) =>
+        OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(tensor.Type), tensor.Shape, (IntPtr)pinned.Pointer, tensor.Bytes.Length);
 
     /// <summary>A mask or positions tensor in the integer type the graph declares (int32 or int64).</summary>
     private static OrtValue IntTensor(TensorElementType type, long[] shape, Func<int, long> valueAt)
@@ -184,7 +183,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             TensorElementType.Int32 => DType.Int32,
             var other => throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage produced unsupported element type {other}"),
         };
-        return new TensorData(type, info.Shape, value.GetTensorDataAsSpan<byte>().ToArray());
+        return TensorData.CopyToPooled(type, info.Shape, value.GetTensorDataAsSpan<byte>());
     }
 
     private static TensorElementType ElementType(DType type) => type switch
