@@ -220,6 +220,6 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
     {
         var bytes = width * sizeof(float);
         if ((position + count) * bytes > tensor.Bytes.Length) return [];
-        return System.Security.Cryptography.SHA256.HashData(tensor.Bytes.AsSpan((int)(position * bytes), (int)(count * bytes)));
+        return System.Security.Cryptography.SHA256.HashData(tensor.Bytes.Span.Slice((int)(position * bytes), (int)(count * bytes)));
     }
 }

@@ -222,8 +222,8 @@ public sealed partial class InferenceSession
     /// </summary>
     internal static (double Deviation, int? FirstBad) Compare(TensorData claimed, TensorData reference, double tolerance)
     {
-        var a = MemoryMarshal.Cast<byte, float>(claimed.Bytes);
-        var b = MemoryMarshal.Cast<byte, float>(reference.Bytes);
+        var a = MemoryMarshal.Cast<byte, float>(claimed.Bytes.Span);
+        var b = MemoryMarshal.Cast<byte, float>(reference.Bytes.Span);
         if (a.Length != b.Length) return (double.PositiveInfinity, 0);
         var width = (int)reference.Shape[^1];
         var worst = 0.0;

@@ -97,7 +97,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         if (Verifying) await CheckWindowAsync(final: false, cancellation).ConfigureAwait(false);
         var logits = _client.Tail.Run(Id, state.Outputs[BlockCount], start);
         var vocab = (int)logits.Shape[^1];
-        return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
+        return MemoryMarshal.Cast<byte, float>(logits.Bytes.Span)[^vocab..].ToArray();
     }
 
     private async Task<int?> RunChainedAsync(StepState state, int start, CancellationToken cancellation)
@@ -303,7 +303,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         var offset = 0;
         foreach (var chunk in chunks)
         {
-            chunk.Bytes.CopyTo(bytes, offset);
+            chunk.Bytes.Span.CopyTo(bytes.AsSpan(offset));
             offset += chunk.Bytes.Length;
         }
         return new TensorData(DType.Float32, [1, chunks.Sum(c => c.Shape[1]), width], bytes);

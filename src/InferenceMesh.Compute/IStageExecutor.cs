@@ -14,7 +14,8 @@ public interface IStageExecutor : IDisposable
     /// Runs one step of <paramref name="activation"/> (token ids <c>[1, t]</c> Int64 for the head, otherwise
     /// <c>[1, t, dim]</c> Float32) at positions <c>startPosition .. startPosition + t - 1</c>. For a block stage
     /// <paramref name="startPosition"/> must equal the session's cached length; the cache then grows by t.
-    /// Returns the stage's activation output (logits <c>[1, t, vocab]</c> for the tail).
+    /// Returns the stage's activation output (logits <c>[1, t, vocab]</c> for the tail), which the caller owns (it may be
+    /// pooled: dispose it when done). The executor keeps no reference to <paramref name="activation"/> after returning.
     /// </summary>
     TensorData Run(string sessionId, TensorData activation, int startPosition);
 

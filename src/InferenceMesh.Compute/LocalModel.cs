@@ -28,14 +28,18 @@ public sealed class LocalModel : IDisposable
 
     /// <param name="stages">Block stages to split an imported model into; null runs it whole (as one block stage on ILGPU). Ignored for a split directory.</param>
     /// <param name="executor">What runs the block stages.</param>
-    public static LocalModel Open(string directory, int? stages = null, ExecutorKind executor = ExecutorKind.Ort, Action<string>? log = null)
+    /// <param name="ortOptions">Threading of the ONNX Runtime executors; by default one graph runs on its own spinning pool and
+    /// several stages share the process's pool (<see cref="OrtThreadPool"/>).</param>
+    public static LocalModel Open(string directory, int? stages = null, ExecutorKind executor = ExecutorKind.Ort, Action<string>? log = null, OrtExecutorOptions? ortOptions = null)
     {
         if (!Directory.Exists(directory))
             throw new MeshException(MeshErrorCode.InvalidArgument, $"model directory {directory} does not exist");
         var description = ModelStore.TryReadDescription(directory);
         var executors = new List<IStageExecutor>();
-        // Several ONNX Runtime sessions run one after another here: spinning threads of one would steal the cores of the next.
-        var factory = new StageExecutorFactory(executor, log, new OrtExecutorOptions(AllowSpinning: stages is null && !File.Exists(Path.Combine(directory, Manifest.FileName))));
+        // Several ONNX Runtime sessions run one after another here: with a pool each, spinning threads of one would steal
+        // the cores of the next, and without spinning every parallel operator wakes sleeping threads; one shared pool has neither.
+        var whole = stages is null && !File.Exists(Path.Combine(directory, Manifest.FileName));
+        var factory = new StageExecutorFactory(executor, log, ortOptions ?? new OrtExecutorOptions(SharedThreadPool: !whole));
         log?.Invoke(factory.Choice.Reason);
         try
         {

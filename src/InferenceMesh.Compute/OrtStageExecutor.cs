@@ -7,7 +7,8 @@ namespace InferenceMesh.Compute;
 
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
-/// values the stage returned, fed back on the next step without a copy.
+/// values the stage returned, fed back on the next step without a copy. The activation is read in place (pinned);
+/// the output is one copy into a pooled tensor that the caller owns.
 /// </summary>
 public sealed class OrtStageExecutor : IStageExecutor
 {
@@ -27,8 +28,11 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         Stage = stage;
         _options = options ?? new OrtExecutorOptions();
+        // The environment is created first so that, when this process has not used ONNX Runtime before, it holds the shared pool.
+        UsesSharedThreadPool = OrtThreadPool.EnsureCreated() && _options.SharedThreadPool;
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = _options.IntraOpThreads };
-        if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (UsesSharedThreadPool) sessionOptions.DisablePerSessionThreads();
+        else if (!_options.AllowSpinning) sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (externalDataDirectory is not null)
             sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(externalDataDirectory));
         try
@@ -53,6 +57,9 @@ public sealed class OrtStageExecutor : IStageExecutor
 
     public StageDescriptor Stage { get; }
 
+    /// <summary>Whether this executor runs on <see cref="OrtThreadPool"/> (asked for, and the process's environment has the pool).</summary>
+    public bool UsesSharedThreadPool { get; }
+
     /// <summary>Last dimension of the activation input (the model width), or 0 for the head's token ids.</summary>
     public long ActivationWidth { get; }
 
@@ -73,9 +80,11 @@ public sealed class OrtStageExecutor : IStageExecutor
         // Cached pasts belong to the session cache; everything else built here is disposed after the run.
         var inputs = new OrtValue[_inputNames.Length];
         var owned = new bool[_inputNames.Length];
+        // ONNX Runtime reads the activation where it lies, pinned for the run, instead of from a native copy.
+        using var pinned = activation.Bytes.Pin();
         try
         {
-            inputs[0] = ToOrtValue(activation);
+            inputs[0] = PinnedOrtValue(activation, pinned);
             owned[0] = true;
             var index = 1;
             foreach (var context in Stage.ContextInputs)
@@ -145,12 +154,8 @@ public sealed class OrtStageExecutor : IStageExecutor
         return info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == firstSymbolic ? 1 : 0).ToArray();
     }
 
-    private static OrtValue ToOrtValue(TensorData tensor)
-    {
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType(tensor.Type), tensor.Shape);
-        tensor.Bytes.CopyTo(value.GetTensorMutableDataAsSpan<byte>());
-        return value;
-    }
+    private static unsafe OrtValue PinnedOrtValue(TensorData tensor, System.Buffers.MemoryHandle pinned) =>
+        OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(tensor.Type), tensor.Shape, (IntPtr)pinned.Pointer, tensor.Bytes.Length);
 
     /// <summary>A mask or positions tensor in the integer type the graph declares (int32 or int64).</summary>
     private static OrtValue IntTensor(TensorElementType type, long[] shape, Func<int, long> valueAt)
@@ -178,7 +183,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             TensorElementType.Int32 => DType.Int32,
             var other => throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage produced unsupported element type {other}"),
         };
-        return new TensorData(type, info.Shape, value.GetTensorDataAsSpan<byte>().ToArray());
+        return TensorData.CopyToPooled(type, info.Shape, value.GetTensorDataAsSpan<byte>());
     }
 
     private static TensorElementType ElementType(DType type) => type switch

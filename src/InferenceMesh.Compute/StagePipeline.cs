@@ -20,23 +20,28 @@ public sealed class StagePipeline : IDisposable
 
     public IReadOnlyList<IStageExecutor> Stages => _stages;
 
-    /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="startPosition"/> and returns the logits of every position, <c>[1, t, vocab]</c>.</summary>
+    /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="startPosition"/> and returns the logits of every position, <c>[1, t, vocab]</c>,
+    /// which the caller owns (dispose it to return its buffer); each stage's intermediate output goes back to the pool after the next stage ran.</summary>
     public TensorData Forward(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
     {
         var ids = new long[tokens.Length];
         for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
         var activation = TensorData.FromInt64s([1, ids.Length], ids);
         foreach (var stage in _stages)
-            activation = stage.Run(sessionId, activation, startPosition);
+        {
+            var output = stage.Run(sessionId, activation, startPosition);
+            if (!ReferenceEquals(output, activation)) activation.Dispose();
+            activation = output;
+        }
         return activation;
     }
 
     /// <summary>Logits of the last position of a step, as a fresh array the caller may overwrite.</summary>
     public float[] LastLogits(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
     {
-        var logits = Forward(sessionId, tokens, startPosition);
+        using var logits = Forward(sessionId, tokens, startPosition);
         var vocab = (int)logits.Shape[^1];
-        return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
+        return MemoryMarshal.Cast<byte, float>(logits.Bytes.Span)[^vocab..].ToArray();
     }
 
     public void CloseSession(string sessionId)

@@ -1,14 +1,27 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 
 namespace InferenceMesh.Core;
 
 /// <summary>
 /// A dense tensor as the mesh carries it: dtype, shape and little-endian bytes in row-major order.
-/// It owns no native memory; the byte array may be shared, so treat it as immutable once built.
+/// It owns no native memory. A tensor built over an array may share it, so treat the bytes as immutable once built.
+/// A pooled tensor (<see cref="CopyToPooled(DType, long[], ReadOnlySpan{byte})"/>) rents its buffer from
+/// <see cref="ArrayPool{T}.Shared"/> and returns it on <see cref="Dispose"/>; only its last user disposes it, and
+/// its bytes may not be read afterwards. Disposing a tensor built over an array does nothing.
 /// </summary>
-public sealed class TensorData
+public sealed class TensorData : IDisposable
 {
+    private readonly ReadOnlyMemory<byte> _bytes;
+    private byte[]? _rented;
+    private bool _returned;
+
     public TensorData(DType type, long[] shape, byte[] bytes)
+        : this(type, shape, bytes, rented: null)
+    {
+    }
+
+    private TensorData(DType type, long[] shape, ReadOnlyMemory<byte> bytes, byte[]? rented)
     {
         var count = ElementCount(shape);
         if (count * type.ByteSize() != bytes.Length)
@@ -16,12 +29,19 @@ public sealed class TensorData
                 $"tensor of shape [{string.Join(',', shape)}] {type} needs {count * type.ByteSize()} bytes, got {bytes.Length}");
         Type = type;
         Shape = shape;
-        Bytes = bytes;
+        _bytes = bytes;
+        _rented = rented;
     }
 
     public DType Type { get; }
     public long[] Shape { get; }
-    public byte[] Bytes { get; }
+
+    /// <summary>The tensor's bytes; throws <see cref="ObjectDisposedException"/> once a pooled tensor was disposed.</summary>
+    public ReadOnlyMemory<byte> Bytes => _returned ? throw new ObjectDisposedException(nameof(TensorData), "a pooled tensor's buffer went back to the pool") : _bytes;
+
+    /// <summary>Whether the bytes live in a buffer rented from the shared pool.</summary>
+    public bool IsPooled => _rented is not null || _returned;
+
     public long ElementCount() => ElementCount(Shape);
 
     public static long ElementCount(ReadOnlySpan<long> shape)
@@ -41,9 +61,44 @@ public sealed class TensorData
     public static TensorData FromInt64s(long[] shape, ReadOnlySpan<long> values) =>
         new(DType.Int64, shape, MemoryMarshal.AsBytes(values).ToArray());
 
+    /// <summary>A pooled tensor holding a copy of <paramref name="bytes"/> (the one copy; no array of the payload's size is allocated once the pool is warm).</summary>
+    public static TensorData CopyToPooled(DType type, long[] shape, ReadOnlySpan<byte> bytes)
+    {
+        var rented = Rent(type, shape, bytes.Length);
+        bytes.CopyTo(rented);
+        return new TensorData(type, shape, rented.AsMemory(0, bytes.Length), rented);
+    }
+
+    /// <summary>A pooled tensor holding a copy of <paramref name="bytes"/>, read straight from a pipe's segments.</summary>
+    public static TensorData CopyToPooled(DType type, long[] shape, in ReadOnlySequence<byte> bytes)
+    {
+        var length = checked((int)bytes.Length);
+        var rented = Rent(type, shape, length);
+        bytes.CopyTo(rented);
+        return new TensorData(type, shape, rented.AsMemory(0, length), rented);
+    }
+
     public ReadOnlySpan<float> AsFloats() => Type == DType.Float32
-        ? MemoryMarshal.Cast<byte, float>(Bytes)
+        ? MemoryMarshal.Cast<byte, float>(Bytes.Span)
         : throw new MeshException(MeshErrorCode.ShapeMismatch, $"tensor is {Type}, not Float32");
 
+    /// <summary>Returns a pooled tensor's buffer to the pool; later reads of <see cref="Bytes"/> throw. Idempotent.</summary>
+    public void Dispose()
+    {
+        var rented = Interlocked.Exchange(ref _rented, null);
+        if (rented is null) return;
+        _returned = true;
+        ArrayPool<byte>.Shared.Return(rented);
+    }
+
     public override string ToString() => $"{Type}[{string.Join(',', Shape)}]";
+
+    /// <summary>Checks the length against the shape before renting, so a bad frame cannot rent a buffer it will not fill.</summary>
+    private static byte[] Rent(DType type, long[] shape, int length)
+    {
+        if (ElementCount(shape) * type.ByteSize() != length)
+            throw new MeshException(MeshErrorCode.ShapeMismatch,
+                $"tensor of shape [{string.Join(',', shape)}] {type} needs {ElementCount(shape) * type.ByteSize()} bytes, got {length}");
+        return ArrayPool<byte>.Shared.Rent(length);
+    }
 }

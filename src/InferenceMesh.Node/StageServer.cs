@@ -206,9 +206,10 @@ public sealed class StageServer : IAsyncDisposable
     {
         await foreach (var step in session.Queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
+            TensorData? output = null;
             try
             {
-                if (await ComputeAsync(session, step).ConfigureAwait(false) is not { } output) continue;
+                if ((output = await ComputeAsync(session, step).ConfigureAwait(false)) is null) continue;
                 // The client keeps every span's output as the next span's replay input, even when the step goes on.
                 // It is sent before the next hop's step so that, on the client's stream, it always precedes a
                 // NextHopFailed error about this step: recovery then finds the failed hop's input and blames the right server.
@@ -218,6 +219,13 @@ public sealed class StageServer : IAsyncDisposable
             finally
             {
                 session.StepDone(_timeProvider.GetTimestamp());
+                // Both sends have written the output into their streams and the commitment hashed the input: the
+                // pooled buffers go back. Under fault injection the injector may hold them, so they are left to the collector.
+                if (_fault is null)
+                {
+                    if (output is not null && !ReferenceEquals(output, step.Activation)) output.Dispose();
+                    step.Activation.Dispose();
+                }
             }
         }
     }
@@ -255,7 +263,13 @@ public sealed class StageServer : IAsyncDisposable
                 var output = step.Activation;
                 if (_fault is not null) output = _fault.Run(session.Stages, session.Id, output, step.StartPosition);
                 else
-                    foreach (var stage in session.Stages) output = stage.Run(session.Id, output, step.StartPosition);
+                    foreach (var stage in session.Stages)
+                    {
+                        var next = stage.Run(session.Id, output, step.StartPosition);
+                        // Intermediate outputs of a span's stages are this loop's alone; the step's input is disposed by its caller.
+                        if (!ReferenceEquals(output, step.Activation) && !ReferenceEquals(next, output)) output.Dispose();
+                        output = next;
+                    }
                 Interlocked.Increment(ref _stepsRun);
                 Interlocked.Add(ref _positionsRun, step.Activation.Shape.Length > 1 ? step.Activation.Shape[1] : 1);
                 Interlocked.Add(ref _computeTicks, Stopwatch.GetElapsedTime(started).Ticks);

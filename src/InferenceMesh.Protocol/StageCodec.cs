@@ -22,13 +22,13 @@ public static class StageCodec
         writer.Flush();
         // MessagePackWriter.WriteBinHeader reserves room for the whole payload in the header buffer; the
         // payload goes straight to the output instead, so the bin header is written by hand.
-        if (payload is not null) WriteBinHeader(header, payload.Length);
+        if (payload is not null) WriteBinHeader(header, payload.Value.Length);
         var bodyLength = (long)header.WrittenCount + (payload?.Length ?? 0);
         if (bodyLength > limits.MaxFrameBytes)
             throw new MeshException(MeshErrorCode.LimitExceeded, $"{message.Kind} frame of {bodyLength} bytes exceeds the {limits.MaxFrameBytes}-byte limit");
         UnsignedVarint.Write(output, (ulong)bodyLength);
         output.Write(header.WrittenSpan);
-        if (payload is not null) output.Write(payload);
+        if (payload is not null) output.Write(payload.Value.Span);
         return UnsignedVarint.SizeOf((ulong)bodyLength) + bodyLength;
     }
 
@@ -36,6 +36,8 @@ public static class StageCodec
     /// Reads one frame from the front of <paramref name="buffer"/>: true and the message when a whole frame is
     /// there (the buffer is advanced past it); false when more bytes are needed (the buffer is untouched).
     /// A frame over the limit, or a body that is not a valid message, throws <see cref="MeshException"/>.
+    /// A step's or result's activation is copied once from <paramref name="buffer"/> into a pooled tensor that the caller
+    /// owns (<see cref="TensorData.Dispose"/> returns it; a tensor never disposed is left to the collector).
     /// </summary>
     public static bool TryRead(ref ReadOnlySequence<byte> buffer, StageLimits limits, out StageMessage? message)
     {
@@ -51,7 +53,7 @@ public static class StageCodec
         return true;
     }
 
-    private static byte[]? WriteFields(ref MessagePackWriter w, StageMessage message)
+    private static ReadOnlyMemory<byte>? WriteFields(ref MessagePackWriter w, StageMessage message)
     {
         switch (message)
         {
@@ -85,7 +87,7 @@ public static class StageCodec
     }
 
     /// <summary>Writes every field but leaves the payload's <c>p</c> key last, so the caller can append the bin itself.</summary>
-    private static byte[] WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? position, TensorData activation, IReadOnlyList<RouteHop>? route,
+    private static ReadOnlyMemory<byte> WriteActivationMessage(ref MessagePackWriter w, StageMessage m, ulong id, string session, int? position, TensorData activation, IReadOnlyList<RouteHop>? route,
         StepCommitment? commitment)
     {
         w.WriteMapHeader(6 + (position is null ? 0 : 1) + (route is null ? 0 : 1) + (commitment is null ? 0 : 1));
@@ -143,7 +145,7 @@ public static class StageCodec
             int? start = null, max = null, code = null, dtype = null, blockEnd = null;
             BlockRange? blocks = null;
             long[]? shape = null;
-            byte[]? payload = null;
+            ReadOnlySequence<byte>? payload = null;
             List<RouteHop>? route = null;
             StepCommitment? commitment = null;
             for (var i = 0; i < count; i++)
@@ -193,8 +195,8 @@ public static class StageCodec
                             FixedBytes(ref r, StepCommitment.SignatureLength, "signature"));
                         break;
                     case "p":
-                        var bytes = r.ReadBytes() ?? throw Malformed("payload is nil");
-                        payload = bytes.ToArray();
+                        // Only a slice of the frame here; the tensor copies it once, into a pooled buffer.
+                        payload = r.ReadBytes() ?? throw Malformed("payload is nil");
                         break;
                     default:
                         r.Skip();
@@ -224,11 +226,11 @@ public static class StageCodec
         }
     }
 
-    private static TensorData Tensor(int? dtype, long[]? shape, byte[]? payload)
+    private static TensorData Tensor(int? dtype, long[]? shape, ReadOnlySequence<byte>? payload)
     {
         if (dtype is null || shape is null || payload is null) throw Malformed("activation needs dtype, shape and p");
         if (!Enum.IsDefined((DType)dtype.Value)) throw Malformed($"unknown dtype {dtype}");
-        return new TensorData((DType)dtype.Value, shape, payload);
+        return TensorData.CopyToPooled((DType)dtype.Value, shape, payload.Value);
     }
 
     private static byte[] FixedBytes(ref MessagePackReader r, int length, string what)

@@ -24,7 +24,7 @@ public sealed record StepCommitment(int BlockStart, int StartPosition, int Posit
     private static readonly byte[] Domain = Encoding.ASCII.GetBytes("inferencemesh/commitment/1\0");
 
     /// <summary>SHA-256 of an activation's little-endian bytes: what a commitment names an input or output by.</summary>
-    public static byte[] Hash(TensorData activation) => SHA256.HashData(activation.Bytes);
+    public static byte[] Hash(TensorData activation) => SHA256.HashData(activation.Bytes.Span);
 
     /// <summary>
     /// The bytes signed: a domain tag, then the model id, session id, block range, positions and both hashes, so a

@@ -62,7 +62,9 @@ public class HopBenchmarks
     public async Task<StageMessage?> StepRoundTrip()
     {
         await _client.SendAsync(_step with { StepId = ++_next });
-        return await _client.ReceiveAsync();
+        var reply = await _client.ReceiveAsync();
+        (reply as StepResult)?.Activation.Dispose();
+        return reply;
     }
 
     [GlobalCleanup]

@@ -113,7 +113,7 @@ public sealed class VerificationTests(ITestOutputHelper output)
         Assert.Equal(Shape(recovery.Take(2)), Shape(check.Take(2)));
         var (recoveryStep, checkStep) = ((Step)recovery[1], (Step)check[1]);
         Assert.Equal(recoveryStep.Activation.Shape, checkStep.Activation.Shape);
-        Assert.Equal(recoveryStep.Activation.Bytes, checkStep.Activation.Bytes);
+        Assert.Equal(recoveryStep.Activation.Bytes.ToArray(), checkStep.Activation.Bytes.ToArray());
     }
 
     /// <summary>Each message with its session id's shape (the client's id replaced), step ids and block ranges: everything but the random session id.</summary>

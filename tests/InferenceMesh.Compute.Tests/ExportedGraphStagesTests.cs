@@ -144,7 +144,7 @@ public sealed class ExportedGraphStagesTests(ITestOutputHelper output)
     }
 
     private static float[] Values(TensorData tensor) => tensor.Type == DType.Float16
-        ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(tensor.Bytes).ToArray().Select(h => (float)h).ToArray()
+        ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(tensor.Bytes.Span).ToArray().Select(h => (float)h).ToArray()
         : tensor.AsFloats().ToArray();
 
     private static SessionOptions Options(string directory)

@@ -175,52 +175,111 @@ public static class BenchCommand
         var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx)", Required = true };
         var stages = new Option<string>("--stages") { Description = "Comma-separated block-stage counts to compare with the unsplit model", DefaultValueFactory = _ => "1,3" };
         var tokens = new Option<int>("--tokens") { Description = "Positions generated per run", DefaultValueFactory = _ => 128 };
-        var repeat = new Option<int>("--repeat") { Description = "Timed runs per configuration (median reported)", DefaultValueFactory = _ => 5 };
-        var command = new Command("generate", "Greedy generation speed of the unsplit model against N block stages in one process") { model, stages, tokens, repeat };
+        var repeat = new Option<int>("--repeat") { Description = "Timed rounds; each round runs every configuration once, in turn (median reported)", DefaultValueFactory = _ => 5 };
+        var threading = new Option<string>("--threading")
+        {
+            Description = "Comma-separated ONNX Runtime threading, each run for every configuration: shared (the process's one pool), per-session (a pool per stage, one thread per core chosen by ONNX Runtime, "
+                + "no spinning), per-session-spinning (the same, spinning), per-session-n (a pool per stage of as many threads as cores, spinning)",
+            DefaultValueFactory = _ => "shared",
+        };
+        var command = new Command("generate", "Greedy generation speed of the unsplit model against N block stages in one process, configurations alternating") { model, stages, tokens, repeat, threading };
         command.SetAction((parse, cancellation) =>
         {
             var directory = parse.GetValue(model)!;
             var stageCounts = parse.GetValue(stages)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+            var threadings = parse.GetValue(threading)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList();
             var positions = parse.GetValue(tokens);
             var runs = parse.GetValue(repeat);
             if (runs < 1 || positions < 2)
                 throw new MeshException(MeshErrorCode.InvalidArgument, "--repeat must be at least 1 and --tokens at least 2");
-            console.Out.WriteLine($"model {directory}, {positions} positions per run, median of {runs} runs, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
-            console.Out.WriteLine();
-            console.Out.WriteLine("| configuration | stage boundaries per token | tokens/s | ms/token |");
-            console.Out.WriteLine("|---|---:|---:|---:|");
-            var msPerToken = new Dictionary<int, double>();
+            var modes = new Dictionary<string, OrtExecutorOptions>
+            {
+                ["shared"] = new(SharedThreadPool: true),
+                ["per-session"] = new(AllowSpinning: false),
+                ["per-session-spinning"] = new(AllowSpinning: true),
+                ["per-session-n"] = new(IntraOpThreads: Environment.ProcessorCount, AllowSpinning: true),
+            };
+            if (threadings.Count == 0 || threadings.Any(t => !modes.ContainsKey(t)))
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"--threading takes {string.Join(", ", modes.Keys)}");
+            var configurations = new List<(string Label, int? Stages, OrtExecutorOptions Options)>();
             foreach (var count in new int?[] { null }.Concat(stageCounts.Select(c => (int?)c)))
+                foreach (var mode in threadings)
+                    configurations.Add(($"{(count is null ? "unsplit (one graph)" : $"head + {count} block stage{(count == 1 ? "" : "s")} + tail")}, {mode}", count, modes[mode]));
+            console.Out.WriteLine($"model {directory}, {positions} positions per run, median of {runs} alternating rounds, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
+            console.Out.WriteLine();
+            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
+            var opened = new List<LocalModel>();
+            try
             {
-                cancellation.ThrowIfCancellationRequested();
-                using var local = LocalModel.Open(directory, count);
-                var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
-                local.Generate("", options with { MaxTokens = Math.Min(16, positions) }).ToList();
-                var times = new List<double>();
-                var generated = 0;
-                for (var r = 0; r < runs; r++)
+                foreach (var configuration in configurations)
                 {
-                    var stopwatch = Stopwatch.StartNew();
-                    var pieces = 0;
-                    foreach (var _ in local.Generate("", options)) pieces++;
-                    times.Add(stopwatch.Elapsed.TotalMilliseconds);
-                    generated = Math.Max(generated, pieces);
+                    var local = LocalModel.Open(directory, configuration.Stages, ortOptions: configuration.Options);
+                    opened.Add(local);
+                    local.Generate("", options with { MaxTokens = Math.Min(16, positions) }).ToList();
                 }
-                var perToken = Statistics.Median(times) / positions;
-                var boundaries = local.Pipeline.Stages.Count - 1;
-                msPerToken[boundaries] = perToken;
-                var label = count is null ? "unsplit (one graph)" : $"head + {count} block stage{(count == 1 ? "" : "s")} + tail";
-                console.Out.WriteLine($"| {label} | {boundaries} | {1000 / perToken:F1} | {perToken:F3} |");
-            }
-            var most = msPerToken.Keys.Max();
-            var fewestSplit = msPerToken.Keys.Where(k => k > 0).DefaultIfEmpty(0).Min();
-            if (most > fewestSplit && fewestSplit > 0)
-            {
+                var times = configurations.Select(_ => new List<double>()).ToList();
+                for (var r = 0; r < runs; r++)
+                    for (var c = 0; c < configurations.Count; c++)
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        var stopwatch = Stopwatch.StartNew();
+                        foreach (var _ in opened[c].Generate("", options)) { }
+                        times[c].Add(stopwatch.Elapsed.TotalMilliseconds / positions);
+                    }
+                console.Out.WriteLine("| configuration | stage boundaries per token | tokens/s | ms/token (median) | min – max |");
+                console.Out.WriteLine("|---|---:|---:|---:|---:|");
+                for (var c = 0; c < configurations.Count; c++)
+                {
+                    var perToken = Statistics.Median(times[c]);
+                    console.Out.WriteLine($"| {configurations[c].Label} | {opened[c].Pipeline.Stages.Count - 1} | {1000 / perToken:F1} | {perToken:F3} | {times[c].Min():F3} – {times[c].Max():F3} |");
+                }
                 console.Out.WriteLine();
-                console.Out.WriteLine($"one stage boundary: {(msPerToken[most] - msPerToken[fewestSplit]) / (most - fewestSplit) * 1000:F1} µs per token ({fewestSplit} → {most} boundaries)");
+                console.Out.WriteLine("Where a token's time goes: mean µs per stage run over one more pass of each configuration (decode steps only)");
+                console.Out.WriteLine();
+                console.Out.WriteLine("| configuration | head | block stages (each) | tail | Σ stages |");
+                console.Out.WriteLine("|---|---:|---:|---:|---:|");
+                for (var c = 0; c < configurations.Count; c++)
+                {
+                    var perStage = ProfileStages(opened[c].Pipeline, positions);
+                    var first = opened[c].Pipeline.Stages[0].Stage.Kind == StageKind.Head;
+                    var blocks = perStage.Where((_, i) => opened[c].Pipeline.Stages[i].Stage.Kind == StageKind.Blocks).ToList();
+                    var head = first ? $"{perStage[0]:F0}" : "–";
+                    var tail = opened[c].Pipeline.Stages[^1].Stage.Kind == StageKind.Tail ? $"{perStage[^1]:F0}" : "–";
+                    var blockText = blocks.Count == 0 ? $"{perStage.Sum():F0} (whole graph)" : string.Join(" / ", blocks.Select(b => b.ToString("F0")));
+                    console.Out.WriteLine($"| {configurations[c].Label} | {head} | {blockText} | {tail} | {perStage.Sum():F0} |");
+                }
+            }
+            finally
+            {
+                foreach (var local in opened) local.Dispose();
             }
             return Task.FromResult((int)ExitCode.Ok);
         });
         return command;
+    }
+
+    /// <summary>Mean µs of each stage's run over the decode steps of one session of token 1 (prefill of one position not counted).</summary>
+    private static double[] ProfileStages(StagePipeline pipeline, int positions)
+    {
+        var sessionId = Guid.NewGuid().ToString("N");
+        var totals = new double[pipeline.Stages.Count];
+        try
+        {
+            for (var position = 0; position < positions; position++)
+            {
+                var activation = TensorData.FromInt64s([1, 1], [1]);
+                for (var s = 0; s < pipeline.Stages.Count; s++)
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    activation = pipeline.Stages[s].Run(sessionId, activation, position);
+                    if (position > 0) totals[s] += Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+                }
+            }
+        }
+        finally
+        {
+            pipeline.CloseSession(sessionId);
+        }
+        return totals.Select(t => t / (positions - 1)).ToArray();
     }
 }
