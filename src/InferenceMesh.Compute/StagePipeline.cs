@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 
 namespace InferenceMesh.Compute;
@@ -31,13 +30,9 @@ public sealed class StagePipeline : IDisposable
         return activation;
     }
 
-    /// <summary>Logits of the last position of a step, as a fresh array the caller may overwrite.</summary>
-    public float[] LastLogits(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
-    {
-        var logits = Forward(sessionId, tokens, startPosition);
-        var vocab = (int)logits.Shape[^1];
-        return MemoryMarshal.Cast<byte, float>(logits.Bytes)[^vocab..].ToArray();
-    }
+    /// <summary>Logits of the last position of a step as float32 (fp16 logits converted), a fresh array the caller may overwrite.</summary>
+    public float[] LastLogits(string sessionId, ReadOnlySpan<int> tokens, int startPosition) =>
+        Forward(sessionId, tokens, startPosition).LastRowAsFloats();
 
     public void CloseSession(string sessionId)
     {
