@@ -1,0 +1,57 @@
+using InferenceMesh.Client;
+using InferenceMesh.Compute;
+using InferenceMesh.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace InferenceMesh.Integration.Tests;
+
+/// <summary>
+/// The shared exports made by torch.onnx.export and the ONNX Runtime GenAI builder, served as they are (no model.json, no
+/// tokenizer, graph names of their own) through a 3-node local swarm and driven by token ids: greedy ids through the mesh
+/// equal greedy ids from the unsplit file on ONNX Runtime. GPT-2's export has no LM head, so its greedy id is the argmax of
+/// the final hidden state (4 features), and it keeps 8 positions; the Llama's is the argmax of its fp16 logits over 32,000.
+/// GPT-2's greedy ids are all 3 (one feature dominates its random final state), so seeded sampling at temperature 1 is
+/// compared too: it draws from every position's scores, so a wrong state anywhere would change the ids.
+/// </summary>
+public sealed class ForeignExportSwarmTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("gpt2-torch-export", "3,7,11", 5)]
+    [InlineData("llama-genai-builder-fp16", "1,5,9,13", 16)]
+    public async Task GreedyIdsThroughAThreeNodeSwarmEqualTheUnsplitExportOnOnnxRuntime(string which, string prompt, int newTokens)
+    {
+        var directory = Path.GetDirectoryName(which.StartsWith("gpt2", StringComparison.Ordinal) ? TestModels.Gpt2TorchExport : TestModels.LlamaGenAiFp16)!;
+        var ids = prompt.Split(',').Select(int.Parse).ToList();
+        var options = new GenerationOptions(MaxTokens: newTokens);
+        List<int> expected;
+        using (var unsplit = LocalModel.Open(directory, executor: ExecutorKind.Ort))
+            expected = unsplit.GenerateIds(ids, options).ToList();
+        Assert.Equal(newTokens, expected.Count);
+
+        var cli = await LocalSwarmHandle.RunCliAsync(["generate", "--model", directory, "--ids", prompt, "--max-tokens", $"{newTokens}", "--executor", "ort"]);
+        Assert.True(cli.Code == 0, cli.Error);
+        Assert.Equal(string.Join(',', expected) + "\n", cli.Out);
+
+        await using var swarm = await LocalSwarmHandle.StartAsync(3, model: directory);
+        foreach (var route in new[] { "chained", "relayed" })
+        {
+            var result = await swarm.RunAsync("prompt", "--ids", prompt, "--max-tokens", $"{newTokens}", "--route", route);
+            Assert.True(result.Code == 0, result.Error);
+            Assert.Equal(string.Join(',', expected) + "\n", result.Out);
+        }
+        await using var client = await swarm.ClientAsync(RouteMode.Chained);
+        var throughLibrary = new List<int>();
+        await foreach (var id in client.GenerateIdsAsync(ids, options)) throughLibrary.Add(id);
+        Assert.Equal(expected, throughLibrary);
+
+        var sampling = options with { Temperature = 1, TopP = 1, Seed = 1 };
+        List<int> sampledUnsplit;
+        using (var unsplit = LocalModel.Open(directory, executor: ExecutorKind.Ort))
+            sampledUnsplit = unsplit.GenerateIds(ids, sampling).ToList();
+        var sampledMesh = new List<int>();
+        await foreach (var id in client.GenerateIdsAsync(ids, sampling)) sampledMesh.Add(id);
+        Assert.Equal(sampledUnsplit, sampledMesh);
+        Assert.True(sampledUnsplit.Distinct().Count() > 1, $"sampled ids {string.Join(',', sampledUnsplit)} do not vary");
+        output.WriteLine($"{which}: {client.Manifest.BlockCount} blocks, greedy ids {string.Join(',', expected)} unsplit, through the CLI and the 3-node swarm (chained, relayed, library); sampled at temperature 1: {string.Join(',', sampledUnsplit)}");
+    }
+}
