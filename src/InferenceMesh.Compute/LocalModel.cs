@@ -58,7 +58,9 @@ public sealed class LocalModel : IDisposable
                 config = (description ?? ForeignModel.TryDescribe(directory, analysis, modelPath))?.Config;
                 if (stages is null && !factory.UsesIlgpu)
                 {
-                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(analysis, Path.GetFileName(modelPath)), File.ReadAllBytes(modelPath), MaxSequence(config), externalDataDirectory: directory));
+                    // An Optimum merged decoder runs as its with-past branch (the analysis unmerged it); any other graph as its file.
+                    var bytes = analysis.Unmerged ? Google.Protobuf.MessageExtensions.ToByteArray(analysis.Model) : File.ReadAllBytes(modelPath);
+                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(analysis, Path.GetFileName(modelPath)), bytes, MaxSequence(config), externalDataDirectory: directory));
                 }
                 else
                 {

@@ -1,5 +1,6 @@
 using InferenceMesh.Client;
 using InferenceMesh.Compute;
+using InferenceMesh.Onnx;
 using InferenceMesh.Tests.Shared;
 using Xunit.Abstractions;
 
@@ -53,5 +54,39 @@ public sealed class ForeignExportSwarmTests(ITestOutputHelper output)
         Assert.Equal(sampledUnsplit, sampledMesh);
         Assert.True(sampledUnsplit.Distinct().Count() > 1, $"sampled ids {string.Join(',', sampledUnsplit)} do not vary");
         output.WriteLine($"{which}: {client.Manifest.BlockCount} blocks, greedy ids {string.Join(',', expected)} unsplit, through the CLI and the 3-node swarm (chained, relayed, library); sampled at temperature 1: {string.Join(',', sampledUnsplit)}");
+    }
+
+    [Fact]
+    public async Task OptimumMergedExportPrintsTheUnmergedModelsTextUnsplitAndThroughAThreeNodeSwarm()
+    {
+        var parent = TestModels.NewTempDirectory("optimum-merged");
+        try
+        {
+            // As Optimum lays an export out: decoder_model_merged.onnx and Hugging Face's config.json, no model.json.
+            var merged = Path.Combine(parent, "merged");
+            Directory.CreateDirectory(merged);
+            var model = GraphMutations.OptimumMerged(OnnxModelFile.Load(Path.Combine(TestModels.SmallSynthetic, ModelStore.ModelFile)));
+            OnnxModelFile.Save(model, Path.Combine(merged, "decoder_model_merged.onnx"));
+            File.Copy(Path.Combine(TestModels.SmallSynthetic, ModelStore.TokenizerFile), Path.Combine(merged, ModelStore.TokenizerFile));
+            var c = TestModels.SmallSyntheticConfig;
+            File.WriteAllText(Path.Combine(merged, ForeignModel.HuggingFaceConfigFile),
+                $$"""{"architectures": ["LlamaForCausalLM"], "hidden_size": {{c.Dim}}, "intermediate_size": {{c.HiddenDim}}, "num_hidden_layers": {{c.Layers}}, "num_attention_heads": {{c.Heads}}, "num_key_value_heads": {{c.KvHeads}}, "vocab_size": {{c.Vocab}}, "max_position_embeddings": {{c.MaxSequence}}}""");
+            string expected;
+            using (var original = LocalModel.Open(TestModels.SmallSynthetic, executor: ExecutorKind.Ort))
+                expected = string.Concat(original.Generate("the cat", new GenerationOptions(MaxTokens: 12)));
+
+            var unsplit = await LocalSwarmHandle.RunCliAsync(["generate", "--model", merged, "--prompt", "the cat", "--max-tokens", "12", "--executor", "ort"]);
+            Assert.True(unsplit.Code == 0, unsplit.Error);
+            Assert.Equal(expected + "\n", unsplit.Out);
+            await using var swarm = await LocalSwarmHandle.StartAsync(3, model: merged);
+            var result = await swarm.RunAsync("prompt", "the cat", "--max-tokens", "12");
+            Assert.True(result.Code == 0, result.Error);
+            Assert.Equal(expected + "\n", result.Out);
+            output.WriteLine($"decoder_model_merged.onnx, unsplit and through 3 nodes: {expected}");
+        }
+        finally
+        {
+            Directory.Delete(parent, recursive: true);
+        }
     }
 }

@@ -32,7 +32,9 @@ public sealed class GraphAnalysis
 
     public GraphAnalysis(ModelProto model, string? tokenInput = null, string? finalOutput = null)
     {
-        Model = OnnxGraphIndex.LaterDefinitionWins(model);
+        var unmerged = MergedDecoder.Unmerge(model);
+        Unmerged = !ReferenceEquals(unmerged, model);
+        Model = OnnxGraphIndex.LaterDefinitionWins(unmerged);
         Index = new OnnxGraphIndex(Model);
         _nodes = Index.Nodes;
 
@@ -61,6 +63,12 @@ public sealed class GraphAnalysis
 
     /// <summary>The normalised model the analysis describes (the later definition of a twice-defined tensor wins).</summary>
     public ModelProto Model { get; }
+
+    /// <summary>
+    /// Whether the graph was an Optimum merged decoder (an <c>If</c> on <c>use_cache_branch</c>) and <see cref="Model"/> is its
+    /// with-past branch inlined: run <see cref="Model"/>, not the file, since the file wants <c>use_cache_branch</c> fed.
+    /// </summary>
+    public bool Unmerged { get; }
 
     /// <summary>The graph's nodes (in topological order), producers and consumers.</summary>
     public OnnxGraphIndex Index { get; }
