@@ -33,6 +33,14 @@ public sealed class ForeignExportSwarmTests(ITestOutputHelper output)
         Assert.True(cli.Code == 0, cli.Error);
         Assert.Equal(string.Join(',', expected) + "\n", cli.Out);
 
+        // Without a tokenizer, text is refused in one line saying to use ids; a malformed id list is refused as bad input.
+        var text = await LocalSwarmHandle.RunCliAsync(["generate", "--model", directory, "--prompt", "hello", "--executor", "ort"]);
+        Assert.Equal(2, text.Code);
+        Assert.Contains("drive it with token ids (--ids", text.Error);
+        var malformed = await LocalSwarmHandle.RunCliAsync(["generate", "--model", directory, "--ids", "1,x", "--executor", "ort"]);
+        Assert.Equal(2, malformed.Code);
+        Assert.Contains("'x' is not a token id", malformed.Error);
+
         await using var swarm = await LocalSwarmHandle.StartAsync(3, model: directory);
         foreach (var route in new[] { "chained", "relayed" })
         {
