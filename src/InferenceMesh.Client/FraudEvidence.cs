@@ -36,7 +36,7 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
     public bool VerifySignatures()
     {
         if (!PeerId.TryParse(Server, out var peer) || peer!.TryGetEd25519PublicKey() is not { } key || Commitments.Count == 0) return false;
-        if (Input.Type != DType.Float32 || Output.Type != DType.Float32 || Input.Shape.Length != 3 || Output.Shape.Length != 3 || Input.Shape[^1] != Output.Shape[^1]) return false;
+        if (Input.Type is not (DType.Float32 or DType.Float16) || Output.Type != Input.Type || Input.Shape.Length != 3 || Output.Shape.Length != 3 || Input.Shape[^1] != Output.Shape[^1]) return false;
         var width = Input.Shape[^1];
         var position = 0;
         foreach (var c in Commitments)
@@ -165,7 +165,7 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
         var w = new ProtoWriter();
         w.WriteVarint(1, (ulong)tensor.Type);
         foreach (var d in tensor.Shape) w.WriteVarint(2, (ulong)d);
-        w.WriteBytes(3, tensor.Bytes);
+        w.WriteBytes(3, tensor.Bytes.Span);
         return w.ToArray();
     }
 
@@ -188,15 +188,16 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
                 default: r.Skip(); break;
             }
         }
-        if (type != (ulong)DType.Float32 || shape.Count != 3 || shape[0] != 1 || TensorData.ElementCount([.. shape]) * sizeof(float) != data.Length)
-            throw bad($"a tensor is not float32 [1, positions, width] matching its {data.Length} bytes");
-        return new TensorData(DType.Float32, [.. shape], data);
+        if (type is not ((ulong)DType.Float32 or (ulong)DType.Float16) || shape.Count != 3 || shape[0] != 1
+            || TensorData.ElementCount([.. shape]) * ((DType)type).ByteSize() != data.Length)
+            throw bad($"a tensor is not float32/float16 [1, positions, width] matching its {data.Length} bytes");
+        return new TensorData((DType)type, [.. shape], data);
     }
 
     private static TensorData Rows(TensorData tensor, int first, int count)
     {
-        var rowBytes = (int)(tensor.Shape[^1] * sizeof(float));
-        return new TensorData(tensor.Type, [1, count, tensor.Shape[^1]], tensor.Bytes.AsSpan(first * rowBytes, count * rowBytes).ToArray());
+        var rowBytes = (int)(tensor.Shape[^1] * tensor.Type.ByteSize());
+        return new TensorData(tensor.Type, [1, count, tensor.Shape[^1]], tensor.Bytes.Span.Slice(first * rowBytes, count * rowBytes).ToArray());
     }
 
     /// <summary>
@@ -218,7 +219,7 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
 
     private static byte[] Slice(TensorData tensor, int position, int count, long width)
     {
-        var bytes = width * sizeof(float);
+        var bytes = width * tensor.Type.ByteSize();
         if ((position + count) * bytes > tensor.Bytes.Length) return [];
         return System.Security.Cryptography.SHA256.HashData(tensor.Bytes.Span.Slice((int)(position * bytes), (int)(count * bytes)));
     }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Identity;
@@ -222,9 +221,9 @@ public sealed partial class InferenceSession
     /// </summary>
     internal static (double Deviation, int? FirstBad) Compare(TensorData claimed, TensorData reference, double tolerance)
     {
-        var a = MemoryMarshal.Cast<byte, float>(claimed.Bytes.Span);
-        var b = MemoryMarshal.Cast<byte, float>(reference.Bytes.Span);
-        if (a.Length != b.Length) return (double.PositiveInfinity, 0);
+        if (claimed.Type != reference.Type || claimed.Bytes.Length != reference.Bytes.Length) return (double.PositiveInfinity, 0);
+        ReadOnlySpan<float> a = claimed.ToFloatArray();
+        ReadOnlySpan<float> b = reference.ToFloatArray();
         var width = (int)reference.Shape[^1];
         var worst = 0.0;
         int? firstBad = null;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
@@ -95,9 +94,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         if (Verifying) VerifyCommitments(state, start, tokens.Length);
         Positions = start + tokens.Length;
         if (Verifying) await CheckWindowAsync(final: false, cancellation).ConfigureAwait(false);
-        var logits = _client.Tail.Run(Id, state.Outputs[BlockCount], start);
-        var vocab = (int)logits.Shape[^1];
-        return MemoryMarshal.Cast<byte, float>(logits.Bytes.Span)[^vocab..].ToArray();
+        return _client.Tail.Run(Id, state.Outputs[BlockCount], start).LastRowAsFloats();
     }
 
     private async Task<int?> RunChainedAsync(StepState state, int start, CancellationToken cancellation)
@@ -306,7 +303,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
             chunk.Bytes.Span.CopyTo(bytes.AsSpan(offset));
             offset += chunk.Bytes.Length;
         }
-        return new TensorData(DType.Float32, [1, chunks.Sum(c => c.Shape[1]), width], bytes);
+        return new TensorData(chunks[0].Type, [1, chunks.Sum(c => c.Shape[1]), width], bytes);
     }
 
     private async Task<Hop> OpenHopAsync(PlannedHop planned, CancellationToken cancellation)

@@ -130,7 +130,7 @@ public sealed partial class MeshClient : IAsyncDisposable
     {
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
-        var tokenizer = TokenizerLoader.Load(splitDirectory, config.Vocab, manifest.TokenizerFile);
+        var tokenizer = TokenizerLoader.LoadOrIdsOnly(splitDirectory, config.Vocab, manifest.TokenizerFile);
         var executorOptions = new OrtExecutorOptions(MaxSequence: config.MaxSequence, IntraOpThreads: 1, AllowSpinning: false);
         var head = new OrtStageExecutor(manifest.Head, File.ReadAllBytes(Path.Combine(splitDirectory, manifest.Head.File)), executorOptions, splitDirectory);
         try
@@ -277,6 +277,27 @@ public sealed partial class MeshClient : IAsyncDisposable
                     }
                 if (!restart) yield break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Streams the ids generated through the mesh after <paramref name="prompt"/>'s ids (the prompt's are not repeated): for a
+    /// model without a tokenizer, or to compare runs exactly. Stops at the tokenizer's EOS ids (for a model without a tokenizer,
+    /// <c>eos_token_id</c> of its description files). Steps are checked as <see cref="MeshClientOptions.Verify"/> says, but a
+    /// conviction ends the generation with <see cref="MeshErrorCode.IntegrityMismatch"/> instead of restarting it. Safe to cancel:
+    /// the session is closed on every server.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> for an empty prompt or a negative id;
+    /// <see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
+    public async IAsyncEnumerable<int> GenerateIdsAsync(IReadOnlyList<int> prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        var generator = new TokenGenerator(Manifest.Config!.MaxSequence, Tokenizer.EosIds, TokenGenerator.StepTokens(Manifest.Head));
+        var (session, _) = await OpenForPromptAsync(prompt, options, new VerificationTally(Options.Verify), cancellation).ConfigureAwait(false);
+        await using (session.ConfigureAwait(false))
+        {
+            await foreach (var id in generator.GenerateAsync(prompt, options, session.StepAsync, cancellation).ConfigureAwait(false))
+                yield return id;
+            await session.CheckWindowAsync(final: true, cancellation).ConfigureAwait(false);
         }
     }
 

@@ -55,23 +55,26 @@ public sealed class LocalModel : IDisposable
             }
             else
             {
-                var modelPath = Path.Combine(directory, ModelStore.ModelFile);
+                // A foreign export may name its graph anything and describe itself in genai_config.json or config.json.
+                var modelPath = ForeignModel.FindModelFile(directory);
                 var model = OnnxModelFile.Load(modelPath);
-                config = description?.Config;
+                var analysis = new GraphAnalysis(model);
+                config = (description ?? ForeignModel.TryDescribe(directory, analysis, modelPath))?.Config;
                 if (stages is null && !factory.UsesIlgpu)
                 {
-                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(model, ModelStore.ModelFile), File.ReadAllBytes(modelPath), MaxSequence(config), externalDataDirectory: directory));
+                    // An Optimum merged decoder runs as its with-past branch (the analysis unmerged it); any other graph as its file.
+                    var bytes = analysis.Unmerged ? Google.Protobuf.MessageExtensions.ToByteArray(analysis.Model) : File.ReadAllBytes(modelPath);
+                    executors.Add(factory.Create(GraphSplitter.DescribeWhole(analysis, Path.GetFileName(modelPath)), bytes, MaxSequence(config), externalDataDirectory: directory));
                 }
                 else
                 {
-                    var analysis = new GraphAnalysis(model);
                     foreach (var stage in GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, stages ?? 1)))
                         executors.Add(factory.Create(stage.Descriptor, Google.Protobuf.MessageExtensions.ToByteArray(stage.Model), MaxSequence(config), externalDataDirectory: directory));
                 }
             }
             if (config is null)
                 throw new MeshException(MeshErrorCode.InvalidManifest, $"{directory} has no {ModelStore.DescriptionFile} giving the model's architecture");
-            var tokenizer = TokenizerLoader.Load(directory, config.Vocab, tokenizerFile);
+            var tokenizer = TokenizerLoader.LoadOrIdsOnly(directory, config.Vocab, tokenizerFile);
             return new LocalModel(new StagePipeline(executors), tokenizer, config, factory);
         }
         catch
@@ -96,6 +99,26 @@ public sealed class LocalModel : IDisposable
     {
         var prompt = ChatPrompt.Encode(Tokenizer, messages, template);
         return Run(prompt.Tokens, options, prompt.StopIds, echoPrompt: false);
+    }
+
+    /// <summary>
+    /// Streams the ids generated after <paramref name="prompt"/> (ids only: for a model without a tokenizer, or to compare
+    /// runs exactly) in a fresh session, closed when enumeration ends; stops at the tokenizer's EOS ids as text generation does.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> for an empty prompt or a negative id.</exception>
+    public IEnumerable<int> GenerateIds(IReadOnlyList<int> prompt, GenerationOptions options)
+    {
+        var sessionId = Guid.NewGuid().ToString("N");
+        try
+        {
+            var generator = new TokenGenerator(Config.MaxSequence, Tokenizer.EosIds, TokenGenerator.StepTokens(Pipeline.Stages[0].Stage));
+            foreach (var id in generator.GenerateAsync(prompt, options, (tokens, start, _) => ValueTask.FromResult(Pipeline.LastLogits(sessionId, tokens, start))).ToBlockingEnumerable())
+                yield return id;
+        }
+        finally
+        {
+            Pipeline.CloseSession(sessionId);
+        }
     }
 
     private IEnumerable<string> Run(IReadOnlyList<int> prompt, GenerationOptions options, IReadOnlySet<int>? stops, bool echoPrompt)

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using InferenceMesh.Core;
 
 namespace InferenceMesh.Compute;
@@ -36,12 +35,11 @@ public sealed class StagePipeline : IDisposable
         return activation;
     }
 
-    /// <summary>Logits of the last position of a step, as a fresh array the caller may overwrite.</summary>
+    /// <summary>Logits of the last position of a step as float32 (fp16 logits converted), a fresh array the caller may overwrite.</summary>
     public float[] LastLogits(string sessionId, ReadOnlySpan<int> tokens, int startPosition)
     {
         using var logits = Forward(sessionId, tokens, startPosition);
-        var vocab = (int)logits.Shape[^1];
-        return MemoryMarshal.Cast<byte, float>(logits.Bytes.Span)[^vocab..].ToArray();
+        return logits.LastRowAsFloats();
     }
 
     public void CloseSession(string sessionId)

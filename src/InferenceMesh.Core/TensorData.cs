@@ -91,6 +91,31 @@ public sealed class TensorData : IDisposable
         ArrayPool<byte>.Shared.Return(rented);
     }
 
+    /// <summary>The values as float32, converting float16 (fp16 exports give fp16 logits and activations); a fresh array.</summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.ShapeMismatch"/> for an integer tensor.</exception>
+    public float[] ToFloatArray() => Type switch
+    {
+        DType.Float32 => MemoryMarshal.Cast<byte, float>(Bytes.Span).ToArray(),
+        DType.Float16 => HalvesToFloats(MemoryMarshal.Cast<byte, Half>(Bytes.Span)),
+        _ => throw new MeshException(MeshErrorCode.ShapeMismatch, $"tensor is {Type}, not a float type"),
+    };
+
+    /// <summary>The last row (last axis) as float32: the last position's logits of a step.</summary>
+    public float[] LastRowAsFloats()
+    {
+        var width = (int)Shape[^1];
+        var row = Type == DType.Float16 ? HalvesToFloats(MemoryMarshal.Cast<byte, Half>(Bytes.Span)[^width..]) : null;
+        return row ?? (Type == DType.Float32 ? MemoryMarshal.Cast<byte, float>(Bytes.Span)[^width..].ToArray()
+            : throw new MeshException(MeshErrorCode.ShapeMismatch, $"tensor is {Type}, not a float type"));
+    }
+
+    private static float[] HalvesToFloats(ReadOnlySpan<Half> halves)
+    {
+        var floats = new float[halves.Length];
+        for (var i = 0; i < floats.Length; i++) floats[i] = (float)halves[i];
+        return floats;
+    }
+
     public override string ToString() => $"{Type}[{string.Join(',', Shape)}]";
 
     /// <summary>Checks the length against the shape before renting, so a bad frame cannot rent a buffer it will not fill.</summary>

@@ -188,7 +188,11 @@ public sealed class MeshNode : IAsyncDisposable
     /// <summary>Tokens per second through the span for one decode step, timed on a scratch session (what the node announces).</summary>
     private static double MeasureThroughput(ServedSpan span)
     {
-        var width = span.Manifest.Config?.Dim ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config");
+        // The first stage's declared activation: its type (fp16 exports) and width (a 2-tensor boundary is twice the model width).
+        var first = span.Stages[0].Stage;
+        var input = first.Inputs.Single(i => i.Name == first.ActivationInput);
+        var width = input.Shape.Count > 0 && long.TryParse(input.Shape[^1], out var declared) ? declared
+            : span.Manifest.Config?.Dim ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config and the stage declares no width");
         var session = $"throughput-{Guid.NewGuid():N}";
         try
         {
@@ -196,7 +200,7 @@ public sealed class MeshNode : IAsyncDisposable
             const int Steps = 4;
             for (var position = 0; position < Steps; position++)
             {
-                var activation = TensorData.FromFloats([1, 1, width], new float[width]);
+                var activation = new TensorData(input.Type, [1, 1, width], new byte[width * input.Type.ByteSize()]);
                 foreach (var stage in span.Stages) activation = stage.Run(session, activation, position);
             }
             return Steps / Math.Max(watch.Elapsed.TotalSeconds, 1e-6);

@@ -94,8 +94,10 @@ public static class ModelStore
     /// <summary>Splits <paramref name="modelPath"/> into Head, one stage per range and Tail under <paramref name="outDir"/>, with <c>manifest.json</c>.</summary>
     /// <param name="tokenInput">The graph input holding token ids; null: <c>input_ids</c>, else found from the graph.</param>
     /// <param name="finalOutput">The graph output holding logits or the final state; null: <c>logits</c>, else found from the graph.</param>
+    /// <param name="modelPath">The graph file, or a model directory (its graph found by <see cref="ForeignModel.FindModelFile"/>).</param>
     public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir, string? tokenInput = null, string? finalOutput = null)
     {
+        if (Directory.Exists(modelPath)) modelPath = ForeignModel.FindModelFile(modelPath);
         var model = OnnxModelFile.Load(modelPath);
         var analysis = new GraphAnalysis(model, tokenInput, finalOutput);
         var stages = GraphSplitter.Split(model, analysis, ranges(analysis.BlockCount));
@@ -117,8 +119,12 @@ public static class ModelStore
                 DataSha256 = external ? Manifest.Sha256Hex(dataPath) : null,
             });
         }
-        var description = TryReadDescription(sourceDir);
-        var tokenizer = CopyTokenizerFiles(sourceDir, outDir, description?.Tokenizer);
+        // A foreign export has no model.json: its description comes from genai_config.json, config.json or the graph.
+        var description = TryReadDescription(sourceDir) ?? ForeignModel.TryDescribe(sourceDir, analysis, modelPath);
+        var tokenizer = CopyTokenizerFiles(sourceDir, outDir, description?.Tokenizer is { Length: > 0 } named ? named : null);
+        foreach (var file in ForeignModel.DescriptionFiles)
+            if (File.Exists(Path.Combine(sourceDir, file)))
+                File.Copy(Path.Combine(sourceDir, file), Path.Combine(outDir, file), overwrite: true);
         if (description is not null) WriteDescription(outDir, description);
         var manifest = new Manifest(1, description?.Name ?? model.Graph.Name, analysis.BlockCount, description?.Config,
             Manifest.Sha256Hex(modelPath), tokenizer, descriptors);

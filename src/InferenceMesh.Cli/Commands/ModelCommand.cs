@@ -84,7 +84,7 @@ public static class ModelCommand
 
     private static Command Split(ICliConsole console)
     {
-        var model = new Argument<string>("model") { Description = "The model.onnx to split" };
+        var model = new Argument<string>("model") { Description = "The graph to split (any .onnx name), or a model directory holding it" };
         var stages = new Option<int?>("--stages") { Description = "Number of block stages, as even as possible" };
         var blocks = new Option<string?>("--blocks") { Description = "Explicit block ranges, e.g. 0:2,2:5" };
         var output = new Option<string>("--out") { Description = "Directory for the stage files and manifest.json", Required = true };

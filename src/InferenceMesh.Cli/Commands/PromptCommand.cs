@@ -29,7 +29,7 @@ public static class PromptCommand
         {
             text, bootstrap, model, route, linkDelay, stepTimeout, stats, json, verify, checkRate,
             ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
-            GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
+            GenerateCommand.Ids, GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
         };
         command.SetAction(async (parse, cancellation) =>
         {
@@ -49,6 +49,13 @@ public static class PromptCommand
             };
             var turns = ChatOptions.Turns(parse, parse.GetValue(text)!);
             await using var client = await MeshClient.ConnectAsync(options, cancellation);
+            if (GenerateCommand.PromptIds(parse) is { } ids)
+            {
+                var generated = new List<int>();
+                await foreach (var id in client.GenerateIdsAsync(ids, GenerateCommand.Options(parse), cancellation)) generated.Add(id);
+                console.Out.WriteLine(string.Join(',', generated));
+                return (int)ExitCode.Ok;
+            }
             var asJson = parse.GetValue(json);
             Action<string>? onText = asJson ? null : piece =>
             {

@@ -118,9 +118,8 @@ public static class LocalSwarm
             if (manifest.BlockStages.All(s => s.Blocks!.Value.Count == 1)) return Path.GetFullPath(model);
             throw new MeshException(MeshErrorCode.InvalidArgument, $"{model} is split into multi-block stages; give the imported model directory or split it with --stages {manifest.BlockCount}");
         }
-        var source = Path.Combine(model, ModelStore.ModelFile);
-        if (!File.Exists(source))
-            throw new MeshException(MeshErrorCode.InvalidArgument, $"{model} holds neither manifest.json nor model.onnx");
+        // An imported model's model.onnx, or a foreign export's graph under any name.
+        var source = ForeignModel.FindModelFile(model);
         var target = Path.GetFullPath(Path.Combine(state, "model"));
         if (!File.Exists(Path.Combine(target, Manifest.FileName)))
         {

@@ -32,7 +32,9 @@ public sealed class GraphAnalysis
 
     public GraphAnalysis(ModelProto model, string? tokenInput = null, string? finalOutput = null)
     {
-        Model = OnnxGraphIndex.LaterDefinitionWins(model);
+        var unmerged = MergedDecoder.Unmerge(model);
+        Unmerged = !ReferenceEquals(unmerged, model);
+        Model = OnnxGraphIndex.LaterDefinitionWins(unmerged);
         Index = new OnnxGraphIndex(Model);
         _nodes = Index.Nodes;
 
@@ -61,6 +63,12 @@ public sealed class GraphAnalysis
 
     /// <summary>The normalised model the analysis describes (the later definition of a twice-defined tensor wins).</summary>
     public ModelProto Model { get; }
+
+    /// <summary>
+    /// Whether the graph was an Optimum merged decoder (an <c>If</c> on <c>use_cache_branch</c>) and <see cref="Model"/> is its
+    /// with-past branch inlined: run <see cref="Model"/>, not the file, since the file wants <c>use_cache_branch</c> fed.
+    /// </summary>
+    public bool Unmerged { get; }
 
     /// <summary>The graph's nodes (in topological order), producers and consumers.</summary>
     public OnnxGraphIndex Index { get; }
@@ -236,7 +244,17 @@ public sealed class GraphAnalysis
         var boundary = _boundaries.FirstOrDefault(b => b.Name == tensor);
         var typed = boundary is null ? null : Index.Graph.ValueInfo.Concat(Index.Graph.Output).FirstOrDefault(v => v.Name == boundary.Crossing[0]);
         var elementType = typed?.Type.TensorType.ElemType ?? Index.Graph.Output.First(o => o.Name == FinalOutput).Type.TensorType.ElemType;
-        return new ValueInfoProto { Name = tensor, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType } } };
+        var info = new ValueInfoProto { Name = tensor, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType } } };
+        // A set travels concatenated on the last axis: declared as its first member with the members' widths summed, when all
+        // are declared, so a node can size its activations (the throughput probe) and an executor can check them.
+        var members = boundary?.Crossing.Select(c => Index.Graph.ValueInfo.Concat(Index.Graph.Output).FirstOrDefault(v => v.Name == c)?.Type.TensorType.Shape).ToList();
+        if (members is { Count: > 0 } && members.All(m => m is { Dim.Count: > 0 } && m.Dim[^1].ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue))
+        {
+            var shape = members[0]!.Clone();
+            shape.Dim[^1].DimValue = members.Sum(m => m!.Dim[^1].DimValue);
+            info.Type.TensorType.Shape = shape;
+        }
+        return info;
     }
 
     private string ChooseTokenInput(string? named, List<string> inputs, List<string> outputs)

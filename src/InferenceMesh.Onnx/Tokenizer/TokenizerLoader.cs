@@ -36,4 +36,13 @@ public static class TokenizerLoader
         }
         return tokenizer;
     }
+
+    /// <summary>
+    /// Like <see cref="Load"/>, but a directory without any tokenizer file (a foreign export holding only the graph) gets an
+    /// <see cref="IdsOnlyTokenizer"/>, so the model can still be driven by token ids.
+    /// </summary>
+    public static ITextTokenizer LoadOrIdsOnly(string directory, int modelVocab, string? tokenizerFile = null) =>
+        new[] { tokenizerFile, HfTokenizer.TokenizerFile, Llama2cFile }.Any(f => f is not null && File.Exists(Path.Combine(directory, f)))
+            ? Load(directory, modelVocab, tokenizerFile)
+            : new IdsOnlyTokenizer(directory, modelVocab, ForeignModel.EndOfTextIds(directory));
 }
