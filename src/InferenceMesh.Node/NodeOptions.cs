@@ -6,7 +6,7 @@ namespace InferenceMesh.Node;
 /// <param name="IdleTimeout">A session with no step for this long is closed and its cache freed.</param>
 /// <param name="MaxQueuedStepsPerSession">Steps waiting per session; more is refused with Overloaded.</param>
 /// <param name="MaxConcurrentSteps">Steps computed at once over all sessions (the compute runtime uses every core for each).</param>
-/// <param name="KvSharePerPeer">Fraction (0–1] of <paramref name="KvBudgetBytes"/> the sessions of one remote peer may reserve together, so that one client cannot fill the node.</param>
+/// <param name="KvSharePerPeer">Fraction (0–1] of <paramref name="KvBudgetBytes"/> and of <paramref name="MaxSessions"/> the sessions of one remote peer may hold together, so that one client cannot fill the node.</param>
 public sealed record NodeOptions(
     int MaxSessions = 64,
     long KvBudgetBytes = 1L << 30,
@@ -17,6 +17,9 @@ public sealed record NodeOptions(
 {
     /// <summary>Bytes of KV cache one peer's sessions may reserve: <see cref="KvSharePerPeer"/> of the budget.</summary>
     public long KvBytesPerPeer => (long)(KvBudgetBytes * Math.Clamp(KvSharePerPeer, 0, 1));
+
+    /// <summary>Sessions one peer may hold: <see cref="KvSharePerPeer"/> of <see cref="MaxSessions"/>, at least one.</summary>
+    public int SessionsPerPeer => Math.Max(1, (int)(MaxSessions * Math.Clamp(KvSharePerPeer, 0, 1)));
 
     public TimeSpan SessionIdleTimeout => IdleTimeout ?? TimeSpan.FromMinutes(5);
 }

@@ -39,8 +39,8 @@ public sealed class StageServer : IAsyncDisposable
     private readonly Task _expiry;
     private readonly Lock _budgetLock = new();
     private long _reservedBytes;
-    // KV bytes reserved per remote peer, for NodeOptions.KvSharePerPeer; guarded by _budgetLock.
-    private readonly Dictionary<string, long> _reservedByPeer = new(StringComparer.Ordinal);
+    // KV bytes reserved and sessions held per remote peer, for NodeOptions.KvSharePerPeer; guarded by _budgetLock.
+    private readonly Dictionary<string, (long Bytes, int Sessions)> _heldByPeer = new(StringComparer.Ordinal);
     private long _stepsRun;
     private long _positionsRun;
     private long _computeTicks;
@@ -181,16 +181,20 @@ public sealed class StageServer : IAsyncDisposable
                     refusal = $"this node already holds {_options.MaxSessions} sessions";
                 else if (_reservedBytes + reservation > _options.KvBudgetBytes)
                     refusal = $"KV cache budget full: session needs {reservation} bytes, {_options.KvBudgetBytes - _reservedBytes} of {_options.KvBudgetBytes} free";
-                else if (peer is not null && _reservedByPeer.GetValueOrDefault(peer) + reservation > _options.KvBytesPerPeer)
+                else if (peer is not null && _heldByPeer.GetValueOrDefault(peer) is var held
+                         && (held.Bytes + reservation > _options.KvBytesPerPeer || held.Sessions + 1 > _options.SessionsPerPeer))
                 {
-                    refusal = $"KV cache budget share of peer {peer} full: session needs {reservation} bytes, the peer holds {_reservedByPeer.GetValueOrDefault(peer)} of its {_options.KvBytesPerPeer}";
+                    refusal = $"KV cache budget share of peer {peer} full: session needs {reservation} bytes, the peer holds {held.Sessions} sessions and {held.Bytes} bytes of its {_options.SessionsPerPeer} and {_options.KvBytesPerPeer}";
                     _log($"limit KvSharePerPeer hit: {refusal}");
                 }
                 else
                 {
                     _reservedBytes += reservation;
                     if (peer is not null)
-                        _reservedByPeer[peer] = _reservedByPeer.GetValueOrDefault(peer) + reservation;
+                    {
+                        var before = _heldByPeer.GetValueOrDefault(peer);
+                        _heldByPeer[peer] = (before.Bytes + reservation, before.Sessions + 1);
+                    }
                     session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp(), peer);
                     session.Worker = RunSessionAsync(session);
                     _sessions[open.SessionId] = session;
@@ -383,8 +387,14 @@ public sealed class StageServer : IAsyncDisposable
             {
                 _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
                 _reservedBytes -= session.Reservation;
-                if (session.Peer is { } owner && (_reservedByPeer[owner] -= session.Reservation) <= 0)
-                    _reservedByPeer.Remove(owner);
+                if (session.Peer is { } owner)
+                {
+                    var held = _heldByPeer[owner];
+                    if (held.Sessions <= 1)
+                        _heldByPeer.Remove(owner);
+                    else
+                        _heldByPeer[owner] = (held.Bytes - session.Reservation, held.Sessions - 1);
+                }
             }
             session.EndClose();
         }
