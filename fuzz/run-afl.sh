@@ -13,6 +13,7 @@ mkdir -p "$out"
 if [ ! -x "$out/tools/sharpfuzz" ]; then
   dotnet tool install --tool-path "$out/tools" SharpFuzz.CommandLine --version 2.3.0 >&2
 fi
+rm -rf "$bin"
 dotnet publish fuzz/InferenceMesh.Fuzz -c Release -o "$bin" -v q >&2
 for dll in InferenceMesh.Core InferenceMesh.P2P InferenceMesh.Protocol InferenceMesh.Onnx; do
   "$out/tools/sharpfuzz" "$bin/$dll.dll" >&2

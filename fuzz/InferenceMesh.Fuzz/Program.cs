@@ -7,12 +7,13 @@ using SharpFuzz;
 // inferencemesh-fuzz list                         the target names
 if (args is ["afl", var name])
 {
-    var target = FuzzTargets.Get(name);
+    // Instrumented code may run only inside Run, once SharpFuzz has mapped AFL's coverage memory: the
+    // targets' static setup (a span key from the P2P assembly) would otherwise write to no map and crash.
     Fuzzer.OutOfProcess.Run(stream =>
     {
         using var copy = new MemoryStream();
         stream.CopyTo(copy);
-        target.Run(copy.ToArray());
+        FuzzTargets.Get(name).Run(copy.ToArray());
     });
     return 0;
 }
