@@ -37,4 +37,14 @@ public class FuzzTargetTests(ITestOutputHelper output)
             string.Join("\n", run.Findings.Select(f => $"{Convert.ToHexString(f.Input)[..Math.Min(400, f.Input.Length * 2)]}: {f.Error}")));
         Assert.Equal(Executions, run.Executions);
     }
+
+    [Fact]
+    public void EveryCrashFoundByAflStaysFixed()
+    {
+        var regressions = Path.Combine(RepositoryRoot(), "fuzz", "regressions");
+        var files = Directory.GetFiles(regressions, "*", SearchOption.AllDirectories);
+        Assert.NotEmpty(files);
+        foreach (var file in files)
+            FuzzTargets.Get(Path.GetFileName(Path.GetDirectoryName(file))!).Run(File.ReadAllBytes(file));
+    }
 }

@@ -22,11 +22,14 @@ namespace InferenceMesh.Integration.Tests;
 /// from another client prints the exact stories260K text; after each, the node's open files and memory come
 /// back. The attacker's raw sockets bind 127.0.1.x and 127.0.2.x, one /24 each, as one outside host would.
 /// CI runs 2,000 idle sockets; <c>INFERENCEMESH_ATTACK_FULL=1</c> runs the 20,000 (raising the file
-/// limit, which needs root or a hard limit above 20,000).
+/// limit, which needs a hard limit above 24,000 or CAP_SYS_RESOURCE); <c>INFERENCEMESH_ATTACK_IDLE=n</c> sets the count.
 /// </summary>
 public sealed class NodeUnderAttackTests(ITestOutputHelper output)
 {
     private static readonly bool Full = Environment.GetEnvironmentVariable("INFERENCEMESH_ATTACK_FULL") == "1";
+
+    // INFERENCEMESH_ATTACK_IDLE overrides the count where the file limit cannot be raised to the full 20,000.
+    private static readonly int IdleSockets = int.TryParse(Environment.GetEnvironmentVariable("INFERENCEMESH_ATTACK_IDLE"), out var n) ? n : Full ? 20_000 : 2_000;
 
     private static int OpenFiles(int pid) => Directory.GetFiles($"/proc/{pid}/fd").Length;
 
@@ -127,7 +130,7 @@ public sealed class NodeUnderAttackTests(ITestOutputHelper output)
     [Fact]
     public async Task IdleSocketsHalfOpenHandshakesStreamFloodsAndSessionFloodsLeaveThePromptExactAndTheNodeBackAtBaseline()
     {
-        var idle = Full ? 20_000 : 2_000;
+        var idle = IdleSockets;
         var limit = RaiseFileLimit((ulong)idle + 4096);
         output.WriteLine($"open-file limit {limit}");
         Assert.True(limit > (ulong)idle + 512, $"the open-file limit is {limit}: {idle} idle sockets need more (run as root or raise the hard limit)");
