@@ -119,7 +119,7 @@ public sealed class MeshNode : IAsyncDisposable
             (peer, owned, span, server) = (null, null, null, null);
             try
             {
-                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic);
+                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic, node._peer.Host.Usage);
                 if (options.MetricsUrl is { } url)
                 {
                     node._metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), node.Metrics.Registry).Start();

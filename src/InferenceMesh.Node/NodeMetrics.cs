@@ -1,3 +1,4 @@
+using InferenceMesh.P2P.Hosting;
 using InferenceMesh.Protocol;
 using Prometheus;
 
@@ -11,7 +12,8 @@ namespace InferenceMesh.Node;
 public sealed class NodeMetrics
 {
     /// <param name="traffic">The bytes counter of the node's stage channels, inbound and outbound.</param>
-    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic)
+    /// <param name="usage">The libp2p host's resource scopes (pending connections, connection memory, limit hits); none exported when null.</param>
+    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, Libp2pResourceUsage? usage = null)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -24,8 +26,18 @@ public sealed class NodeMetrics
         var compute = factory.CreateCounter("inferencemesh_node_compute_seconds_total", "Time spent inside the executors.");
         var sent = factory.CreateCounter("inferencemesh_node_stage_bytes_sent_total", "Stage-protocol bytes (whole frames) sent to clients and next hops.");
         var received = factory.CreateCounter("inferencemesh_node_stage_bytes_received_total", "Stage-protocol bytes (whole frames) received from clients and previous hops.");
+        var pending = factory.CreateGauge("inferencemesh_p2p_pending_inbound_connections", "Inbound connections accepted and not yet upgraded (multistream, Noise, Yamux).");
+        var memory = factory.CreateGauge("inferencemesh_p2p_connection_memory_bytes", "Bytes reserved by open libp2p connections.");
+        var hits = factory.CreateCounter("inferencemesh_p2p_limit_hits_total", "Connections or streams refused or closed by a libp2p resource limit.", "limit");
         Registry.AddBeforeCollectCallback(() =>
         {
+            if (usage is not null)
+            {
+                pending.Set(usage.PendingInbound);
+                memory.Set(usage.ConnectionMemory);
+                foreach (var limit in Enum.GetValues<Libp2pLimit>())
+                    hits.WithLabels(limit.ToString()).IncTo(usage.Hits(limit));
+            }
             sessions.Set(server.SessionCount);
             reserved.Set(server.ReservedKvBytes);
             steps.IncTo(server.StepsRun);

@@ -6,12 +6,20 @@ namespace InferenceMesh.Node;
 /// <param name="IdleTimeout">A session with no step for this long is closed and its cache freed.</param>
 /// <param name="MaxQueuedStepsPerSession">Steps waiting per session; more is refused with Overloaded.</param>
 /// <param name="MaxConcurrentSteps">Steps computed at once over all sessions (the compute runtime uses every core for each).</param>
+/// <param name="KvSharePerPeer">Fraction (0–1] of <paramref name="KvBudgetBytes"/> and of <paramref name="MaxSessions"/> the sessions of one remote peer may hold together, so that one client cannot fill the node.</param>
 public sealed record NodeOptions(
     int MaxSessions = 64,
     long KvBudgetBytes = 1L << 30,
     TimeSpan? IdleTimeout = null,
     int MaxQueuedStepsPerSession = 32,
-    int MaxConcurrentSteps = 2)
+    int MaxConcurrentSteps = 2,
+    double KvSharePerPeer = 0.5)
 {
+    /// <summary>Bytes of KV cache one peer's sessions may reserve: <see cref="KvSharePerPeer"/> of the budget.</summary>
+    public long KvBytesPerPeer => (long)(KvBudgetBytes * Math.Clamp(KvSharePerPeer, 0, 1));
+
+    /// <summary>Sessions one peer may hold: <see cref="KvSharePerPeer"/> of <see cref="MaxSessions"/>, at least one.</summary>
+    public int SessionsPerPeer => Math.Max(1, (int)(MaxSessions * Math.Clamp(KvSharePerPeer, 0, 1)));
+
     public TimeSpan SessionIdleTimeout => IdleTimeout ?? TimeSpan.FromMinutes(5);
 }

@@ -13,7 +13,7 @@ public static class StageHosting
         new(async (peer, addresses, cancellation) => await host.NewStreamAsync(PeerId.Parse(peer), addresses.Select(Multiaddr.Parse).ToList(), [StageProtocol.Id], cancellation).ConfigureAwait(false),
             linkDelay, traffic: traffic);
 
-    /// <summary>Serves every inbound <c>/inferencemesh/stage/1.0.0</c> stream with <paramref name="server"/>, counting its bytes with the connector's.</summary>
+    /// <summary>Serves every inbound <c>/inferencemesh/stage/1.0.0</c> stream with <paramref name="server"/>, counting its bytes with the connector's and its sessions' KV against the remote peer's share.</summary>
     public static void Serve(Libp2pHost host, StageServer server, StageConnector connector) =>
-        host.SetHandler(StageProtocol.Id, (stream, cancellation) => server.ServeAsync(new StageChannel(connector.Wrap(stream), traffic: connector.Traffic), cancellation));
+        host.SetHandler(StageProtocol.Id, (stream, cancellation) => server.ServeAsync(new StageChannel(connector.Wrap(stream), traffic: connector.Traffic), stream.Connection.RemotePeer.ToString(), cancellation));
 }

@@ -39,6 +39,8 @@ public sealed class StageServer : IAsyncDisposable
     private readonly Task _expiry;
     private readonly Lock _budgetLock = new();
     private long _reservedBytes;
+    // KV bytes reserved and sessions held per remote peer, for NodeOptions.KvSharePerPeer; guarded by _budgetLock.
+    private readonly Dictionary<string, (long Bytes, int Sessions)> _heldByPeer = new(StringComparer.Ordinal);
     private long _stepsRun;
     private long _positionsRun;
     private long _computeTicks;
@@ -91,7 +93,14 @@ public sealed class StageServer : IAsyncDisposable
     /// sees the room given back. Safe to cancel: serving ends as if the stream had, once the steps already inside
     /// executors for its sessions have finished.
     /// </summary>
-    public async Task ServeAsync(StageChannel channel, CancellationToken cancellation = default)
+    public Task ServeAsync(StageChannel channel, CancellationToken cancellation = default) => ServeAsync(channel, null, cancellation);
+
+    /// <summary>
+    /// Serves a stream as <see cref="ServeAsync(StageChannel, CancellationToken)"/> does, for the remote
+    /// <paramref name="peer"/> (a PeerId, or null when unknown): the sessions of one peer, over all its streams,
+    /// reserve at most <see cref="NodeOptions.KvSharePerPeer"/> of the KV budget, so one client cannot fill it.
+    /// </summary>
+    public async Task ServeAsync(StageChannel channel, string? peer, CancellationToken cancellation = default)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _stoppingToken);
         var owned = new List<ServerSession>();
@@ -102,7 +111,7 @@ public sealed class StageServer : IAsyncDisposable
                 switch (message)
                 {
                     case OpenSession open:
-                        if (await OpenAsync(channel, open).ConfigureAwait(false) is { } session)
+                        if (await OpenAsync(channel, open, peer).ConfigureAwait(false) is { } session)
                         {
                             owned.RemoveAll(s => s.Closed.IsCompleted);
                             owned.Add(session);
@@ -146,7 +155,7 @@ public sealed class StageServer : IAsyncDisposable
     public Task CloseAsync(string sessionId) =>
         _sessions.TryGetValue(sessionId, out var session) ? CloseSessionAsync(session) : Task.CompletedTask;
 
-    private async Task<ServerSession?> OpenAsync(StageChannel channel, OpenSession open)
+    private async Task<ServerSession?> OpenAsync(StageChannel channel, OpenSession open, string? peer)
     {
         string? refusal = null;
         var code = StageErrorCode.LimitExceeded;
@@ -172,10 +181,21 @@ public sealed class StageServer : IAsyncDisposable
                     refusal = $"this node already holds {_options.MaxSessions} sessions";
                 else if (_reservedBytes + reservation > _options.KvBudgetBytes)
                     refusal = $"KV cache budget full: session needs {reservation} bytes, {_options.KvBudgetBytes - _reservedBytes} of {_options.KvBudgetBytes} free";
+                else if (peer is not null && _heldByPeer.GetValueOrDefault(peer) is var held
+                         && (held.Bytes + reservation > _options.KvBytesPerPeer || held.Sessions + 1 > _options.SessionsPerPeer))
+                {
+                    refusal = $"KV cache budget share of peer {peer} full: session needs {reservation} bytes, the peer holds {held.Sessions} sessions and {held.Bytes} bytes of its {_options.SessionsPerPeer} and {_options.KvBytesPerPeer}";
+                    _log($"limit KvSharePerPeer hit: {refusal}");
+                }
                 else
                 {
                     _reservedBytes += reservation;
-                    session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp());
+                    if (peer is not null)
+                    {
+                        var before = _heldByPeer.GetValueOrDefault(peer);
+                        _heldByPeer[peer] = (before.Bytes + reservation, before.Sessions + 1);
+                    }
+                    session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp(), peer);
                     session.Worker = RunSessionAsync(session);
                     _sessions[open.SessionId] = session;
                 }
@@ -381,6 +401,14 @@ public sealed class StageServer : IAsyncDisposable
             {
                 _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
                 _reservedBytes -= session.Reservation;
+                if (session.Peer is { } owner)
+                {
+                    var held = _heldByPeer[owner];
+                    if (held.Sessions <= 1)
+                        _heldByPeer.Remove(owner);
+                    else
+                        _heldByPeer[owner] = (held.Bytes - session.Reservation, held.Sessions - 1);
+                }
             }
             session.EndClose();
         }
@@ -488,7 +516,7 @@ public sealed class StageServer : IAsyncDisposable
         }
     }
 
-    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity, long openedAt)
+    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity, long openedAt, string? peer)
     {
         private readonly CancellationTokenSource _closing = new();
         private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -501,6 +529,7 @@ public sealed class StageServer : IAsyncDisposable
         public IReadOnlyList<IStageExecutor> Stages { get; } = stages;
         public long Reservation { get; } = reservation;
         public StageChannel Owner { get; } = owner;
+        public string? Peer { get; } = peer;
         public Channel<Step> Queue { get; } = Channel.CreateBounded<Step>(new BoundedChannelOptions(queueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         public Task Worker { get; set; } = Task.CompletedTask;
 

@@ -28,9 +28,10 @@ public static class NodeCommand
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per stage run (0: one per core); 1 suits several nodes on one machine", DefaultValueFactory = _ => 1 };
         var metricsUrl = new Option<string?>("--metrics-url") { Description = "Serve Prometheus metrics at this URL, e.g. http://127.0.0.1:9464/metrics/" };
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
+        var kvShare = new Option<double>("--kv-share-per-peer") { Description = "Fraction of the KV budget one remote peer's sessions may reserve (0-1]", DefaultValueFactory = _ => 0.5 };
         var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of the span announcements, re-announced every half of it; a killed node leaves listings when they lapse", DefaultValueFactory = _ => "120s" };
         var fault = new Option<string[]>("--fault") { Description = $"Tests only (needs {StageFault.AllowVariable}=1): lie with noise=σ, skip-block=i or weights=fp16|int8|other-seed, with rate=p, sessions=p, seed=n", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault };
         command.SetAction(async (parse, cancellation) =>
         {
             var options = new MeshNodeOptions
@@ -44,7 +45,7 @@ public static class NodeCommand
                 Executor = ExecutorKinds.Parse(parse.GetValue(executor)!),
                 Threads = parse.GetValue(threads),
                 LinkDelay = Durations.Parse(parse.GetValue(linkDelay)!),
-                Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20)),
+                Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20), KvSharePerPeer: parse.GetValue(kvShare)),
                 MetricsUrl = parse.GetValue(metricsUrl) is { } url ? new Uri(url) : null,
                 AnnounceTtl = Durations.Parse(parse.GetValue(announceTtl)!),
                 Fault = parse.GetValue(fault) is { Length: > 0 } lies ? StageFault.Parse(lies) : null,

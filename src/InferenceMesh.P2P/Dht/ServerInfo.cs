@@ -57,6 +57,9 @@ public sealed record ServerInfo
         return w.ToArray();
     }
 
+    // Times past year 9999 do not fit a DateTimeOffset: found by AFL++ (fuzz/regressions/span-record), they threw ArgumentOutOfRangeException.
+    private static readonly ulong MaxUnixMilliseconds = (ulong)DateTimeOffset.MaxValue.ToUnixTimeMilliseconds();
+
     internal static ServerInfo DecodeBody(ReadOnlySpan<byte> body)
     {
         var r = new ProtoReader(body, DhtException.InvalidMessage);
@@ -91,7 +94,7 @@ public sealed record ServerInfo
             }
         }
         if (peer is null || model is null || block > int.MaxValue || start > int.MaxValue || end > int.MaxValue || state > 2
-            || issued > long.MaxValue / 2 || expires > long.MaxValue / 2 || free > long.MaxValue || end <= start
+            || issued > MaxUnixMilliseconds || expires > MaxUnixMilliseconds || free > long.MaxValue || end <= start
             || !double.IsFinite(throughput) || throughput < 0)
             throw new DhtException(DhtErrorCode.InvalidRecord, "span entry lacks a field or has one out of range");
         return new ServerInfo

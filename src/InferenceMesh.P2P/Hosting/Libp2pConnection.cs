@@ -18,6 +18,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
     private readonly TaskCompletionSource<IdentifyInfo> _identified = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _acceptLoop = Task.CompletedTask;
     private int _disposed;
+    private volatile bool _remoteOpenedStream;
     private volatile IdentifyInfo? _remoteInfo;
 
     internal Libp2pConnection(Libp2pHost host, NoiseSecureChannel channel, YamuxSession session, bool isOutbound, string muxer, bool muxerFromHandshake)
@@ -77,7 +78,26 @@ public sealed class Libp2pConnection : IAsyncDisposable
     {
         _session.Start();
         _acceptLoop = Task.Run(AcceptLoopAsync);
+        if (!IsOutbound && _host.Options.Limits.FirstStreamTimeout != Timeout.InfiniteTimeSpan)
+            _ = CloseUnlessStreamOpenedAsync(_host.Options.Limits.FirstStreamTimeout);
         _ = _session.Completion.ContinueWith(t => OnSessionEnded(t), TaskScheduler.Default);
+    }
+
+    /// <summary>Closes an inbound connection whose remote opened no stream within <paramref name="timeout"/>: one that upgrades and then only holds a slot.</summary>
+    private async Task CloseUnlessStreamOpenedAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await Task.Delay(timeout, _host.Options.Time, _cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        if (_remoteOpenedStream || IsClosed)
+            return;
+        _host.LimitHit(Libp2pLimit.FirstStreamTimeout, $"inbound connection from {RemotePeer} at {RemoteAddress} closed: no stream opened within {timeout.TotalSeconds:0.###} s");
+        await DisposeAsync().ConfigureAwait(false);
     }
 
     private async Task OnSessionEnded(Task t)
@@ -168,6 +188,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
             {
                 return;
             }
+            _remoteOpenedStream = true;
             _ = Task.Run(() => ServeAsync(ys));
         }
     }
@@ -188,8 +209,21 @@ public sealed class Libp2pConnection : IAsyncDisposable
                 ys.Reset();
                 return;
             }
-            stream = new Libp2pStream(this, ys, protocol);
-            await handler(stream, _cts.Token).ConfigureAwait(false);
+            if (!_host.Usage.TryAddStream(protocol, _host.Options.Limits.MaxInboundStreamsPerProtocol))
+            {
+                _host.LimitHit(Libp2pLimit.StreamsPerProtocol, $"stream from {RemotePeer} for {protocol} reset: {_host.Options.Limits.MaxInboundStreamsPerProtocol} inbound streams of it open");
+                ys.Reset();
+                return;
+            }
+            try
+            {
+                stream = new Libp2pStream(this, ys, protocol);
+                await handler(stream, _cts.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                _host.Usage.RemoveStream(protocol);
+            }
         }
         catch (Exception e)
         {
@@ -216,6 +250,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
         await _acceptLoop.ConfigureAwait(false);
         await _channel.CloseAsync().ConfigureAwait(false);
         _host.Remove(this);
+        _host.Usage.ReleaseMemory(_host.Options.Limits.MemoryPerConnection);
         _cts.Dispose();
     }
 }

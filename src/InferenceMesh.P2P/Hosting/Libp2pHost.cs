@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Muxing;
 using InferenceMesh.P2P.Protocols;
@@ -41,6 +43,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (options.IdleConnectionTimeout <= TimeSpan.Zero && options.IdleConnectionTimeout != Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(options), "IdleConnectionTimeout must be positive or Timeout.InfiniteTimeSpan");
+        options.Limits.Validate();
         Options = options;
         _noise = new NoiseIdentity(options.Identity);
         _transports = options.Transports ?? [new TcpTransport(options.Pool)];
@@ -65,6 +68,9 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     /// <summary>Protocol ids with a handler, sorted.</summary>
     public IReadOnlyList<string> Protocols => [.. _handlers.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>What the resource scopes hold now and how often each limit was hit (<see cref="Libp2pHostOptions.Limits"/>).</summary>
+    public Libp2pResourceUsage Usage { get; } = new();
 
     /// <summary>Open connections.</summary>
     public IReadOnlyList<Libp2pConnection> Connections => [.. _connections.Keys.Where(c => !c.IsClosed)];
@@ -217,6 +223,12 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         var transport = FindTransport(address);
         using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, cancellationToken, _stopping.Token);
+        if (!Usage.TryReserveMemory(Options.Limits.MemoryPerConnection, Options.Limits.MaxConnectionMemory))
+        {
+            var message = $"dial to {address} refused: connection memory budget of {Options.Limits.MaxConnectionMemory} bytes is full";
+            LimitHit(Libp2pLimit.ConnectionMemory, message);
+            throw new P2PException(P2PErrorCode.LimitExceeded, message);
+        }
         ITransportConnection raw;
         try
         {
@@ -224,9 +236,45 @@ public sealed class Libp2pHost : IAsyncDisposable
         }
         catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
         {
+            Usage.ReleaseMemory(Options.Limits.MemoryPerConnection);
             throw new P2PException(P2PErrorCode.Timeout, $"connecting to {address} timed out", e);
         }
+        catch
+        {
+            Usage.ReleaseMemory(Options.Limits.MemoryPerConnection);
+            throw;
+        }
         return await UpgradeAsync(raw, true, expected, timeout.Token, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Counts a hit of <paramref name="limit"/> and logs it: the first ten hits of each limit, then every
+    /// thousandth, so an attack leaves a trace without flooding the log.
+    /// </summary>
+    internal void LimitHit(Libp2pLimit limit, string message)
+    {
+        Usage.Hit(limit);
+        var hits = Usage.Hits(limit);
+        if (!_stopping.IsCancellationRequested && (hits <= 10 || hits % 1000 == 0))
+            Options.Log?.Invoke($"limit {limit} hit ({hits} so far): {message}");
+    }
+
+    /// <summary>The per-address and per-subnet scopes a pending inbound connection from <paramref name="remote"/> counts in.</summary>
+    private (string Key, int Max, Libp2pLimit Limit)[] PendingScopes(Multiaddr remote)
+    {
+        var limits = Options.Limits;
+        if (remote.TryGetTcpEndPoint() is not { } ep)
+            return [("addr " + remote, limits.MaxPendingInboundPerIp, Libp2pLimit.PendingInboundPerIp)];
+        var ip = ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address;
+        var prefix = ip.AddressFamily == AddressFamily.InterNetwork ? limits.SubnetPrefixV4 : limits.SubnetPrefixV6;
+        var bytes = ip.GetAddressBytes();
+        for (var bit = prefix; bit < bytes.Length * 8; bit++)
+            bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
+        return
+        [
+            ("ip " + ip, limits.MaxPendingInboundPerIp, Libp2pLimit.PendingInboundPerIp),
+            ($"net {new IPAddress(bytes)}/{prefix}", limits.MaxPendingInboundPerSubnet, Libp2pLimit.PendingInboundPerSubnet),
+        ];
     }
 
     private async Task<Libp2pConnection> UpgradeAsync(ITransportConnection raw, bool outbound, PeerId? expected, CancellationToken token, CancellationToken callerToken)
@@ -248,12 +296,28 @@ public sealed class Libp2pHost : IAsyncDisposable
                     ? await Multistream.SelectAsync(channel, [YamuxSession.ProtocolId], token).ConfigureAwait(false)
                     : await Multistream.ListenAsync(channel, p => p == YamuxSession.ProtocolId, token).ConfigureAwait(false));
             var session = new YamuxSession(channel, isClient: outbound, _yamux);
+            var remote = channel.RemotePeer;
+            session.StreamRefused = () => LimitHit(Libp2pLimit.StreamsPerConnection,
+                $"stream from {remote} refused: {_yamux.MaxConcurrentStreams} streams open on its connection");
             var conn = new Libp2pConnection(this, channel, session, outbound, muxer, early);
-            if (_disposed != 0 || (_connections.Count >= Options.MaxConnections && !TryMakeRoom() && !outbound))
+            string? refusal = null;
+            if (_disposed != 0)
+                refusal = "the host is closing";
+            else if (!outbound && _connections.Keys.Count(c => c.RemotePeer == remote && !c.IsClosed) >= Options.Limits.MaxConnectionsPerPeer)
+            {
+                refusal = $"inbound connection from {remote} at {raw.RemoteAddress} refused: {Options.Limits.MaxConnectionsPerPeer} connections with that peer open";
+                LimitHit(Libp2pLimit.ConnectionsPerPeer, refusal);
+            }
+            else if (_connections.Count >= Options.MaxConnections && !TryMakeRoom() && !outbound)
+            {
+                refusal = $"connection limit of {Options.MaxConnections} reached";
+                LimitHit(Libp2pLimit.Connections, $"inbound connection from {remote} at {raw.RemoteAddress} refused: {refusal}");
+            }
+            if (refusal is not null)
             {
                 await session.DisposeAsync().ConfigureAwait(false);
                 await channel.CloseAsync().ConfigureAwait(false);
-                throw new P2PException(P2PErrorCode.LimitExceeded, $"connection limit of {Options.MaxConnections} reached");
+                throw new P2PException(P2PErrorCode.LimitExceeded, refusal);
             }
             _connections[conn] = 0;
             conn.Start();
@@ -264,6 +328,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         }
         catch (Exception e)
         {
+            Usage.ReleaseMemory(Options.Limits.MemoryPerConnection);
             var error = e switch
             {
                 P2PException p => p,
@@ -278,6 +343,8 @@ public sealed class Libp2pHost : IAsyncDisposable
                 await raw.DisposeAsync().ConfigureAwait(false);
             if (error is null)
                 throw;
+            if (error.P2PCode == P2PErrorCode.Timeout)
+                LimitHit(Libp2pLimit.UpgradeTimeout, $"{(outbound ? "outbound" : "inbound")} connection with {raw.RemoteAddress} not upgraded within {Options.HandshakeTimeout.TotalSeconds:0.###} s");
             ReportFailure(raw.RemoteAddress, channel?.RemotePeer, error);
             if (ReferenceEquals(error, e)) throw;
             throw error;
@@ -378,9 +445,28 @@ public sealed class Libp2pHost : IAsyncDisposable
             {
                 return;
             }
+            var scopes = PendingScopes(raw.RemoteAddress);
+            var refused = Usage.TryAddPending(Options.Limits.MaxPendingInbound, scopes);
+            if (refused is not null)
+            {
+                LimitHit(refused.Value, $"inbound connection from {raw.RemoteAddress} refused: {Usage.PendingInbound} connections not yet upgraded ({refused.Value} budget full)");
+                await raw.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+            string? refusal = null;
             if (_connections.Count >= Options.MaxConnections && !TryMakeRoom())
             {
-                Options.Log?.Invoke($"inbound connection from {raw.RemoteAddress} refused: {Options.MaxConnections} connections open");
+                refusal = $"inbound connection from {raw.RemoteAddress} refused: {Options.MaxConnections} connections open";
+                LimitHit(Libp2pLimit.Connections, refusal);
+            }
+            else if (!Usage.TryReserveMemory(Options.Limits.MemoryPerConnection, Options.Limits.MaxConnectionMemory))
+            {
+                refusal = $"inbound connection from {raw.RemoteAddress} refused: connection memory budget of {Options.Limits.MaxConnectionMemory} bytes is full";
+                LimitHit(Libp2pLimit.ConnectionMemory, refusal);
+            }
+            if (refusal is not null)
+            {
+                Usage.RemovePending(scopes);
                 await raw.DisposeAsync().ConfigureAwait(false);
                 continue;
             }
@@ -394,6 +480,10 @@ public sealed class Libp2pHost : IAsyncDisposable
                 catch (Exception e) when (e is P2PException or OperationCanceledException)
                 {
                     // reported by UpgradeAsync
+                }
+                finally
+                {
+                    Usage.RemovePending(scopes);
                 }
             });
         }

@@ -39,6 +39,9 @@ public sealed record Libp2pHostOptions
     /// </summary>
     public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Budgets for connections not yet upgraded, per peer, per protocol and in memory; see <see cref="Libp2pResourceLimits"/>.</summary>
+    public Libp2pResourceLimits Limits { get; init; } = new();
+
     /// <summary>Run Identify on every new connection.</summary>
     public bool AutoIdentify { get; init; } = true;
 

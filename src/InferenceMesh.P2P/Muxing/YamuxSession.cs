@@ -70,6 +70,9 @@ public sealed class YamuxSession : IAsyncDisposable
     /// <summary>True on the dialing side.</summary>
     public bool IsClient { get; }
 
+    /// <summary>Called (on the read loop) for each inbound stream refused because <see cref="YamuxOptions.MaxConcurrentStreams"/> are open: the host counts and logs it.</summary>
+    internal Action? StreamRefused { get; set; }
+
     internal MemoryPool<byte> Pool { get; }
 
     /// <summary>Streams currently open (either direction).</summary>
@@ -349,7 +352,11 @@ public sealed class YamuxSession : IAsyncDisposable
             throw new P2PException(P2PErrorCode.ProtocolViolation, $"Yamux: remote reused stream id {id}");
         if (_remoteGoAway || _closed || Interlocked.Increment(ref _streamCount) > Options.MaxConcurrentStreams)
         {
-            if (!_remoteGoAway && !_closed) Interlocked.Decrement(ref _streamCount);
+            if (!_remoteGoAway && !_closed)
+            {
+                Interlocked.Decrement(ref _streamCount);
+                StreamRefused?.Invoke();
+            }
             EnqueueControl(new YamuxHeader(0, YamuxFrameType.WindowUpdate, YamuxFlags.Rst, id, 0));
             return null;
         }

@@ -63,23 +63,24 @@ public sealed class DhtSimulation
     public Func<KadDhtOptions, KadDhtOptions> Configure { get; init; } = o => o;
 
     /// <summary>Adds one node and joins it through random online nodes.</summary>
-    public SimNode AddAndJoin(Func<KadDhtOptions, KadDhtOptions>? configure = null)
+    /// <param name="ip">The node's address; a random one when null (a Sybil test gives many nodes one /24).</param>
+    public SimNode AddAndJoin(Func<KadDhtOptions, KadDhtOptions>? configure = null, IPAddress? ip = null)
     {
         var live = Online.ToList();
         if (live.Count == 0) live = [.. _all]; // all down: try them anyway (and fail)
-        var n = NewNode(configure);
+        var n = NewNode(configure, ip);
         if (live.Count > 0) Join(n, live);
         return n;
     }
 
-    private SimNode NewNode(Func<KadDhtOptions, KadDhtOptions>? configure = null)
+    private SimNode NewNode(Func<KadDhtOptions, KadDhtOptions>? configure = null, IPAddress? fixedIp = null)
     {
         var seed = new byte[32];
         _random.NextBytes(seed);
         PeerId id;
         using (var kp = Ed25519KeyPair.FromSeed(seed)) id = kp.PeerId;
         IdentitySeeds[id] = seed;
-        var ip = new IPAddress([(byte)_random.Next(1, 224), (byte)_random.Next(256), (byte)_random.Next(256), (byte)_random.Next(1, 255)]);
+        var ip = fixedIp ?? new IPAddress([(byte)_random.Next(1, 224), (byte)_random.Next(256), (byte)_random.Next(256), (byte)_random.Next(1, 255)]);
         var addr = Multiaddr.Parse($"/ip4/{ip}/tcp/4001");
         var peer = new KadPeer(id, [addr]);
         var dht = new KadDht(id, _net.For(peer), Configure(new KadDhtOptions
