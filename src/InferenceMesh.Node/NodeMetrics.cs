@@ -1,3 +1,4 @@
+using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
 using Prometheus;
 
@@ -6,12 +7,14 @@ namespace InferenceMesh.Node;
 /// <summary>
 /// A node's Prometheus metrics (prometheus-net, one registry per node): sessions open, KV-cache bytes reserved and
 /// budgeted, steps and positions computed and the time spent computing them, the throughput the node announces, and
-/// the stage-protocol bytes it sent and received. Read from the stage server and the traffic counter when scraped.
+/// the stage-protocol bytes it sent and received, its open connections by path (direct or relayed) and, for a relay,
+/// its open circuits and relayed bytes. Read from the stage server, the traffic counter and the host when scraped.
 /// </summary>
 public sealed class NodeMetrics
 {
     /// <param name="traffic">The bytes counter of the node's stage channels, inbound and outbound.</param>
-    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic)
+    /// <param name="peer">The node's mesh peer, for connection and relay figures; null leaves them out.</param>
+    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, MeshPeer? peer = null)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -24,8 +27,19 @@ public sealed class NodeMetrics
         var compute = factory.CreateCounter("inferencemesh_node_compute_seconds_total", "Time spent inside the executors.");
         var sent = factory.CreateCounter("inferencemesh_node_stage_bytes_sent_total", "Stage-protocol bytes (whole frames) sent to clients and next hops.");
         var received = factory.CreateCounter("inferencemesh_node_stage_bytes_received_total", "Stage-protocol bytes (whole frames) received from clients and previous hops.");
+        var connections = factory.CreateGauge("inferencemesh_node_connections", "Open libp2p connections, by path: direct, or relayed through a Circuit Relay v2 relay.", "path");
+        var circuits = factory.CreateGauge("inferencemesh_relay_circuits_open", "Circuits this node relays now (0 unless it is a relay).");
+        var relayed = factory.CreateCounter("inferencemesh_relay_bytes_total", "Bytes this node relayed over all circuits, both directions (0 unless it is a relay).");
         Registry.AddBeforeCollectCallback(() =>
         {
+            if (peer is not null)
+            {
+                var open = peer.Host.Connections;
+                connections.WithLabels("direct").Set(open.Count(c => !c.IsRelayed));
+                connections.WithLabels("relayed").Set(open.Count(c => c.IsRelayed));
+                circuits.Set(peer.RelayService?.CircuitCount ?? 0);
+                relayed.IncTo(peer.RelayService?.BytesRelayed ?? 0);
+            }
             sessions.Set(server.SessionCount);
             reserved.Set(server.ReservedKvBytes);
             steps.IncTo(server.StepsRun);
