@@ -63,7 +63,8 @@ public sealed class MeshPeer : IAsyncDisposable
             var network = new Libp2pKadNetwork(host);
             var dht = new KadDht(host.PeerId, network, new KadDhtOptions
             {
-                Mode = options.Mode,
+                // A peer nobody can dial cannot answer DHT queries (go-libp2p switches to client mode behind a NAT too).
+                Mode = options.Private ? DhtMode.Client : options.Mode,
                 Time = options.Time,
                 Validators = RecordValidators.WithDefaults()
                     .Add(SpanRecordValidator.Namespace, spanValidator)

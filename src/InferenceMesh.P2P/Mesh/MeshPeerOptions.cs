@@ -50,7 +50,8 @@ public sealed record MeshPeerOptions
 
     /// <summary>
     /// This peer cannot be dialled (behind a NAT): it reserves slots on relays (<see cref="Relays"/>, else up to
-    /// <see cref="MaxRelays"/> found through the DHT) and announces its <c>/p2p-circuit</c> addresses instead of its listen addresses.
+    /// <see cref="MaxRelays"/> found through the DHT), announces its <c>/p2p-circuit</c> addresses instead of its listen
+    /// addresses, and runs the DHT in client mode whatever <see cref="Mode"/> says.
     /// </summary>
     public bool Private { get; init; }
 

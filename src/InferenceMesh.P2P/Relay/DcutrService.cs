@@ -178,9 +178,9 @@ public sealed class DcutrService : IAsyncDisposable
         var dials = new List<Task<Libp2pConnection?>>();
         foreach (var address in addresses.Take(MaxAddresses))
         {
-            if (tcp is null || address.TryGetTcpEndPoint() is not { } remote || LocalEndPoint(remote.AddressFamily) is not { } local)
+            if (tcp is null || address.TryGetTcpEndPoint() is not { } remote)
                 continue;
-            dials.Add(DialOneAsync(tcp, local, remote, peer, asClient, cancellationToken));
+            dials.Add(DialOneAsync(tcp, LocalEndPoint(remote.AddressFamily), remote, peer, asClient, cancellationToken));
         }
         foreach (var dial in dials)
         {
@@ -197,11 +197,14 @@ public sealed class DcutrService : IAsyncDisposable
         return null;
     }
 
-    private async Task<Libp2pConnection?> DialOneAsync(TcpTransport tcp, IPEndPoint local, IPEndPoint remote, PeerId peer, bool asClient, CancellationToken cancellationToken)
+    /// <summary>Dials from the listen port, or (a peer that does not listen, such as a client) from any port, which still opens an endpoint-independent NAT.</summary>
+    private async Task<Libp2pConnection?> DialOneAsync(TcpTransport tcp, IPEndPoint? local, IPEndPoint remote, PeerId peer, bool asClient, CancellationToken cancellationToken)
     {
         try
         {
-            var raw = await tcp.DialFromAsync(local, remote, cancellationToken).ConfigureAwait(false);
+            var raw = local is null
+                ? await tcp.DialAsync(Multiaddr.FromTcpEndPoint(remote), cancellationToken).ConfigureAwait(false)
+                : await tcp.DialFromAsync(local, remote, cancellationToken).ConfigureAwait(false);
             return await _host.UpgradeRawAsync(raw, asClient, peer, cancellationToken).ConfigureAwait(false);
         }
         catch (P2PException e)

@@ -49,7 +49,7 @@ public sealed class RelayService
     /// <summary>Circuits open now.</summary>
     public int CircuitCount => Volatile.Read(ref _circuits);
 
-    /// <summary>Bytes relayed over all circuits so far, both directions.</summary>
+    /// <summary>Bytes relayed over all circuits so far, both directions (counted as they pass).</summary>
     public long BytesRelayed => Interlocked.Read(ref _bytesRelayed);
 
     /// <summary>Raised (on a pool thread) when a circuit ends: source, target, why, and bytes relayed both ways.</summary>
@@ -219,7 +219,6 @@ public sealed class RelayService
                 await stop.DisposeAsync().ConfigureAwait(false);
             CloseCircuit(from, to);
         }
-        Interlocked.Add(ref _bytesRelayed, bytes);
         _host.Options.Log?.Invoke($"relay: circuit {from} -> {to} ended ({reason}, {bytes} bytes)");
         CircuitClosed?.Invoke(from, to, reason, bytes);
     }
@@ -279,6 +278,7 @@ public sealed class RelayService
                         to.Write(segment.Span);
                     copied += buffer.Length;
                     Interlocked.Add(ref bytes, buffer.Length);
+                    Interlocked.Add(ref _bytesRelayed, buffer.Length);
                     from.AdvanceTo(buffer.End);
                     var flush = await to.FlushAsync(stop.Token).ConfigureAwait(false);
                     if (result.IsCompleted)
