@@ -10,6 +10,7 @@ using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Mesh;
+using InferenceMesh.P2P.Relay;
 using InferenceMesh.Protocol;
 
 namespace InferenceMesh.Client;
@@ -97,8 +98,7 @@ public sealed partial class MeshClient : IAsyncDisposable
             var host = peer.Host;
             var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) =>
             {
-                var address = addresses.FirstOrDefault() ?? throw new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
-                return (await host.PingAsync(address.WithPeerId(id), 1, ct).ConfigureAwait(false))[0].TotalMilliseconds;
+                return await MeasureRoundTripAsync(host, id, addresses, ct).ConfigureAwait(false);
             }, id => ConnectionKind(host, id), options.Time);
             var delay = options.LinkDelay ?? TimeSpan.Zero;
             var traffic = new StageTraffic();
@@ -146,11 +146,37 @@ public sealed partial class MeshClient : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Pings the server on the connection its streams will use (an open one, else the first address that dials, direct
+    /// ones before <c>/p2p-circuit</c> ones), so a relayed server's round trip includes both legs through the relay.
+    /// </summary>
+    private static async Task<double> MeasureRoundTripAsync(Libp2pHost host, PeerId id, IReadOnlyList<Multiaddr> addresses, CancellationToken cancellation)
+    {
+        var conn = host.GetConnection(id);
+        P2PException? last = null;
+        foreach (var address in addresses.OrderBy(CircuitRelayClient.IsCircuit))
+        {
+            if (conn is not null)
+                break;
+            try
+            {
+                conn = await host.DialAsync(address.PeerId is null ? address.WithPeerId(id) : address, cancellation).ConfigureAwait(false);
+            }
+            catch (P2PException e)
+            {
+                last = e;
+            }
+        }
+        if (conn is null)
+            throw last ?? new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
+        return (await conn.PingAsync(1, cancellation).ConfigureAwait(false))[0].TotalMilliseconds;
+    }
+
     /// <summary>What the host's pool holds towards <paramref name="peer"/>: a relayed connection runs over a <c>/p2p-circuit</c> address.</summary>
     private static PeerConnection ConnectionKind(Libp2pHost host, PeerId peer) => host.GetConnection(peer) switch
     {
         null => PeerConnection.None,
-        var open when open.RemoteAddress.Components.Any(c => c.Protocol == MultiaddrProtocol.P2pCircuit) => PeerConnection.Relayed,
+        { IsRelayed: true } => PeerConnection.Relayed,
         _ => PeerConnection.Direct,
     };
 

@@ -8,6 +8,10 @@ namespace InferenceMesh.Client;
 /// Plans routes as Petals does (min-latency Dijkstra): nodes are block boundaries, and a server whose span
 /// holds block b offers an edge from b to the end of its span costing its round trip plus its compute time
 /// (announced throughput is tokens/s through the whole span, so k of its n blocks take k / n of a token's time).
+/// A server reached through a relay (<see cref="ServerInfo.UsingRelay"/>) is charged what was measured on the connection
+/// the client uses to it, which for a relayed connection includes both legs through the relay: the penalty is measured,
+/// not guessed, and vanishes once DCUtR makes the connection direct. Between equal costs a direct server of the same
+/// span wins over a relayed one.
 /// </summary>
 public static class RoutePlanner
 {
@@ -37,7 +41,8 @@ public static class RoutePlanner
                 var computeMs = (end - block) * 1000.0 / (Math.Max(server.Throughput, 1e-3) * server.Span.Count);
                 var next = end - blocks.Start;
                 var candidate = cost[current] + roundTripMs(server.Peer) + computeMs;
-                if (candidate < cost[next])
+                var directOverRelayedTie = candidate == cost[next] && via[next] is { Server.UsingRelay: true } && !server.UsingRelay && previous[next] == current;
+                if (candidate < cost[next] || directOverRelayedTie)
                 {
                     cost[next] = candidate;
                     previous[next] = current;

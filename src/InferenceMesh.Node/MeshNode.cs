@@ -102,6 +102,10 @@ public sealed class MeshNode : IAsyncDisposable
                 Time = options.Time,
                 Log = options.Log,
                 AnnounceTtl = options.AnnounceTtl,
+                Relay = options.Relay,
+                Private = options.Private,
+                Relays = options.Relays,
+                HolePunching = options.HolePunching,
                 BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay, traffic),
             }, cancellation).ConfigureAwait(false);
             if (manifest is null)
@@ -119,7 +123,7 @@ public sealed class MeshNode : IAsyncDisposable
             (peer, owned, span, server) = (null, null, null, null);
             try
             {
-                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic, node._peer.Host.Usage);
+                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic, peer);
                 if (options.MetricsUrl is { } url)
                 {
                     node._metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), node.Metrics.Registry).Start();

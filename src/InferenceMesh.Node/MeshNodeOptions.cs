@@ -57,6 +57,18 @@ public sealed record MeshNodeOptions
     /// <summary>A lie this node tells, for verification tests only: refused unless <see cref="StageFault.AllowVariable"/> is 1.</summary>
     public StageFault? Fault { get; init; }
 
+    /// <summary>Act as a Circuit Relay v2 relay for private peers with these limits (a publicly reachable node); null for none.</summary>
+    public P2P.Relay.RelayServiceOptions? Relay { get; init; }
+
+    /// <summary>The node cannot be dialled (behind a NAT): reserve on relays and announce <c>/p2p-circuit</c> addresses (<see cref="P2P.Mesh.MeshPeerOptions.Private"/>).</summary>
+    public bool Private { get; init; }
+
+    /// <summary>Relays (with <c>/p2p/</c>) a private node reserves on; the DHT's relays when empty.</summary>
+    public IReadOnlyList<Multiaddr> Relays { get; init; } = [];
+
+    /// <summary>Try DCUtR hole punching on relayed connections.</summary>
+    public bool HolePunching { get; init; } = true;
+
     /// <summary>Transports for the host; TCP when null (tests use the in-memory transport).</summary>
     public IReadOnlyList<ITransport>? Transports { get; init; }
 

@@ -1,4 +1,5 @@
 using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Mesh;
 using InferenceMesh.Protocol;
 using Prometheus;
 
@@ -7,13 +8,14 @@ namespace InferenceMesh.Node;
 /// <summary>
 /// A node's Prometheus metrics (prometheus-net, one registry per node): sessions open, KV-cache bytes reserved and
 /// budgeted, steps and positions computed and the time spent computing them, the throughput the node announces, and
-/// the stage-protocol bytes it sent and received. Read from the stage server and the traffic counter when scraped.
+/// the stage-protocol bytes it sent and received, its open connections by path (direct or relayed) and, for a relay,
+/// its open circuits and relayed bytes. Read from the stage server, the traffic counter and the host when scraped.
 /// </summary>
 public sealed class NodeMetrics
 {
     /// <param name="traffic">The bytes counter of the node's stage channels, inbound and outbound.</param>
-    /// <param name="usage">The libp2p host's resource scopes (pending connections, connection memory, limit hits); none exported when null.</param>
-    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, Libp2pResourceUsage? usage = null)
+    /// <param name="peer">The node's mesh peer, for connection, relay and resource-limit figures; null leaves them out.</param>
+    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, MeshPeer? peer = null)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -29,14 +31,23 @@ public sealed class NodeMetrics
         var pending = factory.CreateGauge("inferencemesh_p2p_pending_inbound_connections", "Inbound connections accepted and not yet upgraded (multistream, Noise, Yamux).");
         var memory = factory.CreateGauge("inferencemesh_p2p_connection_memory_bytes", "Bytes reserved by open libp2p connections.");
         var hits = factory.CreateCounter("inferencemesh_p2p_limit_hits_total", "Connections or streams refused or closed by a libp2p resource limit.", "limit");
+        var connections = factory.CreateGauge("inferencemesh_node_connections", "Open libp2p connections, by path: direct, or relayed through a Circuit Relay v2 relay.", "path");
+        var circuits = factory.CreateGauge("inferencemesh_relay_circuits_open", "Circuits this node relays now (0 unless it is a relay).");
+        var relayed = factory.CreateCounter("inferencemesh_relay_bytes_total", "Bytes this node relayed over all circuits, both directions (0 unless it is a relay).");
         Registry.AddBeforeCollectCallback(() =>
         {
-            if (usage is not null)
+            if (peer is not null)
             {
+                var usage = peer.Host.Usage;
                 pending.Set(usage.PendingInbound);
                 memory.Set(usage.ConnectionMemory);
                 foreach (var limit in Enum.GetValues<Libp2pLimit>())
                     hits.WithLabels(limit.ToString()).IncTo(usage.Hits(limit));
+                var open = peer.Host.Connections;
+                connections.WithLabels("direct").Set(open.Count(c => !c.IsRelayed));
+                connections.WithLabels("relayed").Set(open.Count(c => c.IsRelayed));
+                circuits.Set(peer.RelayService?.CircuitCount ?? 0);
+                relayed.IncTo(peer.RelayService?.BytesRelayed ?? 0);
             }
             sessions.Set(server.SessionCount);
             reserved.Set(server.ReservedKvBytes);

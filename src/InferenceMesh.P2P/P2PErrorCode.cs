@@ -27,4 +27,6 @@ public enum P2PErrorCode
     KeyFile,
     /// <summary>None of a peer's addresses could be dialled.</summary>
     DialFailed,
+    /// <summary>A Circuit Relay v2 relay, or the peer reached through it, refused a reservation or circuit (see <see cref="Relay.RelayException.Status"/>).</summary>
+    RelayRefused,
 }

@@ -17,6 +17,21 @@ public sealed class RoutePlannerTests
     private static IReadOnlyList<PlannedHop> Plan(IReadOnlyList<ServerInfo> servers, BlockRange blocks, Func<PeerId, bool>? isBanned = null) =>
         RoutePlanner.Plan(servers, blocks, peer => RoundTrips.GetValueOrDefault(peer, 1), isBanned);
 
+    [Theory]
+    [InlineData(80, 10, "direct")]
+    [InlineData(5, 10, "relayed")]
+    [InlineData(10, 10, "direct")]
+    public void RelayedServerIsChargedItsMeasuredRoundTripAndLosesTiesToADirectServerOfTheSameSpan(double relayedMs, double directMs, string expected)
+    {
+        var relayed = TestPeers.Server("relayed", 0, 5) with { UsingRelay = true };
+        var direct = TestPeers.Server("direct", 0, 5);
+        var rtt = new Dictionary<PeerId, double> { [relayed.Peer] = relayedMs, [direct.Peer] = directMs };
+
+        var route = RoutePlanner.Plan([relayed, direct], new BlockRange(0, 5), peer => rtt[peer]);
+
+        Assert.Equal(TestPeers.IdFor(expected), Assert.Single(route).Server.Peer);
+    }
+
     [Fact]
     public void PrefersFewerHopsWhenRoundTripsDominate()
     {

@@ -4,6 +4,7 @@ using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
 using InferenceMesh.P2P;
+using InferenceMesh.P2P.Relay;
 
 namespace InferenceMesh.Cli.Commands;
 
@@ -31,7 +32,14 @@ public static class NodeCommand
         var kvShare = new Option<double>("--kv-share-per-peer") { Description = "Fraction of the KV budget one remote peer's sessions may reserve (0-1]", DefaultValueFactory = _ => 0.5 };
         var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of the span announcements, re-announced every half of it; a killed node leaves listings when they lapse", DefaultValueFactory = _ => "120s" };
         var fault = new Option<string[]>("--fault") { Description = $"Tests only (needs {StageFault.AllowVariable}=1): lie with noise=σ, skip-block=i or weights=fp16|int8|other-seed, with rate=p, sessions=p, seed=n", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault };
+        var relay = new Option<bool>("--relay") { Description = "Act as a Circuit Relay v2 relay for private nodes (a publicly reachable node)" };
+        var relayCircuitMb = new Option<int>("--relay-circuit-mb") { Description = "With --relay: most MiB relayed each way per circuit", DefaultValueFactory = _ => 1024 };
+        var relayCircuitTime = new Option<string>("--relay-circuit-duration") { Description = "With --relay: longest life of a circuit", DefaultValueFactory = _ => "30m" };
+        var relayMaxCircuits = new Option<int>("--relay-max-circuits") { Description = "With --relay: circuits open at once (per peer: a quarter of it, at least 1)", DefaultValueFactory = _ => 64 };
+        var isPrivate = new Option<bool>("--private") { Description = "This node cannot be dialled (behind a NAT): reserve on relays and announce /p2p-circuit addresses" };
+        var relayVia = new Option<string[]>("--relay-via") { Description = "With --private: relays to reserve on, as multiaddrs with /p2p/ (else the DHT's)", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
+        var noHolePunch = new Option<bool>("--no-hole-punch") { Description = "Do not try DCUtR hole punching on relayed connections" };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault, relay, relayCircuitMb, relayCircuitTime, relayMaxCircuits, isPrivate, relayVia, noHolePunch };
         command.SetAction(async (parse, cancellation) =>
         {
             var options = new MeshNodeOptions
@@ -48,6 +56,18 @@ public static class NodeCommand
                 Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20), KvSharePerPeer: parse.GetValue(kvShare)),
                 MetricsUrl = parse.GetValue(metricsUrl) is { } url ? new Uri(url) : null,
                 AnnounceTtl = Durations.Parse(parse.GetValue(announceTtl)!),
+                Relay = parse.GetValue(relay)
+                    ? new RelayServiceOptions
+                    {
+                        CircuitBytes = (ulong)parse.GetValue(relayCircuitMb) << 20,
+                        CircuitDuration = Durations.Parse(parse.GetValue(relayCircuitTime)!),
+                        MaxCircuits = parse.GetValue(relayMaxCircuits),
+                        MaxCircuitsPerPeer = Math.Max(1, parse.GetValue(relayMaxCircuits) / 4),
+                    }
+                    : null,
+                Private = parse.GetValue(isPrivate),
+                Relays = parse.GetValue(relayVia)!.Select(Multiaddr.Parse).ToList(),
+                HolePunching = !parse.GetValue(noHolePunch),
                 Fault = parse.GetValue(fault) is { Length: > 0 } lies ? StageFault.Parse(lies) : null,
                 Log = line => { lock (console.Error) console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); },
             };
@@ -58,6 +78,10 @@ public static class NodeCommand
                 ["peerId"] = node.PeerId.ToString(),
                 ["listen"] = node.AdvertisedAddresses.Select(a => a.ToString()).ToArray(),
             };
+            if (node.Peer.RelayService is not null)
+                ready["relay"] = true;
+            if (node.Peer.Host.Relay.CircuitAddresses is { Count: > 0 } circuits)
+                ready["circuit"] = circuits.Select(a => a.ToString()).ToArray();
             if (node.Span is { } span)
             {
                 ready["blocks"] = span.Blocks.ToString();

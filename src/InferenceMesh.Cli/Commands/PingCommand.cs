@@ -24,9 +24,10 @@ public static class PingCommand
             var times = new List<TimeSpan>();
             for (var i = 0; i < parse.GetValue(count); i++)
             {
-                var rtt = (await host.PingAsync(target, 1, cancellation))[0];
+                var connection = await host.DialAsync(target, cancellation);
+                var rtt = (await connection.PingAsync(1, cancellation))[0];
                 times.Add(rtt);
-                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Pong received: time={rtt.TotalMilliseconds:F2} ms"));
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Pong received: time={rtt.TotalMilliseconds:F2} ms ({connection.Path})"));
                 console.Out.Flush();
             }
             console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Average latency: {times.Average(t => t.TotalMilliseconds):F2}ms"));

@@ -40,6 +40,9 @@ public sealed record ServerInfo
     /// <summary>When it lapses (issued + TTL, 120 s by default).</summary>
     public required DateTimeOffset ExpiresAt { get; init; }
 
+    /// <summary>True when the server is reached only through a relay (it announces <c>/p2p-circuit</c> addresses alone): a hop to it costs the relay's detour unless DCUtR punches through.</summary>
+    public bool UsingRelay { get; init; }
+
     internal byte[] EncodeBody()
     {
         var w = new ProtoWriter();
@@ -54,6 +57,7 @@ public sealed record ServerInfo
         w.WriteVarint(9, (ulong)Math.Max(0, FreeCacheTokens));
         w.WriteVarint(10, (ulong)IssuedAt.ToUnixTimeMilliseconds());
         w.WriteVarint(11, (ulong)ExpiresAt.ToUnixTimeMilliseconds());
+        if (UsingRelay) w.WriteVarint(12, 1);
         return w.ToArray();
     }
 
@@ -68,6 +72,7 @@ public sealed record ServerInfo
         string? model = null;
         ulong block = 0, start = 0, end = 0, state = 0, free = 0, issued = 0, expires = 0;
         double throughput = 0;
+        var usingRelay = false;
         while (r.TryReadTag(out var field))
         {
             switch (field)
@@ -90,6 +95,7 @@ public sealed record ServerInfo
                 case 9: free = r.ReadVarintField(); break;
                 case 10: issued = r.ReadVarintField(); break;
                 case 11: expires = r.ReadVarintField(); break;
+                case 12: usingRelay = r.ReadVarintField() != 0; break;
                 default: r.Skip(); break;
             }
         }
@@ -109,6 +115,7 @@ public sealed record ServerInfo
             FreeCacheTokens = (long)free,
             IssuedAt = DateTimeOffset.FromUnixTimeMilliseconds((long)issued),
             ExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds((long)expires),
+            UsingRelay = usingRelay,
         };
     }
 }

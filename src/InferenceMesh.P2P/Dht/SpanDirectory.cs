@@ -44,6 +44,7 @@ public sealed class SpanDirectory(KadDht dht, Ed25519KeyPair? identity = null)
                 FreeCacheTokens = freeCacheTokens,
                 IssuedAt = now,
                 ExpiresAt = now + Ttl,
+                UsingRelay = dht.LocalAddresses.Count > 0 && dht.LocalAddresses.All(Relay.CircuitRelayClient.IsCircuit),
             };
             var value = SpanRecordValidator.EncodeValue([SpanRecordValidator.Sign(info, identity)]);
             if (await dht.PutValueAsync(SpanRecordValidator.KeyFor(modelId, block), value, republish: false, cancellationToken) > 0)

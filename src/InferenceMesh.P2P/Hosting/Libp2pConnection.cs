@@ -44,6 +44,21 @@ public sealed class Libp2pConnection : IAsyncDisposable
     /// <summary>This side's transport address.</summary>
     public Multiaddr LocalAddress { get; }
 
+    /// <summary>True when the connection runs over a Circuit Relay v2 circuit (its addresses carry <c>/p2p-circuit</c>); false for a direct one.</summary>
+    public bool IsRelayed => Relay.CircuitRelayClient.IsCircuit(RemoteAddress);
+
+    /// <summary>"relayed" or "direct", for logs, metrics and the CLI.</summary>
+    public string Path => IsRelayed ? "relayed" : "direct";
+
+    /// <summary>The limit the relay announced for this circuit (relayed connections), or null.</summary>
+    public Relay.RelayLimit? RelayLimit => (_channel.Transport as Relay.RelayedTransportConnection)?.Limit;
+
+    /// <summary>Exempts the connection from idle closing and trimming (a reservation on a relay keeps its connection so).</summary>
+    public bool KeepAlive { get; set; }
+
+    /// <summary>The round-trip time of the latest <see cref="PingAsync"/> on this connection (the mean when it pinged several times), or null before one.</summary>
+    public TimeSpan? MeasuredRtt { get; private set; }
+
     /// <summary>True when this side dialled.</summary>
     public bool IsOutbound { get; }
 
@@ -140,8 +155,13 @@ public sealed class Libp2pConnection : IAsyncDisposable
         OpenStreamAsync([protocol], cancellationToken);
 
     /// <summary>Runs <paramref name="count"/> libp2p pings on one stream; see <see cref="PingProtocol.PingAsync"/>. Safe to cancel.</summary>
-    public Task<IReadOnlyList<TimeSpan>> PingAsync(int count = 1, CancellationToken cancellationToken = default) =>
-        PingProtocol.PingAsync(this, count, cancellationToken);
+    public async Task<IReadOnlyList<TimeSpan>> PingAsync(int count = 1, CancellationToken cancellationToken = default)
+    {
+        var rtts = await PingProtocol.PingAsync(this, count, cancellationToken).ConfigureAwait(false);
+        if (rtts.Count > 0)
+            MeasuredRtt = TimeSpan.FromTicks((long)rtts.Average(r => r.Ticks));
+        return rtts;
+    }
 
     /// <summary>Asks the remote for its Identify now and records it. Safe to cancel.</summary>
     public async Task<IdentifyInfo> IdentifyAsync(CancellationToken cancellationToken = default)

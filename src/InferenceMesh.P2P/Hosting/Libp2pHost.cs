@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using InferenceMesh.P2P.Identity;
 using InferenceMesh.P2P.Muxing;
 using InferenceMesh.P2P.Protocols;
+using InferenceMesh.P2P.Relay;
 using InferenceMesh.P2P.Security;
 using InferenceMesh.P2P.Transport;
 
@@ -46,12 +47,15 @@ public sealed class Libp2pHost : IAsyncDisposable
         options.Limits.Validate();
         Options = options;
         _noise = new NoiseIdentity(options.Identity);
-        _transports = options.Transports ?? [new TcpTransport(options.Pool)];
+        _transports = options.Transports ?? [new TcpTransport(options.Pool, reusePort: options.HolePunching)];
         _yamux = options.Yamux with { Pool = options.Yamux.Pool ?? options.Pool, Log = options.Yamux.Log ?? options.Log, Time = options.Yamux.Time ?? options.Time };
         _identify = new IdentifyProtocol(this);
         _handlers[IdentifyCodec.ProtocolId] = _identify.ServeAsync;
         _handlers[IdentifyCodec.PushProtocolId] = _identify.ServePushAsync;
         _handlers[PingProtocol.ProtocolId] = PingProtocol.ServeAsync;
+        Relay = new CircuitRelayClient(this);
+        if (options.HolePunching)
+            HolePunching = new DcutrService(this);
         _idleSweep = options.IdleConnectionTimeout == Timeout.InfiniteTimeSpan ? Task.CompletedTask : Task.Run(CloseIdleConnectionsAsync);
     }
 
@@ -59,6 +63,18 @@ public sealed class Libp2pHost : IAsyncDisposable
     public Libp2pHostOptions Options { get; }
 
     internal NoiseIdentity NoiseIdentity => _noise;
+
+    /// <summary>Circuit Relay v2 client: reservations on relays, and the dialling and accepting of relayed connections.</summary>
+    public CircuitRelayClient Relay { get; }
+
+    /// <summary>DCUtR hole punching over relayed connections, or null when <see cref="Libp2pHostOptions.HolePunching"/> is off.</summary>
+    public DcutrService? HolePunching { get; }
+
+    /// <summary>
+    /// Remote TCP addresses of peers a hole punch expects to take the client role (DCUtR: the peer that dialled through
+    /// the relay is the client on the direct connection however the TCP handshake went), with that peer.
+    /// </summary>
+    internal ConcurrentDictionary<Multiaddr, PeerId> PunchClients { get; } = new();
 
     /// <summary>This node's PeerId.</summary>
     public PeerId PeerId => Options.Identity.PeerId;
@@ -124,8 +140,23 @@ public sealed class Libp2pHost : IAsyncDisposable
     internal Libp2pStreamHandler? GetHandler(string protocol) => _handlers.GetValueOrDefault(protocol);
 
     /// <summary>An open connection to <paramref name="peer"/> that takes new streams, or null.</summary>
-    public Libp2pConnection? GetConnection(PeerId peer) =>
-        _connections.Keys.FirstOrDefault(c => c.RemotePeer == peer && c.AcceptsNewStreams);
+    /// <remarks>A direct connection is preferred to a relayed one.</remarks>
+    public Libp2pConnection? GetConnection(PeerId peer)
+    {
+        Libp2pConnection? relayed = null;
+        foreach (var c in _connections.Keys)
+        {
+            if (c.RemotePeer != peer || !c.AcceptsNewStreams)
+                continue;
+            if (!c.IsRelayed)
+                return c;
+            relayed ??= c;
+        }
+        return relayed;
+    }
+
+    /// <summary>An open direct (not relayed) connection to <paramref name="peer"/>, or null.</summary>
+    public Libp2pConnection? GetDirectConnection(PeerId peer) => GetConnection(peer) is { IsRelayed: false } c ? c : null;
 
     /// <summary>
     /// Returns a connection to the peer at <paramref name="address"/>: a pooled one when the address names
@@ -213,6 +244,8 @@ public sealed class Libp2pHost : IAsyncDisposable
     /// <summary>Sends Identify-push to every connected peer; failures are logged, not thrown. Safe to cancel.</summary>
     public Task PushIdentifyAsync(CancellationToken cancellationToken = default) => _identify.PushAsync(cancellationToken);
 
+    internal IReadOnlyList<ITransport> Transports => _transports;
+
     private ITransport FindTransport(Multiaddr addr) =>
         _transports.FirstOrDefault(t => t.CanHandle(addr))
         ?? throw new P2PException(P2PErrorCode.NoTransport, $"no transport for {addr}");
@@ -221,7 +254,8 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     private async Task<Libp2pConnection> UpgradeOutboundAsync(Multiaddr address, PeerId? expected, CancellationToken cancellationToken)
     {
-        var transport = FindTransport(address);
+        var circuit = CircuitRelayClient.IsCircuit(address);
+        var transport = circuit ? null : FindTransport(address);
         using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, cancellationToken, _stopping.Token);
         if (!Usage.TryReserveMemory(Options.Limits.MemoryPerConnection, Options.Limits.MaxConnectionMemory))
         {
@@ -232,7 +266,9 @@ public sealed class Libp2pHost : IAsyncDisposable
         ITransportConnection raw;
         try
         {
-            raw = await transport.DialAsync(address.WithoutPeerId(), timeout.Token).ConfigureAwait(false);
+            raw = transport is null
+                ? await Relay.DialCircuitAsync(address, timeout.Token).ConfigureAwait(false)
+                : await transport.DialAsync(address.WithoutPeerId(), timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
         {
@@ -276,6 +312,25 @@ public sealed class Libp2pHost : IAsyncDisposable
             ($"net {new IPAddress(bytes)}/{prefix}", limits.MaxPendingInboundPerSubnet, Libp2pLimit.PendingInboundPerSubnet),
         ];
     }
+    /// <summary>
+    /// Upgrades a raw connection opened outside the transports (a relayed circuit, a hole-punched socket) and pools it.
+    /// <paramref name="asClient"/> picks the Noise initiator / multistream dialer role; <paramref name="expected"/>, when
+    /// given, must be the remote's authenticated PeerId. Safe to cancel.
+    /// </summary>
+    internal async Task<Libp2pConnection> UpgradeRawAsync(ITransportConnection raw, bool asClient, PeerId? expected, CancellationToken cancellationToken)
+    {
+        using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, cancellationToken, _stopping.Token);
+        var conn = await UpgradeAsync(raw, asClient, asClient ? expected : null, timeout.Token, cancellationToken).ConfigureAwait(false);
+        if (expected is not null && conn.RemotePeer != expected)
+        {
+            Close(conn);
+            throw new P2PException(P2PErrorCode.PeerIdMismatch, $"expected {expected} on {raw.RemoteAddress}, but {conn.RemotePeer} authenticated");
+        }
+        return conn;
+    }
+
+    internal Task<Libp2pConnection> UpgradeInboundAsync(ITransportConnection raw, PeerId expected, CancellationToken cancellationToken) =>
+        UpgradeRawAsync(raw, false, expected, cancellationToken);
 
     private async Task<Libp2pConnection> UpgradeAsync(ITransportConnection raw, bool outbound, PeerId? expected, CancellationToken token, CancellationToken callerToken)
     {
@@ -377,7 +432,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             {
                 foreach (var conn in _connections.Keys)
                 {
-                    if (!conn.IsClosed && conn.IdleTime >= timeout)
+                    if (!conn.IsClosed && !conn.KeepAlive && conn.IdleTime >= timeout)
                         Close(conn);
                 }
             }
@@ -395,7 +450,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         var longest = MinIdleToTrim;
         foreach (var conn in _connections.Keys)
         {
-            if (conn.IsClosed)
+            if (conn.IsClosed || conn.KeepAlive)
                 continue;
             var idle = conn.IdleTime;
             if (idle >= longest)
@@ -475,7 +530,12 @@ public sealed class Libp2pHost : IAsyncDisposable
                 using var timeout = new Deadline(Options.HandshakeTimeout, Options.Time, _stopping.Token);
                 try
                 {
-                    await UpgradeAsync(raw, false, null, timeout.Token, CancellationToken.None).ConfigureAwait(false);
+                    // A hole punch's TCP handshake may land on this listener; DCUtR makes the peer that dialled
+                    // through the relay the client anyway.
+                    if (PunchClients.TryRemove(raw.RemoteAddress, out var punched))
+                        await UpgradeAsync(raw, true, punched, timeout.Token, CancellationToken.None).ConfigureAwait(false);
+                    else
+                        await UpgradeAsync(raw, false, null, timeout.Token, CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is P2PException or OperationCanceledException)
                 {
@@ -495,6 +555,9 @@ public sealed class Libp2pHost : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         _stopping.Cancel();
+        await Relay.DisposeAsync().ConfigureAwait(false);
+        if (HolePunching is not null)
+            await HolePunching.DisposeAsync().ConfigureAwait(false);
         List<ITransportListener> listeners;
         lock (_listeners) listeners = [.. _listeners];
         foreach (var l in listeners)

@@ -42,6 +42,13 @@ public sealed record Libp2pHostOptions
     /// <summary>Budgets for connections not yet upgraded, per peer, per protocol and in memory; see <see cref="Libp2pResourceLimits"/>.</summary>
     public Libp2pResourceLimits Limits { get; init; } = new();
 
+    /// <summary>
+    /// Try DCUtR hole punching (<c>/libp2p/dcutr</c>) on every inbound relayed connection, and answer peers that try
+    /// it, so relayed peers end up directly connected where the NATs allow. TCP listeners then bind with
+    /// SO_REUSEADDR/SO_REUSEPORT so the punch can dial from the listen port.
+    /// </summary>
+    public bool HolePunching { get; init; } = true;
+
     /// <summary>Run Identify on every new connection.</summary>
     public bool AutoIdentify { get; init; } = true;
 

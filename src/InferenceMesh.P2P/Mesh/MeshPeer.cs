@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Relay;
 
 namespace InferenceMesh.P2P.Mesh;
 
@@ -18,16 +19,23 @@ public sealed class MeshPeer : IAsyncDisposable
     /// <summary>A free-form record namespace (<c>/mesh/…</c>) every mesh peer stores, for tools and tests.</summary>
     public const string MeshNamespace = "mesh";
 
-    private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options)
+    /// <summary>The DHT provider key relays announce themselves under, for private peers to find them.</summary>
+    public static readonly byte[] RelayProviderKey = System.Text.Encoding.UTF8.GetBytes("/inferencemesh/relay/0.2.0");
+
+    private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options, RelayService? relay)
     {
         Host = host;
         Dht = dht;
+        RelayService = relay;
         Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
         FraudReports = new FraudReportDirectory(dht, options.Identity);
         dht.Start();
     }
 
     public Libp2pHost Host { get; }
+
+    /// <summary>The relay this peer runs (<see cref="MeshPeerOptions.Relay"/>), or null.</summary>
+    public RelayService? RelayService { get; }
     public KadDht Dht { get; }
     public SpanDirectory Spans { get; }
 
@@ -52,13 +60,15 @@ public sealed class MeshPeer : IAsyncDisposable
         var seeds = options.Bootstrap.Select(a => a.PeerId is null
             ? throw new MeshException(MeshErrorCode.InvalidArgument, $"bootstrap address {a} has no /p2p/ peer id")
             : KadPeer.FromMultiaddr(a)).ToList();
-        var host = new Libp2pHost(new Libp2pHostOptions { Identity = options.Identity, Log = options.Log, Transports = options.Transports });
+        var host = new Libp2pHost(new Libp2pHostOptions { Identity = options.Identity, Log = options.Log, Transports = options.Transports, HolePunching = options.HolePunching });
+        var relay = options.Relay is null ? null : RelayService.Attach(host, options.Relay);
         try
         {
             var network = new Libp2pKadNetwork(host);
             var dht = new KadDht(host.PeerId, network, new KadDhtOptions
             {
-                Mode = options.Mode,
+                // A peer nobody can dial cannot answer DHT queries (go-libp2p switches to client mode behind a NAT too).
+                Mode = options.Private ? DhtMode.Client : options.Mode,
                 Time = options.Time,
                 Validators = RecordValidators.WithDefaults()
                     .Add(SpanRecordValidator.Namespace, spanValidator)
@@ -88,13 +98,76 @@ public sealed class MeshPeer : IAsyncDisposable
                         $"no bootstrap peer answered (tried {string.Join(", ", options.Bootstrap)}): {e.Message}", e);
                 }
             }
-            return new MeshPeer(host, dht, options);
+            if (relay is not null)
+                await AnnounceRelayAsync(dht, log, cancellation).ConfigureAwait(false);
+            if (options.Private)
+                await ReserveRelaysAsync(host, dht, options, log, cancellation).ConfigureAwait(false);
+            return new MeshPeer(host, dht, options, relay);
         }
         catch
         {
             await host.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    private static async Task AnnounceRelayAsync(KadDht dht, Action<string> log, CancellationToken cancellation)
+    {
+        try
+        {
+            var told = await dht.ProvideAsync(RelayProviderKey, cancellation).ConfigureAwait(false);
+            log($"relay: announced to {told} peers");
+        }
+        catch (MeshException e)
+        {
+            log($"relay: could not announce in the DHT: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Reserves on the configured relays (else those the DHT lists) until <see cref="MeshPeerOptions.MaxRelays"/> hold a slot,
+    /// and from then on announces the circuit addresses, following renewals and losses. A peer no relay takes keeps its
+    /// listen addresses and says so in the log.
+    /// </summary>
+    private static async Task ReserveRelaysAsync(Libp2pHost host, KadDht dht, MeshPeerOptions options, Action<string> log, CancellationToken cancellation)
+    {
+        var candidates = options.Relays.ToList();
+        if (candidates.Count == 0)
+        {
+            try
+            {
+                var found = await dht.FindProvidersAsync(RelayProviderKey, 8, cancellation).ConfigureAwait(false);
+                candidates = [.. found.Providers.Where(p => p.Id != host.PeerId)
+                    .SelectMany(p => p.Addresses.Where(a => !CircuitRelayClient.IsCircuit(a)).Take(1).Select(a => a.WithPeerId(p.Id)))];
+            }
+            catch (MeshException e)
+            {
+                log($"relay: no relay found in the DHT: {e.Message}");
+            }
+        }
+        foreach (var relay in candidates)
+        {
+            if (host.Relay.Reservations.Count >= options.MaxRelays)
+                break;
+            try
+            {
+                var r = await host.Relay.ReserveAsync(relay, cancellation).ConfigureAwait(false);
+                log($"relay: reserved on {r.Relay} until {r.Expires:O}");
+            }
+            catch (P2PException e)
+            {
+                log($"relay: reservation on {relay} failed: {e.P2PCode}: {e.Message}");
+            }
+        }
+        void Announce()
+        {
+            var circuits = host.Relay.CircuitAddresses;
+            dht.LocalAddresses = circuits.Count > 0 ? circuits : Advertised(host.ListenAddresses);
+        }
+        host.Relay.ReservationsChanged += Announce;
+        Announce();
+        if (host.Relay.Reservations.Count == 0)
+            log("relay: private, but no relay took a reservation: announcing the listen addresses");
     }
 
     /// <summary>Replaces each unspecified IP listen address by one address per up interface address of that family (loopback included, so local swarms keep working).</summary>

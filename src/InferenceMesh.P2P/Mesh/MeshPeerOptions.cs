@@ -1,6 +1,7 @@
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Relay;
 using InferenceMesh.P2P.Transport;
 
 namespace InferenceMesh.P2P.Mesh;
@@ -40,6 +41,28 @@ public sealed record MeshPeerOptions
     /// A server that dies without announcing itself offline drops out of listings when it lapses, so short values suit tests.
     /// </summary>
     public TimeSpan AnnounceTtl { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>
+    /// Act as a Circuit Relay v2 relay with these limits (a publicly reachable node), and say so in the DHT (provider of
+    /// <see cref="MeshPeer.RelayProviderKey"/>) so private peers find it; null for no relaying.
+    /// </summary>
+    public RelayServiceOptions? Relay { get; init; }
+
+    /// <summary>
+    /// This peer cannot be dialled (behind a NAT): it reserves slots on relays (<see cref="Relays"/>, else up to
+    /// <see cref="MaxRelays"/> found through the DHT), announces its <c>/p2p-circuit</c> addresses instead of its listen
+    /// addresses, and runs the DHT in client mode whatever <see cref="Mode"/> says.
+    /// </summary>
+    public bool Private { get; init; }
+
+    /// <summary>Relays (with <c>/p2p/</c>) a private peer reserves on; when empty it looks them up in the DHT.</summary>
+    public IReadOnlyList<Multiaddr> Relays { get; init; } = [];
+
+    /// <summary>How many relays a private peer holds reservations on.</summary>
+    public int MaxRelays { get; init; } = 2;
+
+    /// <summary>Try DCUtR hole punching on relayed connections (<see cref="Libp2pHostOptions.HolePunching"/>).</summary>
+    public bool HolePunching { get; init; } = true;
 
     /// <summary>Registers protocol handlers on the host before it accepts connections.</summary>
     public Action<Libp2pHost>? BeforeListening { get; init; }

@@ -12,9 +12,60 @@ namespace InferenceMesh.P2P.Transport;
 public sealed class TcpTransport : ITransport
 {
     private readonly MemoryPool<byte> _pool;
+    private readonly bool _reusePort;
 
     /// <param name="pool">Buffer pool for the socket pipes; <see cref="MemoryPool{T}.Shared"/> when null.</param>
-    public TcpTransport(MemoryPool<byte>? pool = null) => _pool = pool ?? MemoryPool<byte>.Shared;
+    /// <param name="reusePort">
+    /// Mark listeners SO_REUSEADDR/SO_REUSEPORT (after binding, so <c>tcp/0</c> still gets a port of its own) so a
+    /// hole punch can dial from the listen port (<see cref="DialFromAsync"/>).
+    /// </param>
+    public TcpTransport(MemoryPool<byte>? pool = null, bool reusePort = false)
+    {
+        _pool = pool ?? MemoryPool<byte>.Shared;
+        _reusePort = reusePort;
+    }
+
+    /// <summary>Whether listeners share their port with <see cref="DialFromAsync"/>.</summary>
+    public bool ReusesPort => _reusePort;
+
+    /// <summary>
+    /// Connects to <paramref name="remote"/> from <paramref name="local"/> (a listen end point of this transport made
+    /// with reusePort), for TCP simultaneous open. Throws <see cref="P2PException"/> (ConnectionClosed). Safe to cancel.
+    /// </summary>
+    public async ValueTask<ITransportConnection> DialFromAsync(IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(remote);
+        var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            Reuse(socket);
+            socket.Bind(local);
+            await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new P2PException(P2PErrorCode.ConnectionClosed, $"TCP connect from {local} to {remote} failed: {e.SocketErrorCode}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return new TcpConnection(socket, _pool);
+    }
+
+    private static void Reuse(Socket socket)
+    {
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        if (OperatingSystem.IsLinux())
+            socket.SetRawSocketOption(SolSocket, SoReusePort, BitConverter.GetBytes(1));
+    }
+
+    // Linux's SOL_SOCKET and SO_REUSEPORT: .NET has no name for SO_REUSEPORT.
+    private const int SolSocket = 1;
+    private const int SoReusePort = 15;
 
     public bool CanHandle(Multiaddr address) => address.TryGetTcpEndPoint() is not null || address.TryGetDnsTcpAddress() is not null;
 
@@ -79,6 +130,8 @@ public sealed class TcpTransport : ITransport
         try
         {
             socket.Bind(ep);
+            if (_reusePort)
+                Reuse(socket);
             socket.Listen(512);
         }
         catch (SocketException e)
