@@ -3,7 +3,11 @@ using System.Text.Json;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
+using System.Net;
 using InferenceMesh.P2P;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Mesh;
+using InferenceMesh.P2P.Nat;
 
 namespace InferenceMesh.Cli.Commands;
 
@@ -30,13 +34,43 @@ public static class NodeCommand
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
         var announceTtl = new Option<string>("--announce-ttl") { Description = "Lifetime of the span announcements, re-announced every half of it; a killed node leaves listings when they lapse", DefaultValueFactory = _ => "120s" };
         var fault = new Option<string[]>("--fault") { Description = $"Tests only (needs {StageFault.AllowVariable}=1): lie with noise=σ, skip-block=i or weights=fp16|int8|other-seed, with rate=p, sessions=p, seed=n", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault };
+        var portMap = new Option<string>("--port-map") { Description = "Ask the home router to forward the listen port: auto (UPnP, PCP and NAT-PMP in parallel), off, or a list such as upnp,natpmp,pcp; only with a non-loopback --listen address", DefaultValueFactory = _ => "auto" };
+        var portMapLifetime = new Option<string>("--port-map-lifetime") { Description = "Lease asked of the router", DefaultValueFactory = _ => "60s" };
+        var portMapRenew = new Option<string>("--port-map-renew") { Description = "Time between lease renewals (shorter than the lease)", DefaultValueFactory = _ => "20s" };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault, portMap, portMapLifetime, portMapRenew };
         command.SetAction(async (parse, cancellation) =>
         {
+            // Address lines learned before the ready line is out wait for it, so "ready" is always the first line.
+            var early = new List<LearnedAddress>();
+            PeerId? self = null;
+            string Line(LearnedAddress learned) => JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["event"] = "address",
+                ["kind"] = learned.Kind.ToString().ToLowerInvariant(),
+                ["address"] = (learned.Address.PeerId is null ? learned.Address.WithPeerId(self!) : learned.Address).ToString(),
+                ["source"] = learned.Source,
+            });
+            void PrintAddress(LearnedAddress learned)
+            {
+                lock (console.Out)
+                {
+                    if (self is null)
+                    {
+                        early.Add(learned);
+                        return;
+                    }
+                    console.Out.WriteLine(Line(learned));
+                    console.Out.Flush();
+                }
+            }
+            var listenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList();
+            var mapping = PortMapping(parse.GetValue(portMap)!, listenAddresses, Durations.Parse(parse.GetValue(portMapLifetime)!), Durations.Parse(parse.GetValue(portMapRenew)!));
             var options = new MeshNodeOptions
             {
                 IdentityFile = parse.GetValue(identity),
-                Listen = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList(),
+                Listen = listenAddresses,
+                PortMapping = mapping,
+                AddressLearned = PrintAddress,
                 Bootstrap = parse.GetValue(bootstrap)!.Select(Multiaddr.Parse).ToList(),
                 ModelDirectory = parse.GetValue(model),
                 Blocks = parse.GetValue(blocks) is { } text ? BlockRange.Parse(text) : null,
@@ -62,11 +96,35 @@ public static class NodeCommand
                 ready["blocks"] = span.Blocks.ToString();
                 ready["throughput"] = Math.Round(node.Throughput, 1);
             }
-            console.Out.WriteLine(JsonSerializer.Serialize(ready));
-            console.Out.Flush();
+            lock (console.Out)
+            {
+                console.Out.WriteLine(JsonSerializer.Serialize(ready));
+                self = node.PeerId;
+                foreach (var learned in early) console.Out.WriteLine(Line(learned));
+                console.Out.Flush();
+            }
             await Task.Delay(Timeout.Infinite, cancellation).ContinueWith(_ => { }, TaskScheduler.Default);
             return (int)ExitCode.Ok;
         });
         return command;
+    }
+
+    /// <summary>The port-mapping options for <c>--port-map</c>; null when off or when every listen address is loopback (nothing to forward to).</summary>
+    private static PortMapperOptions? PortMapping(string text, IReadOnlyList<Multiaddr> listen, TimeSpan lifetime, TimeSpan renew)
+    {
+        if (text == "off" || listen.All(a => a.TryGetTcpEndPoint() is not { } e || IPAddress.IsLoopback(e.Address)))
+            return null;
+        IReadOnlyList<PortMappingProtocol> protocols = text == "auto"
+            ? [PortMappingProtocol.Upnp, PortMappingProtocol.Pcp, PortMappingProtocol.NatPmp]
+            : text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(p => p.ToLowerInvariant() switch
+            {
+                "upnp" => PortMappingProtocol.Upnp,
+                "natpmp" or "nat-pmp" => PortMappingProtocol.NatPmp,
+                "pcp" => PortMappingProtocol.Pcp,
+                _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"--port-map: '{p}' is not auto, off, upnp, natpmp or pcp"),
+            }).ToList();
+        if (renew <= TimeSpan.Zero || renew >= lifetime)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"--port-map-renew ({renew.TotalSeconds} s) must be positive and shorter than --port-map-lifetime ({lifetime.TotalSeconds} s)");
+        return new PortMapperOptions { Protocols = protocols, Lifetime = lifetime, RenewInterval = renew };
     }
 }

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
+using InferenceMesh.P2P.Nat;
 
 namespace InferenceMesh.P2P.Mesh;
 
@@ -18,13 +19,31 @@ public sealed class MeshPeer : IAsyncDisposable
     /// <summary>A free-form record namespace (<c>/mesh/…</c>) every mesh peer stores, for tools and tests.</summary>
     public const string MeshNamespace = "mesh";
 
+    /// <summary>At most this many distinct observed addresses are reported; more would only come from peers making them up.</summary>
+    private const int MaxObserved = 32;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Multiaddr, byte> _observed = new();
+    private readonly Action<string> _log;
+    private PortMapper? _mapper;
+
     private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options)
     {
         Host = host;
         Dht = dht;
+        _log = options.Log ?? (_ => { });
         Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
+        host.AddressObserved += OnAddressObserved;
         dht.Start();
     }
+
+    /// <summary>
+    /// Raised (on a pool thread) for each address this peer learns after start: a port mapped on (or lost by) the home gateway,
+    /// or an address a peer observed. Subscribe before <see cref="StartPortMapping"/> to see the first mapping.
+    /// </summary>
+    public event Action<LearnedAddress>? AddressLearned;
+
+    /// <summary>The gateway port mapping in force, or null.</summary>
+    public PortMapping? PortMapping => _mapper?.Current;
 
     public Libp2pHost Host { get; }
     public KadDht Dht { get; }
@@ -117,9 +136,49 @@ public sealed class MeshPeer : IAsyncDisposable
             .Where(a => a.AddressFamily == family && !a.IsIPv6LinkLocal)
             .OrderBy(a => IPAddress.IsLoopback(a) ? 1 : 0);
 
-    /// <summary>Stops DHT maintenance and closes the host with its connections.</summary>
+    /// <summary>
+    /// Starts keeping the first non-loopback TCP listen port forwarded by the home gateway (<see cref="PortMapper"/>); each mapping
+    /// is added to what Identify and the DHT announce and raised as <see cref="AddressLearned"/>. False when there is no such
+    /// listen address or mapping already runs.
+    /// </summary>
+    public bool StartPortMapping(PortMapperOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var port = Host.ListenAddresses.Select(a => a.TryGetTcpEndPoint()).FirstOrDefault(e => e is not null && !IPAddress.IsLoopback(e.Address))?.Port;
+        if (port is null || _mapper is not null)
+            return false;
+        var mapper = new PortMapper(port.Value, options with { Log = options.Log ?? _log });
+        mapper.Changed += OnMappingChanged;
+        _mapper = mapper;
+        return true;
+    }
+
+    private void OnMappingChanged(PortMapping? old, PortMapping? current)
+    {
+        IReadOnlyList<Multiaddr> external = current is null ? [] : [current.ExternalMultiaddr];
+        Host.SetExternalAddresses(external);
+        Dht.LocalAddresses = [.. Advertised(Host.ListenAddresses), .. external];
+        if (old is not null)
+            AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Unmapped, old.ExternalMultiaddr, old.Protocol.ToString()));
+        if (current is not null)
+            AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Mapped, current.ExternalMultiaddr, current.Protocol.ToString()));
+    }
+
+    private void OnAddressObserved(Libp2pConnection connection, Multiaddr observed)
+    {
+        if (_observed.Count >= MaxObserved || !_observed.TryAdd(observed, 0))
+            return;
+        AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Observed, observed, connection.RemotePeer.ToString()));
+    }
+
+    /// <summary>Deletes the port mapping (if any), stops DHT maintenance and closes the host with its connections.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_mapper is { } mapper)
+        {
+            mapper.Changed -= OnMappingChanged;
+            await mapper.DisposeAsync().ConfigureAwait(false);
+        }
         await Dht.DisposeAsync().ConfigureAwait(false);
         await Host.DisposeAsync().ConfigureAwait(false);
     }
