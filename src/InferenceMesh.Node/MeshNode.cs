@@ -128,10 +128,14 @@ public sealed class MeshNode : IAsyncDisposable
                 Time = options.Time,
                 Log = options.Log,
                 AnnounceTtl = options.AnnounceTtl,
+                AutoNat = options.AutoNat,
+                AddressLearned = options.AddressLearned,
                 BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay, traffic),
             }, cancellation).ConfigureAwait(false);
-            if (options.AddressLearned is { } learned)
-                peer.AddressLearned += learned;
+            if (options.ReachabilityChanged is { } reachability)
+                peer.AutoNat.ReachabilityChanged += reachability;
+            if (options.ReachabilityCheckInterval is { } interval)
+                peer.StartReachabilityChecks(interval);
             if (options.PortMapping is { } mapping && !peer.StartPortMapping(mapping))
                 log("no port mapping: no non-loopback TCP listen address to map");
             if (manifest is null)

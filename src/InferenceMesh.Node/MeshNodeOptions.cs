@@ -74,4 +74,13 @@ public sealed record MeshNodeOptions
 
     /// <summary>Called (on a pool thread) for each address the node learns: mapped, unmapped, observed by a peer. Subscribed before the node starts.</summary>
     public Action<P2P.Mesh.LearnedAddress>? AddressLearned { get; init; }
+
+    /// <summary>AutoNAT limits as a server and confirmations needed as a client (<see cref="P2P.Nat.AutoNatService"/>).</summary>
+    public P2P.Nat.AutoNatOptions AutoNat { get; init; } = new();
+
+    /// <summary>How often the node asks its peers with AutoNAT whether it is publicly reachable; null (the default) never.</summary>
+    public TimeSpan? ReachabilityCheckInterval { get; init; }
+
+    /// <summary>Called (on a pool thread) when AutoNAT's verdict changes. Subscribed before the node starts.</summary>
+    public Action<P2P.Nat.Reachability>? ReachabilityChanged { get; init; }
 }

@@ -37,20 +37,27 @@ public static class NodeCommand
         var portMap = new Option<string>("--port-map") { Description = "Ask the home router to forward the listen port: auto (UPnP, PCP and NAT-PMP in parallel), off, or a list such as upnp,natpmp,pcp; only with a non-loopback --listen address", DefaultValueFactory = _ => "auto" };
         var portMapLifetime = new Option<string>("--port-map-lifetime") { Description = "Lease asked of the router", DefaultValueFactory = _ => "60s" };
         var portMapRenew = new Option<string>("--port-map-renew") { Description = "Time between lease renewals (shorter than the lease)", DefaultValueFactory = _ => "20s" };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault, portMap, portMapLifetime, portMapRenew };
+        var autonatInterval = new Option<string>("--autonat-interval") { Description = "How often to ask peers with AutoNAT whether this node is publicly reachable (a reachability line on each change), or off", DefaultValueFactory = _ => "60s" };
+        var autonatConfirmations = new Option<int>("--autonat-confirmations") { Description = "Agreeing AutoNAT answers needed to call the node public or private", DefaultValueFactory = _ => 3 };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, threads, metricsUrl, announceTtl, fault, portMap, portMapLifetime, portMapRenew, autonatInterval, autonatConfirmations };
         command.SetAction(async (parse, cancellation) =>
         {
             // Address lines learned before the ready line is out wait for it, so "ready" is always the first line.
-            var early = new List<LearnedAddress>();
+            var early = new List<object>();
             PeerId? self = null;
-            string Line(LearnedAddress learned) => JsonSerializer.Serialize(new Dictionary<string, object?>
+            string Line(object learned) => JsonSerializer.Serialize(learned switch
             {
-                ["event"] = "address",
-                ["kind"] = learned.Kind.ToString().ToLowerInvariant(),
-                ["address"] = (learned.Address.PeerId is null ? learned.Address.WithPeerId(self!) : learned.Address).ToString(),
-                ["source"] = learned.Source,
+                LearnedAddress a => new Dictionary<string, object?>
+                {
+                    ["event"] = "address",
+                    ["kind"] = a.Kind.ToString().ToLowerInvariant(),
+                    ["address"] = (a.Address.PeerId is null ? a.Address.WithPeerId(self!) : a.Address).ToString(),
+                    ["source"] = a.Source,
+                },
+                Reachability r => new Dictionary<string, object?> { ["event"] = "reachability", ["reachability"] = r.ToString().ToLowerInvariant() },
+                _ => throw new ArgumentOutOfRangeException(nameof(learned)),
             });
-            void PrintAddress(LearnedAddress learned)
+            void Print(object learned)
             {
                 lock (console.Out)
                 {
@@ -63,6 +70,7 @@ public static class NodeCommand
                     console.Out.Flush();
                 }
             }
+            var autonatEvery = parse.GetValue(autonatInterval)!;
             var listenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList();
             var mapping = PortMapping(parse.GetValue(portMap)!, listenAddresses, Durations.Parse(parse.GetValue(portMapLifetime)!), Durations.Parse(parse.GetValue(portMapRenew)!));
             var options = new MeshNodeOptions
@@ -70,7 +78,10 @@ public static class NodeCommand
                 IdentityFile = parse.GetValue(identity),
                 Listen = listenAddresses,
                 PortMapping = mapping,
-                AddressLearned = PrintAddress,
+                AddressLearned = Print,
+                ReachabilityChanged = r => Print(r),
+                ReachabilityCheckInterval = autonatEvery == "off" ? null : Durations.Parse(autonatEvery),
+                AutoNat = new AutoNatOptions { Confirmations = parse.GetValue(autonatConfirmations) },
                 Bootstrap = parse.GetValue(bootstrap)!.Select(Multiaddr.Parse).ToList(),
                 ModelDirectory = parse.GetValue(model),
                 Blocks = parse.GetValue(blocks) is { } text ? BlockRange.Parse(text) : null,

@@ -168,6 +168,16 @@ public sealed class Libp2pHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// Dials a new connection to <paramref name="expected"/> at <paramref name="address"/>, never taken from the pool (an AutoNAT dial-back
+    /// must prove a fresh inbound path). The connection joins the pool like any other; the caller may close it. Safe to cancel.
+    /// </summary>
+    internal Task<Libp2pConnection> DialNewAsync(Multiaddr address, PeerId expected, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return UpgradeOutboundAsync(address.WithoutPeerId(), expected, cancellationToken);
+    }
+
+    /// <summary>
     /// Dials (or reuses a connection) and opens a stream for the first of <paramref name="protocols"/> the peer
     /// supports. A pooled connection that closes as the stream opens (idle on either side) is replaced by
     /// one fresh dial. Safe to cancel.

@@ -25,6 +25,8 @@ public sealed class MeshPeer : IAsyncDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Multiaddr, byte> _observed = new();
     private readonly Action<string> _log;
     private PortMapper? _mapper;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _reachabilityChecks = Task.CompletedTask;
 
     private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options)
     {
@@ -32,8 +34,41 @@ public sealed class MeshPeer : IAsyncDisposable
         Dht = dht;
         _log = options.Log ?? (_ => { });
         Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
+        if (options.AddressLearned is { } learned)
+            AddressLearned += learned;
         host.AddressObserved += OnAddressObserved;
-        dht.Start();
+        AutoNat = new AutoNatService(host, options.AutoNat);
+    }
+
+    /// <summary>AutoNAT v1 on this peer's host: it serves dial-backs to others and checks this peer's own reachability.</summary>
+    public AutoNatService AutoNat { get; }
+
+    /// <summary>
+    /// Checks reachability with AutoNAT every <paramref name="interval"/> (the first check after one interval, once peers are connected),
+    /// sending the announced addresses; <see cref="AutoNatService.ReachabilityChanged"/> reports the verdicts. False when checks already run.
+    /// </summary>
+    public bool StartReachabilityChecks(TimeSpan interval)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
+        if (!_reachabilityChecks.IsCompleted)
+            return false;
+        _reachabilityChecks = CheckReachabilityAsync(interval, _stopping.Token);
+        return true;
+    }
+
+    private async Task CheckReachabilityAsync(TimeSpan interval, CancellationToken cancellation)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(interval, Dht.Options.Time, cancellation).ConfigureAwait(false);
+                await AutoNat.CheckAsync(AdvertisedAddresses, cancellation).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+        }
     }
 
     /// <summary>
@@ -83,6 +118,8 @@ public sealed class MeshPeer : IAsyncDisposable
             await host.StartAsync(options.Listen, cancellation).ConfigureAwait(false);
             network.Attach(dht);
             dht.LocalAddresses = Advertised(host.ListenAddresses);
+            // Made before joining, so the addresses peers observe during the join are reported too.
+            var peer = new MeshPeer(host, dht, options);
             if (seeds.Count > 0)
             {
                 try
@@ -101,7 +138,8 @@ public sealed class MeshPeer : IAsyncDisposable
                         $"no bootstrap peer answered (tried {string.Join(", ", options.Bootstrap)}): {e.Message}", e);
                 }
             }
-            return new MeshPeer(host, dht, options);
+            dht.Start();
+            return peer;
         }
         catch
         {
@@ -174,6 +212,9 @@ public sealed class MeshPeer : IAsyncDisposable
     /// <summary>Deletes the port mapping (if any), stops DHT maintenance and closes the host with its connections.</summary>
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _reachabilityChecks.ConfigureAwait(false);
+        _stopping.Dispose();
         if (_mapper is { } mapper)
         {
             mapper.Changed -= OnMappingChanged;
