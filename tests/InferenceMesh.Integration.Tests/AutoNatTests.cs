@@ -36,6 +36,9 @@ public sealed class AutoNatTests
             Assert.StartsWith($"/ip4/{home.WanAddress}/tcp/", observed.GetProperty("address").GetString());
         }
         foreach (var node in homes.Append(pub))
-            Assert.Equal(0, await node.StopAsync());
+        {
+            var code = await node.StopAsync();
+            Assert.True(code == 0, $"exit code {code}: {node.Errors}");
+        }
     }
 }
