@@ -78,7 +78,7 @@ public sealed class AutoNatService
             {
                 return await RequestAsync(s, addresses, linked.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is P2PException || e is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (e is P2PException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 _host.Options.Log?.Invoke($"AutoNAT request to {s.RemotePeer} failed: {e.Message}");
                 return null;
