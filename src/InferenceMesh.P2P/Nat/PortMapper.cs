@@ -79,7 +79,7 @@ public sealed class PortMapper : IAsyncDisposable
 
     private async Task<PortMapping?> MapAnyAsync(CancellationToken token)
     {
-        var attempts = _clients.Select(c => TryAsync(c, c.MapAsync(_internalPort, _internalPort, _options.Lifetime, token))).ToList();
+        var attempts = _clients.Select(c => TryAsync(c, () => c.MapAsync(_internalPort, _internalPort, _options.Lifetime, token))).ToList();
         var results = await Task.WhenAll(attempts).ConfigureAwait(false);
         var chosen = Array.FindIndex(results, r => r is not null);
         if (chosen < 0)
@@ -96,18 +96,19 @@ public sealed class PortMapper : IAsyncDisposable
     private async Task<PortMapping?> RenewAsync(CancellationToken token)
     {
         var client = _client!;
-        var renewed = await TryAsync(client, client.RenewAsync(_current!, _options.Lifetime, token)).ConfigureAwait(false);
+        var renewed = await TryAsync(client, () => client.RenewAsync(_current!, _options.Lifetime, token)).ConfigureAwait(false);
         if (renewed is not null)
             return renewed;
         _client = null;
         return await MapAnyAsync(token).ConfigureAwait(false);
     }
 
-    private async Task<PortMapping?> TryAsync(IPortMappingClient client, Task<PortMapping> attempt)
+    // The attempt is started inside the try: a client may throw before returning its task (no default gateway).
+    private async Task<PortMapping?> TryAsync(IPortMappingClient client, Func<Task<PortMapping>> attempt)
     {
         try
         {
-            return await attempt.ConfigureAwait(false);
+            return await attempt().ConfigureAwait(false);
         }
         catch (PortMappingException e)
         {
