@@ -42,6 +42,32 @@ public sealed class MeshNode : IAsyncDisposable
         _log = options.Log ?? (_ => { });
         Span = choice;
         Throughput = throughput;
+        if (span is not null)
+            peer.AddressLearned += OnAddressLearned;
+    }
+
+    private readonly Lock _reannounceLock = new();
+    private Task _reannounce = Task.CompletedTask;
+
+    /// <summary>A mapped address appeared or went: announce the span now with the new addresses rather than at the next refresh.</summary>
+    private void OnAddressLearned(LearnedAddress learned)
+    {
+        if (learned.Kind == LearnedAddressKind.Observed || _announcing.IsCancellationRequested)
+            return;
+        lock (_reannounceLock)
+            _reannounce = ReannounceAfterAsync(_reannounce);
+    }
+
+    private async Task ReannounceAfterAsync(Task previous)
+    {
+        await previous.ConfigureAwait(false);
+        try
+        {
+            await AnnounceOnceAsync(_announcing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_announcing.IsCancellationRequested)
+        {
+        }
     }
 
     /// <summary>This node's libp2p identity.</summary>
@@ -106,8 +132,16 @@ public sealed class MeshNode : IAsyncDisposable
                 Private = options.Private,
                 Relays = options.Relays,
                 HolePunching = options.HolePunching,
+                AutoNat = options.AutoNat,
+                AddressLearned = options.AddressLearned,
                 BeforeListening = host => connector = StageHosting.Connector(host, options.LinkDelay, traffic),
             }, cancellation).ConfigureAwait(false);
+            if (options.ReachabilityChanged is { } reachability)
+                peer.AutoNat.ReachabilityChanged += reachability;
+            if (options.ReachabilityCheckInterval is { } interval)
+                peer.StartReachabilityChecks(interval);
+            if (options.PortMapping is { } mapping && !peer.StartPortMapping(mapping))
+                log("no port mapping: no non-loopback TCP listen address to map");
             if (manifest is null)
                 return new MeshNode(options, peer, owned, null, null, null, 0);
 
@@ -225,8 +259,12 @@ public sealed class MeshNode : IAsyncDisposable
         _log("stopping");
         if (_metricServer is not null) await _metricServer.StopAsync().ConfigureAwait(false);
         _peer.Host.RemoveHandler(StageProtocol.Id);
+        _peer.AddressLearned -= OnAddressLearned;
         await _announcing.CancelAsync().ConfigureAwait(false);
         await _announceLoop.ConfigureAwait(false);
+        Task reannounce;
+        lock (_reannounceLock) reannounce = _reannounce;
+        await reannounce.ConfigureAwait(false);
         if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
         _span?.Dispose();
         if (_span is not null)

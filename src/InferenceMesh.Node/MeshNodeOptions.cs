@@ -77,4 +77,22 @@ public sealed record MeshNodeOptions
 
     /// <summary>Receives one line per notable event (span chosen, serving, stopping); null for none.</summary>
     public Action<string>? Log { get; init; }
+
+    /// <summary>
+    /// Ask the home gateway to forward the listen port (UPnP IGD, NAT-PMP, PCP, <see cref="P2P.Nat.PortMapper"/>) and announce the
+    /// mapped address; null (the default) for none. Only a non-loopback TCP listen address is mapped.
+    /// </summary>
+    public P2P.Nat.PortMapperOptions? PortMapping { get; init; }
+
+    /// <summary>Called (on a pool thread) for each address the node learns: mapped, unmapped, observed by a peer. Subscribed before the node starts.</summary>
+    public Action<P2P.Mesh.LearnedAddress>? AddressLearned { get; init; }
+
+    /// <summary>AutoNAT limits as a server and confirmations needed as a client (<see cref="P2P.Nat.AutoNatService"/>).</summary>
+    public P2P.Nat.AutoNatOptions AutoNat { get; init; } = new();
+
+    /// <summary>How often the node asks its peers with AutoNAT whether it is publicly reachable; null (the default) never.</summary>
+    public TimeSpan? ReachabilityCheckInterval { get; init; }
+
+    /// <summary>Called (on a pool thread) when AutoNAT's verdict changes. Subscribed before the node starts.</summary>
+    public Action<P2P.Nat.Reachability>? ReachabilityChanged { get; init; }
 }

@@ -3,8 +3,12 @@ using System.Text.Json;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Node;
+using System.Net;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Relay;
+using InferenceMesh.P2P.Identity;
+using InferenceMesh.P2P.Mesh;
+using InferenceMesh.P2P.Nat;
 
 namespace InferenceMesh.Cli.Commands;
 
@@ -39,13 +43,54 @@ public static class NodeCommand
         var isPrivate = new Option<bool>("--private") { Description = "This node cannot be dialled (behind a NAT): reserve on relays and announce /p2p-circuit addresses" };
         var relayVia = new Option<string[]>("--relay-via") { Description = "With --private: relays to reserve on, as multiaddrs with /p2p/ (else the DHT's)", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
         var noHolePunch = new Option<bool>("--no-hole-punch") { Description = "Do not try DCUtR hole punching on relayed connections" };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault, relay, relayCircuitMb, relayCircuitTime, relayMaxCircuits, isPrivate, relayVia, noHolePunch };
+        var portMap = new Option<string>("--port-map") { Description = "Ask the home router to forward the listen port: auto (UPnP, PCP and NAT-PMP in parallel), off, or a list such as upnp,natpmp,pcp; only with a non-loopback --listen address", DefaultValueFactory = _ => "auto" };
+        var portMapLifetime = new Option<string>("--port-map-lifetime") { Description = "Lease asked of the router", DefaultValueFactory = _ => "60s" };
+        var portMapRenew = new Option<string>("--port-map-renew") { Description = "Time between lease renewals (shorter than the lease)", DefaultValueFactory = _ => "20s" };
+        var autonatInterval = new Option<string>("--autonat-interval") { Description = "How often to ask peers with AutoNAT whether this node is publicly reachable (a reachability line on each change), or off", DefaultValueFactory = _ => "60s" };
+        var autonatConfirmations = new Option<int>("--autonat-confirmations") { Description = "Agreeing AutoNAT answers needed to call the node public or private", DefaultValueFactory = _ => 3 };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault, relay, relayCircuitMb, relayCircuitTime, relayMaxCircuits, isPrivate, relayVia, noHolePunch, portMap, portMapLifetime, portMapRenew, autonatInterval, autonatConfirmations };
         command.SetAction(async (parse, cancellation) =>
         {
+            // Address lines learned before the ready line is out wait for it, so "ready" is always the first line.
+            var early = new List<object>();
+            PeerId? self = null;
+            string Line(object learned) => JsonSerializer.Serialize(learned switch
+            {
+                LearnedAddress a => new Dictionary<string, object?>
+                {
+                    ["event"] = "address",
+                    ["kind"] = a.Kind.ToString().ToLowerInvariant(),
+                    ["address"] = (a.Address.PeerId is null ? a.Address.WithPeerId(self!) : a.Address).ToString(),
+                    ["source"] = a.Source,
+                },
+                Reachability r => new Dictionary<string, object?> { ["event"] = "reachability", ["reachability"] = r.ToString().ToLowerInvariant() },
+                _ => throw new ArgumentOutOfRangeException(nameof(learned)),
+            });
+            void Print(object learned)
+            {
+                lock (console.Out)
+                {
+                    if (self is null)
+                    {
+                        early.Add(learned);
+                        return;
+                    }
+                    console.Out.WriteLine(Line(learned));
+                    console.Out.Flush();
+                }
+            }
+            var autonatEvery = parse.GetValue(autonatInterval)!;
+            var listenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList();
+            var mapping = PortMapping(parse.GetValue(portMap)!, listenAddresses, Durations.Parse(parse.GetValue(portMapLifetime)!), Durations.Parse(parse.GetValue(portMapRenew)!));
             var options = new MeshNodeOptions
             {
                 IdentityFile = parse.GetValue(identity),
-                Listen = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList(),
+                Listen = listenAddresses,
+                PortMapping = mapping,
+                AddressLearned = Print,
+                ReachabilityChanged = r => Print(r),
+                ReachabilityCheckInterval = autonatEvery == "off" ? null : Durations.Parse(autonatEvery),
+                AutoNat = new AutoNatOptions { Confirmations = parse.GetValue(autonatConfirmations) },
                 Bootstrap = parse.GetValue(bootstrap)!.Select(Multiaddr.Parse).ToList(),
                 ModelDirectory = parse.GetValue(model),
                 Blocks = parse.GetValue(blocks) is { } text ? BlockRange.Parse(text) : null,
@@ -87,11 +132,35 @@ public static class NodeCommand
                 ready["blocks"] = span.Blocks.ToString();
                 ready["throughput"] = Math.Round(node.Throughput, 1);
             }
-            console.Out.WriteLine(JsonSerializer.Serialize(ready));
-            console.Out.Flush();
+            lock (console.Out)
+            {
+                console.Out.WriteLine(JsonSerializer.Serialize(ready));
+                self = node.PeerId;
+                foreach (var learned in early) console.Out.WriteLine(Line(learned));
+                console.Out.Flush();
+            }
             await Task.Delay(Timeout.Infinite, cancellation).ContinueWith(_ => { }, TaskScheduler.Default);
             return (int)ExitCode.Ok;
         });
         return command;
+    }
+
+    /// <summary>The port-mapping options for <c>--port-map</c>; null when off or when every listen address is loopback (nothing to forward to).</summary>
+    private static PortMapperOptions? PortMapping(string text, IReadOnlyList<Multiaddr> listen, TimeSpan lifetime, TimeSpan renew)
+    {
+        if (text == "off" || listen.All(a => a.TryGetTcpEndPoint() is not { } e || IPAddress.IsLoopback(e.Address)))
+            return null;
+        IReadOnlyList<PortMappingProtocol> protocols = text == "auto"
+            ? [PortMappingProtocol.Upnp, PortMappingProtocol.Pcp, PortMappingProtocol.NatPmp]
+            : text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(p => p.ToLowerInvariant() switch
+            {
+                "upnp" => PortMappingProtocol.Upnp,
+                "natpmp" or "nat-pmp" => PortMappingProtocol.NatPmp,
+                "pcp" => PortMappingProtocol.Pcp,
+                _ => throw new MeshException(MeshErrorCode.InvalidArgument, $"--port-map: '{p}' is not auto, off, upnp, natpmp or pcp"),
+            }).ToList();
+        if (renew <= TimeSpan.Zero || renew >= lifetime)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"--port-map-renew ({renew.TotalSeconds} s) must be positive and shorter than --port-map-lifetime ({lifetime.TotalSeconds} s)");
+        return new PortMapperOptions { Protocols = protocols, Lifetime = lifetime, RenewInterval = renew };
     }
 }

@@ -172,6 +172,7 @@ public sealed class Libp2pConnection : IAsyncDisposable
             CheckKey(info);
             _remoteInfo = info;
             _identified.TrySetResult(info);
+            if (info.ObservedAddress is { } observed) _host.OnAddressObserved(this, observed);
             return info;
         }
         catch (Exception e)

@@ -82,6 +82,25 @@ public sealed class Libp2pHost : IAsyncDisposable
     /// <summary>Bound listen addresses (real ports), without <c>/p2p/</c>.</summary>
     public IReadOnlyList<Multiaddr> ListenAddresses { get; private set; } = [];
 
+    /// <summary>
+    /// Addresses others can reach this host at besides its listen addresses, e.g. a port mapped on the home gateway
+    /// (<see cref="Nat.PortMapper"/>). Identify announces them after the listen addresses.
+    /// </summary>
+    public IReadOnlyList<Multiaddr> ExternalAddresses { get; private set; } = [];
+
+    /// <summary>Replaces <see cref="ExternalAddresses"/> and tells connected peers by Identify-push.</summary>
+    public void SetExternalAddresses(IReadOnlyList<Multiaddr> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        ExternalAddresses = [.. addresses];
+        if (_started && _disposed == 0) _ = PushIdentifyAsync(CancellationToken.None);
+    }
+
+    /// <summary>Raised (on a pool thread) when a peer's Identify says at which address it sees this host (its <c>observedAddr</c>).</summary>
+    public event Action<Libp2pConnection, Multiaddr>? AddressObserved;
+
+    internal void OnAddressObserved(Libp2pConnection connection, Multiaddr observed) => AddressObserved?.Invoke(connection, observed);
+
     /// <summary>Protocol ids with a handler, sorted.</summary>
     public IReadOnlyList<string> Protocols => [.. _handlers.Keys.Order(StringComparer.Ordinal)];
 
@@ -183,6 +202,16 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             if (task.IsCompleted) _pendingDials.TryRemove(new KeyValuePair<PeerId, Task<Libp2pConnection>>(peer, task));
         }
+    }
+
+    /// <summary>
+    /// Dials a new connection to <paramref name="expected"/> at <paramref name="address"/>, never taken from the pool (an AutoNAT dial-back
+    /// must prove a fresh inbound path). The connection joins the pool like any other; the caller may close it. Safe to cancel.
+    /// </summary>
+    internal Task<Libp2pConnection> DialNewAsync(Multiaddr address, PeerId expected, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return UpgradeOutboundAsync(address.WithoutPeerId(), expected, cancellationToken);
     }
 
     /// <summary>

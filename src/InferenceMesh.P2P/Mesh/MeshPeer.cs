@@ -5,6 +5,7 @@ using InferenceMesh.Core;
 using InferenceMesh.P2P.Dht;
 using InferenceMesh.P2P.Hosting;
 using InferenceMesh.P2P.Relay;
+using InferenceMesh.P2P.Nat;
 
 namespace InferenceMesh.P2P.Mesh;
 
@@ -22,15 +23,68 @@ public sealed class MeshPeer : IAsyncDisposable
     /// <summary>The DHT provider key relays announce themselves under, for private peers to find them.</summary>
     public static readonly byte[] RelayProviderKey = System.Text.Encoding.UTF8.GetBytes("/inferencemesh/relay/0.2.0");
 
+    /// <summary>At most this many distinct observed addresses are reported; more would only come from peers making them up.</summary>
+    private const int MaxObserved = 32;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Multiaddr, byte> _observed = new();
+    private readonly Action<string> _log;
+    private PortMapper? _mapper;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _reachabilityChecks = Task.CompletedTask;
+
     private MeshPeer(Libp2pHost host, KadDht dht, MeshPeerOptions options, RelayService? relay)
     {
         Host = host;
         Dht = dht;
         RelayService = relay;
+        _log = options.Log ?? (_ => { });
         Spans = new SpanDirectory(dht, options.Identity) { Ttl = options.AnnounceTtl, RefreshInterval = options.AnnounceTtl / 2 };
         FraudReports = new FraudReportDirectory(dht, options.Identity);
-        dht.Start();
+        if (options.AddressLearned is { } learned)
+            AddressLearned += learned;
+        host.AddressObserved += OnAddressObserved;
+        AutoNat = new AutoNatService(host, options.AutoNat);
     }
+
+    /// <summary>AutoNAT v1 on this peer's host: it serves dial-backs to others and checks this peer's own reachability.</summary>
+    public AutoNatService AutoNat { get; }
+
+    /// <summary>
+    /// Checks reachability with AutoNAT every <paramref name="interval"/> (the first check after one interval, once peers are connected),
+    /// sending the announced addresses; <see cref="AutoNatService.ReachabilityChanged"/> reports the verdicts. False when checks already run.
+    /// </summary>
+    public bool StartReachabilityChecks(TimeSpan interval)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
+        if (!_reachabilityChecks.IsCompleted)
+            return false;
+        _reachabilityChecks = CheckReachabilityAsync(interval, _stopping.Token);
+        return true;
+    }
+
+    private async Task CheckReachabilityAsync(TimeSpan interval, CancellationToken cancellation)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(interval, Dht.Options.Time, cancellation).ConfigureAwait(false);
+                await AutoNat.CheckAsync(AdvertisedAddresses, cancellation).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Raised (on a pool thread) for each address this peer learns after start: a port mapped on (or lost by) the home gateway,
+    /// or an address a peer observed. Subscribe before <see cref="StartPortMapping"/> to see the first mapping.
+    /// </summary>
+    public event Action<LearnedAddress>? AddressLearned;
+
+    /// <summary>The gateway port mapping in force, or null.</summary>
+    public PortMapping? PortMapping => _mapper?.Current;
 
     public Libp2pHost Host { get; }
 
@@ -80,6 +134,8 @@ public sealed class MeshPeer : IAsyncDisposable
             await host.StartAsync(options.Listen, cancellation).ConfigureAwait(false);
             network.Attach(dht);
             dht.LocalAddresses = Advertised(host.ListenAddresses);
+            // Made before joining, so the addresses peers observe during the join are reported too.
+            var peer = new MeshPeer(host, dht, options, relay);
             if (seeds.Count > 0)
             {
                 try
@@ -102,7 +158,8 @@ public sealed class MeshPeer : IAsyncDisposable
                 await AnnounceRelayAsync(dht, log, cancellation).ConfigureAwait(false);
             if (options.Private)
                 await ReserveRelaysAsync(host, dht, options, log, cancellation).ConfigureAwait(false);
-            return new MeshPeer(host, dht, options, relay);
+            dht.Start();
+            return peer;
         }
         catch
         {
@@ -196,9 +253,52 @@ public sealed class MeshPeer : IAsyncDisposable
             .Where(a => a.AddressFamily == family && !a.IsIPv6LinkLocal)
             .OrderBy(a => IPAddress.IsLoopback(a) ? 1 : 0);
 
-    /// <summary>Stops DHT maintenance and closes the host with its connections.</summary>
+    /// <summary>
+    /// Starts keeping the first non-loopback TCP listen port forwarded by the home gateway (<see cref="PortMapper"/>); each mapping
+    /// is added to what Identify and the DHT announce and raised as <see cref="AddressLearned"/>. False when there is no such
+    /// listen address or mapping already runs.
+    /// </summary>
+    public bool StartPortMapping(PortMapperOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var port = Host.ListenAddresses.Select(a => a.TryGetTcpEndPoint()).FirstOrDefault(e => e is not null && !IPAddress.IsLoopback(e.Address))?.Port;
+        if (port is null || _mapper is not null)
+            return false;
+        var mapper = new PortMapper(port.Value, options with { Log = options.Log ?? _log });
+        mapper.Changed += OnMappingChanged;
+        _mapper = mapper;
+        return true;
+    }
+
+    private void OnMappingChanged(PortMapping? old, PortMapping? current)
+    {
+        IReadOnlyList<Multiaddr> external = current is null ? [] : [current.ExternalMultiaddr];
+        Host.SetExternalAddresses(external);
+        Dht.LocalAddresses = [.. Advertised(Host.ListenAddresses), .. external];
+        if (old is not null)
+            AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Unmapped, old.ExternalMultiaddr, old.Protocol.ToString()));
+        if (current is not null)
+            AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Mapped, current.ExternalMultiaddr, current.Protocol.ToString()));
+    }
+
+    private void OnAddressObserved(Libp2pConnection connection, Multiaddr observed)
+    {
+        if (_observed.Count >= MaxObserved || !_observed.TryAdd(observed, 0))
+            return;
+        AddressLearned?.Invoke(new LearnedAddress(LearnedAddressKind.Observed, observed, connection.RemotePeer.ToString()));
+    }
+
+    /// <summary>Deletes the port mapping (if any), stops DHT maintenance and closes the host with its connections.</summary>
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _reachabilityChecks.ConfigureAwait(false);
+        _stopping.Dispose();
+        if (_mapper is { } mapper)
+        {
+            mapper.Changed -= OnMappingChanged;
+            await mapper.DisposeAsync().ConfigureAwait(false);
+        }
         await Dht.DisposeAsync().ConfigureAwait(false);
         await Host.DisposeAsync().ConfigureAwait(false);
     }

@@ -64,6 +64,12 @@ public sealed record MeshPeerOptions
     /// <summary>Try DCUtR hole punching on relayed connections (<see cref="Libp2pHostOptions.HolePunching"/>).</summary>
     public bool HolePunching { get; init; } = true;
 
+    /// <summary>AutoNAT limits (as a server) and confirmations needed (as a client).</summary>
+    public Nat.AutoNatOptions AutoNat { get; init; } = new();
+
+    /// <summary>Called (on a pool thread) for each address the peer learns (<see cref="MeshPeer.AddressLearned"/>), from the bootstrap join on.</summary>
+    public Action<LearnedAddress>? AddressLearned { get; init; }
+
     /// <summary>Registers protocol handlers on the host before it accepts connections.</summary>
     public Action<Libp2pHost>? BeforeListening { get; init; }
 }

@@ -14,7 +14,7 @@ internal sealed class IdentifyProtocol(Libp2pHost host)
         ProtocolVersion = host.Options.ProtocolVersion,
         AgentVersion = host.Options.AgentVersion,
         PublicKey = host.Options.Identity.PublicKeyProtobuf,
-        ListenAddresses = host.ListenAddresses,
+        ListenAddresses = [.. host.ListenAddresses, .. host.ExternalAddresses],
         ObservedAddress = connection.RemoteAddress,
         Protocols = host.Protocols,
     };
