@@ -14,27 +14,13 @@ public sealed class FraudReportTests(ITestOutputHelper output)
 
     static FraudReportTests() => Environment.SetEnvironmentVariable(StageFault.AllowVariable, "1");
 
-    /// <summary>Three servers of every block; the faulty one (when given) is the one routes prefer.</summary>
-    private static InMemoryMesh Swarm(StageFault? fault)
-    {
-        var split = MeshModels.Stories260KPerBlock;
-        var mesh = new InMemoryMesh();
-        mesh.AddNode(split, new BlockRange(0, 5), fault: fault);
-        mesh.AddNode(split, new BlockRange(0, 5), threads: 2);
-        mesh.AddNode(split, new BlockRange(0, 5));
-        return mesh;
-    }
-
-    private static MeshClient Client(InMemoryMesh mesh, MeshClientOptions options, string? preferred = null) =>
-        MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("client"), new MeshDirectory(mesh, preferred ?? mesh.Nodes[0].PeerId), options);
-
     [Fact]
     public async Task AConvictionIsPublishedAndEveryOtherClientThatReadsItBansTheLiarBeforeRoutingThroughIt()
     {
-        await using var mesh = Swarm(StageFault.Parse(["noise=0.05"]));
+        await using var mesh = VerificationTests.Swarm(StageFault.Parse(["noise=0.05"]));
         var board = new MemoryFraudReportBoard();
         var liar = mesh.Nodes[0].PeerId;
-        await using (var reporter = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 1, FraudReports = board }))
+        await using (var reporter = VerificationTests.Client(mesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 1, FraudReports = board }))
         {
             var report = (await reporter.CompleteAsync("Once upon a time", Greedy)).Verification!;
             Assert.Contains(liar, report.ReportsPublished);
@@ -48,7 +34,7 @@ public sealed class FraudReportTests(ITestOutputHelper output)
         // Clients that never saw the lie, not verifying at all: each re-runs the evidence on two validators and bans the liar first.
         for (var i = 0; i < 2; i++)
         {
-            await using var other = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off, FraudReports = board, CheckSeed = i });
+            await using var other = VerificationTests.Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off, FraudReports = board, CheckSeed = i });
             var result = await other.CompleteAsync("Once upon a time", Greedy);
             var judgement = Assert.Single(other.Judgements);
             Assert.Equal(FraudVerdict.Confirmed, judgement.Verdict);
@@ -63,14 +49,14 @@ public sealed class FraudReportTests(ITestOutputHelper output)
     [Fact]
     public async Task ForgedAndFalseReportsAreRejectedByEveryOtherClientAndTheHonestServerKeepsServing()
     {
-        await using var liarMesh = Swarm(StageFault.Parse(["noise=0.05"]));
+        await using var liarMesh = VerificationTests.Swarm(StageFault.Parse(["noise=0.05"]));
         FraudEvidence genuine;
-        await using (var reporter = Client(liarMesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 2 }))
+        await using (var reporter = VerificationTests.Client(liarMesh, new MeshClientOptions { Verify = VerifyMode.Strict, CheckSeed = 2 }))
             genuine = (await reporter.CompleteAsync("", Greedy)).Verification!.Evidence[0];
         var board = new MemoryFraudReportBoard();
 
         // A second mesh of honest servers only, with the same model: every report against its node 1 is false.
-        await using var mesh = Swarm(null);
+        await using var mesh = VerificationTests.Swarm(null);
         var honest = mesh.Nodes[1];
         var model = genuine.ModelId;
         // 1. The liar's evidence relabelled as the honest server's: not its signatures.
@@ -88,7 +74,7 @@ public sealed class FraudReportTests(ITestOutputHelper output)
 
         for (var i = 0; i < 3; i++)
         {
-            await using var other = Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off, FraudReports = board, CheckSeed = i }, preferred: honest.PeerId);
+            await using var other = VerificationTests.Client(mesh, new MeshClientOptions { Verify = VerifyMode.Off, FraudReports = board, CheckSeed = i }, preferred: honest.PeerId);
             var result = await other.CompleteAsync("", Greedy);
             var verdicts = other.Judgements.ToDictionary(j => j.Reporter, j => j.Verdict);
             Assert.Equal(FraudVerdict.Forged, verdicts["forger-1"]);

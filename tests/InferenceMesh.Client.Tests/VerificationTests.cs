@@ -14,7 +14,7 @@ public sealed class VerificationTests(ITestOutputHelper output)
     static VerificationTests() => Environment.SetEnvironmentVariable(StageFault.AllowVariable, "1");
 
     /// <summary>Three servers of every block; the faulty one (when given) is the one routes prefer.</summary>
-    private static InMemoryMesh Swarm(StageFault? fault, bool mixExecutors = false)
+    internal static InMemoryMesh Swarm(StageFault? fault, bool mixExecutors = false)
     {
         var split = MeshModels.Stories260KPerBlock;
         var mesh = new InMemoryMesh();
@@ -24,8 +24,9 @@ public sealed class VerificationTests(ITestOutputHelper output)
         return mesh;
     }
 
-    private static MeshClient Client(InMemoryMesh mesh, MeshClientOptions options) =>
-        MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("client"), new MeshDirectory(mesh, mesh.Nodes[0].PeerId), options);
+    /// <summary>A client of <paramref name="mesh"/> whose routes prefer <paramref name="preferred"/> (the first node when null).</summary>
+    internal static MeshClient Client(InMemoryMesh mesh, MeshClientOptions options, string? preferred = null) =>
+        MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("client"), new MeshDirectory(mesh, preferred ?? mesh.Nodes[0].PeerId), options);
 
     public static TheoryData<string> Faults() => ["noise=0.05", "skip-block=2", "weights=fp16", "weights=int8", "weights=other-seed", "noise=1,rate=0.01"];
 

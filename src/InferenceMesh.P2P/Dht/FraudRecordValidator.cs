@@ -1,5 +1,4 @@
 using System.Text;
-using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 
 namespace InferenceMesh.P2P.Dht;
@@ -51,20 +50,11 @@ public sealed class FraudRecordValidator(TimeProvider? time = null) : IMergingRe
     {
         if (report.Reporter != identity.PeerId)
             throw new ArgumentException("a reporter signs only its own report", nameof(report));
-        var body = report.EncodeBody();
-        var w = new ProtoWriter();
-        w.WriteBytes(1, body);
-        w.WriteBytes(2, identity.Sign([.. SignaturePrefix, .. body]));
-        return w.ToArray();
+        return SignedEntries.Sign(report.EncodeBody(), SignaturePrefix, identity);
     }
 
     /// <summary>A record value holding the given signed entries.</summary>
-    public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries)
-    {
-        var w = new ProtoWriter();
-        foreach (var e in signedEntries) w.WriteBytes(1, e);
-        return w.ToArray();
-    }
+    public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries) => SignedEntries.EncodeValue(signedEntries);
 
     /// <summary>The valid, unexpired reports of a value. Throws <see cref="DhtException"/> (InvalidRecord) when the value or key is malformed.</summary>
     public IReadOnlyList<FraudReport> ReadEntries(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) => [.. Parse(key, value).Select(e => e.Report)];
@@ -76,42 +66,17 @@ public sealed class FraudRecordValidator(TimeProvider? time = null) : IMergingRe
         var (model, accused) = ParseKey(key);
         var now = _time.GetUtcNow();
         var result = new List<(FraudReport, byte[])>();
-        var r = new ProtoReader(value, DhtException.InvalidMessage);
-        var count = 0;
-        while (r.TryReadTag(out var field))
-        {
-            if (field != 1) { r.Skip(); continue; }
-            var signed = r.ReadBytes();
-            if (++count > MaxEntries * 2)
-                throw new DhtException(DhtErrorCode.InvalidRecord, $"fraud record holds more than {MaxEntries * 2} entries");
+        foreach (var signed in SignedEntries.Split(value, MaxEntries * 2, "fraud"))
             if (CheckEntry(signed, model, accused, now) is { } report)
-                result.Add((report, signed.ToArray()));
-        }
+                result.Add((report, signed));
         return result;
     }
 
     private FraudReport? CheckEntry(ReadOnlySpan<byte> signed, string model, string accused, DateTimeOffset now)
     {
         if (signed.Length > MaxEntryLength) return null;
-        ReadOnlySpan<byte> body = default, signature = default;
-        FraudReport report;
-        try
-        {
-            var r = new ProtoReader(signed, DhtException.InvalidMessage);
-            while (r.TryReadTag(out var f))
-            {
-                if (f == 1) body = r.ReadBytes();
-                else if (f == 2) signature = r.ReadBytes();
-                else r.Skip();
-            }
-            report = FraudReport.DecodeBody(body);
-        }
-        catch (DhtException)
-        {
-            return null;
-        }
-        var key = report.Reporter.TryGetEd25519PublicKey();
-        if (key is null || !Libp2pKeys.VerifyEd25519(key, [.. SignaturePrefix, .. body], signature)) return null;
+        var report = SignedEntries.Open(signed, SignaturePrefix, body => FraudReport.DecodeBody(body), r => r.Reporter, out _);
+        if (report is null) return null;
         if (report.ModelId != model || report.Accused.ToString() != accused) return null;
         if (report.ExpiresAt <= now || report.ExpiresAt - report.IssuedAt > MaxTtl || report.IssuedAt > now + MaxClockSkew) return null;
         return report;

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using InferenceMesh.P2P.Encoding;
 using InferenceMesh.P2P.Identity;
 namespace InferenceMesh.P2P.Dht;
 
@@ -61,20 +60,11 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
     {
         if (info.Peer != identity.PeerId)
             throw new ArgumentException("a server signs only its own ServerInfo", nameof(info));
-        var body = info.EncodeBody();
-        var w = new ProtoWriter();
-        w.WriteBytes(1, body);
-        w.WriteBytes(2, identity.Sign([.. SignaturePrefix, .. body]));
-        return w.ToArray();
+        return SignedEntries.Sign(info.EncodeBody(), SignaturePrefix, identity);
     }
 
     /// <summary>A record value holding the given signed entries.</summary>
-    public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries)
-    {
-        var w = new ProtoWriter();
-        foreach (var e in signedEntries) w.WriteBytes(1, e);
-        return w.ToArray();
-    }
+    public static byte[] EncodeValue(IEnumerable<byte[]> signedEntries) => SignedEntries.EncodeValue(signedEntries);
 
     /// <summary>The valid, unexpired entries of a value; the rest are dropped and counted. Throws <see cref="DhtException"/> (InvalidRecord) when the value itself is malformed.</summary>
     public IReadOnlyList<ServerInfo> ReadEntries(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) =>
@@ -87,46 +77,19 @@ public sealed class SpanRecordValidator(TimeProvider? time = null) : IMergingRec
         var (model, block) = ParseKey(key);
         var now = _time.GetUtcNow();
         var result = new List<(ServerInfo, byte[])>();
-        var r = new ProtoReader(value, DhtException.InvalidMessage);
-        var count = 0;
-        while (r.TryReadTag(out var field))
-        {
-            if (field != 1) { r.Skip(); continue; }
-            var signed = r.ReadBytes();
-            if (++count > MaxEntries * 2)
-                throw new DhtException(DhtErrorCode.InvalidRecord, $"span record holds more than {MaxEntries * 2} entries");
-            var info = CheckEntry(signed, model, block, now);
-            if (info is not null)
-                result.Add((info, signed.ToArray()));
-        }
+        foreach (var signed in SignedEntries.Split(value, MaxEntries * 2, "span"))
+            if (CheckEntry(signed, model, block, now) is { } info)
+                result.Add((info, signed));
         return result;
     }
 
     private ServerInfo? CheckEntry(ReadOnlySpan<byte> signed, string model, int block, DateTimeOffset now)
     {
         if (signed.Length > MaxEntryLength) { Interlocked.Increment(ref _malformed); return null; }
-        ReadOnlySpan<byte> body = default, sig = default;
-        ServerInfo info;
-        try
+        var info = SignedEntries.Open(signed, SignaturePrefix, body => ServerInfo.DecodeBody(body), i => i.Peer, out var malformed);
+        if (info is null)
         {
-            var r = new ProtoReader(signed, DhtException.InvalidMessage);
-            while (r.TryReadTag(out var f))
-            {
-                if (f == 1) body = r.ReadBytes();
-                else if (f == 2) sig = r.ReadBytes();
-                else r.Skip();
-            }
-            info = ServerInfo.DecodeBody(body);
-        }
-        catch (DhtException)
-        {
-            Interlocked.Increment(ref _malformed);
-            return null;
-        }
-        var pk = info.Peer.TryGetEd25519PublicKey();
-        if (pk is null || !Libp2pKeys.VerifyEd25519(pk, [.. SignaturePrefix, .. body], sig))
-        {
-            Interlocked.Increment(ref _badSignatures);
+            Interlocked.Increment(ref malformed ? ref _malformed : ref _badSignatures);
             return null;
         }
         if (info.ModelId != model || info.Block != block || !info.Span.Contains(block))
