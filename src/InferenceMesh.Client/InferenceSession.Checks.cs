@@ -222,8 +222,9 @@ public sealed partial class InferenceSession
     internal static (double Deviation, int? FirstBad) Compare(TensorData claimed, TensorData reference, double tolerance)
     {
         if (claimed.Type != reference.Type || claimed.Bytes.Length != reference.Bytes.Length) return (double.PositiveInfinity, 0);
-        ReadOnlySpan<float> a = claimed.ToFloatArray();
-        ReadOnlySpan<float> b = reference.ToFloatArray();
+        // fp32 is read in place: a check compares the hop's whole history, so copying it would double the check's memory.
+        ReadOnlySpan<float> a = claimed.Type == DType.Float32 ? claimed.AsFloats() : claimed.ToFloatArray();
+        ReadOnlySpan<float> b = reference.Type == DType.Float32 ? reference.AsFloats() : reference.ToFloatArray();
         var width = (int)reference.Shape[^1];
         var worst = 0.0;
         int? firstBad = null;
