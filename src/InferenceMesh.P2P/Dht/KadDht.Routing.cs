@@ -73,17 +73,25 @@ public sealed partial class KadDht
 
     private async Task<bool> PingForBootstrapAsync(KadPeer seed, CancellationToken ct)
     {
-        Metrics.RequestSent();
-        try
+        var delay = Options.BootstrapRetryDelay;
+        for (var attempt = 1; ; attempt++)
         {
-            await _network.SendRequestAsync(seed, new KadMessage { Type = KadMessageType.Ping }, Options.RequestTimeout, ct);
-            RoutingTable.TryAdd(seed.Id, seed.Addresses, Now);
-            return true;
-        }
-        catch (MeshException)
-        {
-            Metrics.RequestFailed();
-            return false;
+            Metrics.RequestSent();
+            try
+            {
+                await _network.SendRequestAsync(seed, new KadMessage { Type = KadMessageType.Ping }, Options.RequestTimeout, ct);
+                RoutingTable.TryAdd(seed.Id, seed.Addresses, Now);
+                return true;
+            }
+            catch (MeshException)
+            {
+                Metrics.RequestFailed();
+                if (attempt >= Options.BootstrapAttempts) return false;
+            }
+            double jitter;
+            lock (_lock) jitter = _random.NextDouble() * 0.5;
+            await Task.Delay(delay * (1 + jitter), Options.Time, ct);
+            delay *= 2;
         }
     }
 

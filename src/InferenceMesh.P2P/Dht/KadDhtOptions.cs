@@ -24,6 +24,16 @@ public sealed record KadDhtOptions
     /// <summary>Time allowed for one request and its response.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Pings per bootstrap peer before it counts as unreachable (3). A seed that is restarting, or that refuses a
+    /// handshake because too many from one address are in flight (many clients behind one NAT, a local swarm),
+    /// usually answers a moment later.
+    /// </summary>
+    public int BootstrapAttempts { get; init; } = 3;
+
+    /// <summary>Wait before the second ping of a bootstrap peer (0.5 s); it doubles for each later one, plus up to half again at random so refused peers do not return in step.</summary>
+    public TimeSpan BootstrapRetryDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Routing-table settings (bucket size should equal <see cref="K"/>).</summary>
     public RoutingTableOptions RoutingTable { get; init; } = new();
 

@@ -115,4 +115,50 @@ public sealed class Libp2pKadNetworkTests
         await client.Dht.BootstrapAsync([server.Peer], TestHosts.Token()).Within();
         Assert.False(server.Dht.RoutingTable.Contains(client.Host.PeerId));
     }
+
+    [Fact]
+    public async Task BootstrapRetriesASeedThatStartsListeningAMomentLater()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var seedKey = Ed25519KeyPair.Generate();
+        await using var seedHost = TestHosts.Create(key: seedKey);
+        var seedKad = new Libp2pKadNetwork(seedHost);
+        await using var seedDht = new KadDht(seedHost.PeerId, seedKad);
+        seedKad.Attach(seedDht);
+        await using var joiner = await StartAsync(null);
+        var seed = new KadPeer(seedHost.PeerId, [Multiaddr.Parse($"/ip4/127.0.0.1/tcp/{port}")]);
+
+        var join = joiner.Dht.BootstrapAsync([seed], TestHosts.Token());
+        await Task.Delay(300);
+        Assert.False(join.IsCompleted, "the first ping was refused; the joiner should be waiting to try again");
+        await seedHost.StartAsync([seed.Addresses[0]], TestHosts.Token());
+        await join.Within(30);
+        Assert.Equal(1, joiner.Dht.RoutingTable.Count);
+        seedKey.Dispose();
+    }
+
+    [Fact]
+    public async Task BootstrapGivesUpAfterTheConfiguredAttempts()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var key = Ed25519KeyPair.Generate();
+        await using var host = TestHosts.Create(key: key);
+        await host.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], TestHosts.Token());
+        var kad = new Libp2pKadNetwork(host);
+        await using var dht = new KadDht(host.PeerId, kad, new KadDhtOptions { BootstrapAttempts = 2, BootstrapRetryDelay = TimeSpan.FromMilliseconds(50) });
+        kad.Attach(dht);
+        using var other = Ed25519KeyPair.Generate();
+        var dead = new KadPeer(other.PeerId, [Multiaddr.Parse($"/ip4/127.0.0.1/tcp/{port}")]);
+
+        var error = await Assert.ThrowsAsync<DhtException>(() => dht.BootstrapAsync([dead], TestHosts.Token()).Within(30));
+        Assert.Equal(DhtErrorCode.NoPeers, error.DhtCode);
+        Assert.Equal(2, dht.Metrics.RequestFailures);
+        key.Dispose();
+    }
 }

@@ -88,6 +88,8 @@ public sealed class DhtSimulation
             Time = _sched,
             Seed = _nextId++ ^ _o.Seed,
             RequestTimeout = _o.RequestTimeout,
+            // The simulated network has no transient refusals, and its scheduler runs no timers.
+            BootstrapAttempts = 1,
             Validators = Validators(),
         })) { LocalAddresses = [addr] };
         if (configure is not null)
