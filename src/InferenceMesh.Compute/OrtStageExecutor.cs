@@ -19,6 +19,8 @@ public sealed class OrtStageExecutor : IStageExecutor
     private readonly string[] _outputNames;
     private readonly long[][] _pastShapes;
     private readonly TensorElementType[] _pastTypes;
+    private readonly TensorInfo[] _contextInfos;
+    private readonly long? _staticCacheLength;
     private readonly TensorElementType[] _contextTypes;
     private readonly DType _activationType;
 
@@ -44,13 +46,18 @@ public sealed class OrtStageExecutor : IStageExecutor
             throw new MeshException(MeshErrorCode.InvalidOnnx, $"ONNX Runtime cannot load stage {stage.File}: {e.Message}", e);
         }
         foreach (var context in stage.ContextInputs)
-            if (context is not ContextInputs.PositionIds and not ContextInputs.AttentionMask)
-                throw new MeshException(MeshErrorCode.InvalidOnnx, $"stage {stage.File} needs context input '{context}', which this executor cannot provide");
+            if (!ContextInputs.IsKnown(context))
+                throw new MeshException(MeshErrorCode.InvalidOnnx,
+                    $"stage {stage.File} needs context input '{context}', which this executor cannot provide (it computes {string.Join(", ", ContextInputs.Known)})");
         _inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
         _outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
         _pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
+        _staticCacheLength = stage.State.Select(s => StaticCacheLength(stage.Inputs.Single(i => i.Name == s.Past))).DefaultIfEmpty(null).Min();
         _pastTypes = stage.State.Select(s => ElementType(stage.Inputs.Single(i => i.Name == s.Past).Type)).ToArray();
-        _contextTypes = stage.ContextInputs.Select(c => ElementType(stage.Inputs.Single(i => i.Name == c).Type)).ToArray();
+        _contextInfos = stage.ContextInputs.Select(c => stage.Inputs.Single(i => i.Name == c)).ToArray();
+        _contextTypes = _contextInfos.Select(c => ElementType(c.Type)).ToArray();
+        foreach (var context in _contextInfos)
+            ContextInputs.For(context.Name, context.Shape, 0, 1);
         _activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
         ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
     }
@@ -76,6 +83,8 @@ public sealed class OrtStageExecutor : IStageExecutor
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cache.Length} cached positions; a step at position {startPosition} does not follow on");
         if (startPosition + steps > _options.MaxSequence)
             throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {_options.MaxSequence}");
+        if (startPosition + steps > _staticCacheLength)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; stage {Stage.File}'s static cache holds {_staticCacheLength}");
 
         // Cached pasts belong to the session cache; everything else built here is disposed after the run.
         var inputs = new OrtValue[_inputNames.Length];
@@ -87,13 +96,11 @@ public sealed class OrtStageExecutor : IStageExecutor
             inputs[0] = PinnedOrtValue(activation, pinned);
             owned[0] = true;
             var index = 1;
-            foreach (var context in Stage.ContextInputs)
+            for (var c = 0; c < _contextInfos.Length; c++)
             {
                 owned[index] = true;
-                var type = _contextTypes[index - 1];
-                inputs[index++] = context == ContextInputs.PositionIds
-                    ? IntTensor(type, [1, steps], i => startPosition + i)
-                    : IntTensor(type, [1, startPosition + steps], _ => 1);
+                var value = ContextInputs.For(_contextInfos[c].Name, _contextInfos[c].Shape, startPosition, steps);
+                inputs[index++] = IntTensor(_contextTypes[c], value.Shape, value.ValueAt);
             }
             for (var s = 0; s < Stage.State.Count; s++)
             {
@@ -154,10 +161,20 @@ public sealed class OrtStageExecutor : IStageExecutor
         return info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == firstSymbolic ? 1 : 0).ToArray();
     }
 
+    /// <summary>
+    /// The length of a static cache: a past whose only symbolic dimension is the batch has a fixed length, which by the
+    /// BNSH convention (<c>[b,h,S,d]</c>, stacked <c>[2,b,h,S,d]</c>) is the second-to-last; null for a growing past.
+    /// </summary>
+    private static long? StaticCacheLength(TensorInfo info)
+    {
+        var symbolic = info.Shape.Count(d => !long.TryParse(d, out _));
+        return symbolic <= 1 && info.Shape.Count >= 2 && long.TryParse(info.Shape[^2], out var length) ? length : null;
+    }
+
     private static unsafe OrtValue PinnedOrtValue(TensorData tensor, System.Buffers.MemoryHandle pinned) =>
         OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(tensor.Type), tensor.Shape, (IntPtr)pinned.Pointer, tensor.Bytes.Length);
 
-    /// <summary>A mask or positions tensor in the integer type the graph declares (int32 or int64).</summary>
+    /// <summary>A context tensor (positions, mask, lengths) in the integer type the graph declares (int32 or int64).</summary>
     private static OrtValue IntTensor(TensorElementType type, long[] shape, Func<int, long> valueAt)
     {
         var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);

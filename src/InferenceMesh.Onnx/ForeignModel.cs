@@ -80,7 +80,11 @@ public static class ForeignModel
         long? pastHeads = past is { Count: >= 4 } ? DimValue(past[^3]) : null;
         long? pastHeadSize = past is { Count: >= 4 } ? DimValue(past[^1]) : null;
 
-        if ((Number("hidden_size", "n_embd", "d_model") ?? (int?)boundaryWidth ?? (int?)finalWidth) is not { } dim) return null;
+        // Exports rarely declare inner shapes; the token embedding table ([vocab, hidden], gathered by the token ids) gives the width then.
+        var embeddingWidth = graph.Node.Where(n => n.OpType == "Gather" && n.Input.Count == 2 && n.Input[1] == analysis.TokenInput)
+            .Select(n => graph.Initializer.FirstOrDefault(t => t.Name == n.Input[0]))
+            .Where(t => t is { Dims.Count: 2 }).Select(t => (long?)t!.Dims[1]).FirstOrDefault();
+        if ((Number("hidden_size", "n_embd", "d_model") ?? (int?)boundaryWidth ?? (int?)embeddingWidth ?? (int?)finalWidth) is not { } dim) return null;
         var kvHeads = Number("num_key_value_heads") ?? (int?)pastHeads ?? Number("num_attention_heads", "n_head") ?? 1;
         var heads = Number("num_attention_heads", "n_head") ?? kvHeads;
         var headSize = Number("head_size", "head_dim") ?? (int?)pastHeadSize;

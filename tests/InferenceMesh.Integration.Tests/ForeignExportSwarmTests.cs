@@ -12,16 +12,23 @@ namespace InferenceMesh.Integration.Tests;
 /// equal greedy ids from the unsplit file on ONNX Runtime. GPT-2's export has no LM head, so its greedy id is the argmax of
 /// the final hidden state (4 features), and it keeps 8 positions; the Llama's is the argmax of its fp16 logits over 32,000.
 /// GPT-2's greedy ids are all 3 (one feature dominates its random final state), so seeded sampling at temperature 1 is
-/// compared too: it draws from every position's scores, so a wrong state anywhere would change the ids.
+/// compared too: it draws from every position's scores, so a wrong state anywhere would change the ids. A synthetic
+/// GroupQueryAttention export (<see cref="GqaExport"/>) has each node compute <c>seqlens_k</c> and <c>total_sequence_length</c>.
 /// </summary>
 public sealed class ForeignExportSwarmTests(ITestOutputHelper output)
 {
     [Theory]
     [InlineData("gpt2-torch-export", "3,7,11", 5)]
     [InlineData("llama-genai-builder-fp16", "1,5,9,13", 16)]
+    [InlineData("gqa-synthetic", "1,5,9,13", 16)]
     public async Task GreedyIdsThroughAThreeNodeSwarmEqualTheUnsplitExportOnOnnxRuntime(string which, string prompt, int newTokens)
     {
-        var directory = Path.GetDirectoryName(which.StartsWith("gpt2", StringComparison.Ordinal) ? TestModels.Gpt2TorchExport : TestModels.LlamaGenAiFp16)!;
+        var directory = which switch
+        {
+            "gpt2-torch-export" => Path.GetDirectoryName(TestModels.Gpt2TorchExport)!,
+            "llama-genai-builder-fp16" => Path.GetDirectoryName(TestModels.LlamaGenAiFp16)!,
+            _ => SaveGqaExport(),
+        };
         var ids = prompt.Split(',').Select(int.Parse).ToList();
         var options = new GenerationOptions(MaxTokens: newTokens);
         List<int> expected;
@@ -62,6 +69,14 @@ public sealed class ForeignExportSwarmTests(ITestOutputHelper output)
         Assert.Equal(sampledUnsplit, sampledMesh);
         Assert.True(sampledUnsplit.Distinct().Count() > 1, $"sampled ids {string.Join(',', sampledUnsplit)} do not vary");
         output.WriteLine($"{which}: {client.Manifest.BlockCount} blocks, greedy ids {string.Join(',', expected)} unsplit, through the CLI and the 3-node swarm (chained, relayed, library); sampled at temperature 1: {string.Join(',', sampledUnsplit)}");
+    }
+
+    /// <summary>A GroupQueryAttention export taking seqlens_k and total_sequence_length as inputs, 3 layers, in a directory of its own.</summary>
+    private static string SaveGqaExport()
+    {
+        var directory = TestModels.NewTempDirectory("gqa-export");
+        OnnxModelFile.Save(GqaExport.Build(layers: 3, seed: 11), Path.Combine(directory, "model.onnx"));
+        return directory;
     }
 
     [Fact]
