@@ -95,11 +95,15 @@ public static class ModelStore
     /// <param name="tokenInput">The graph input holding token ids; null: <c>input_ids</c>, else found from the graph.</param>
     /// <param name="finalOutput">The graph output holding logits or the final state; null: <c>logits</c>, else found from the graph.</param>
     /// <param name="modelPath">The graph file, or a model directory (its graph found by <see cref="ForeignModel.FindModelFile"/>).</param>
-    public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir, string? tokenInput = null, string? finalOutput = null)
+    /// <param name="unfuseSkipNorms">Rewrite fused skip-norms at layer boundaries into their standard form so only the residual
+    /// stream crosses (half the bytes per position of a fused export, no slower; see <see cref="GraphAnalysis.UnfusedSkipNorms"/>);
+    /// false keeps the graph's nodes as they are and carries both tensors.</param>
+    public static Manifest Split(string modelPath, Func<int, IReadOnlyList<BlockRange>> ranges, string outDir, string? tokenInput = null, string? finalOutput = null,
+        bool unfuseSkipNorms = true)
     {
         if (Directory.Exists(modelPath)) modelPath = ForeignModel.FindModelFile(modelPath);
         var model = OnnxModelFile.Load(modelPath);
-        var analysis = new GraphAnalysis(model, tokenInput, finalOutput);
+        var analysis = new GraphAnalysis(model, tokenInput, finalOutput, unfuseSkipNorms);
         var stages = GraphSplitter.Split(model, analysis, ranges(analysis.BlockCount));
         Directory.CreateDirectory(outDir);
         var descriptors = new List<StageDescriptor>();

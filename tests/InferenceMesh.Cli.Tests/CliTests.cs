@@ -153,10 +153,18 @@ public sealed class CliTests
         var stages = Manifest.Load(llama).Stages;
         Assert.Equal(4, stages.Count);
         Assert.All(stages.Where(s => s.DataFile is not null), s => Assert.True(File.Exists(Path.Combine(llama, s.DataFile!))));
+        // By default the fused skip-norm at the layer boundary is rewritten, so one fp16 row of the residual stream crosses it.
+        Assert.Equal("16", Shape(stages[2].Inputs.Single(i => i.Name == stages[2].ActivationInput))[^1]);
+        var fused = TestModels.NewTempDirectory("cli-llama-fused");
+        Assert.Equal(0, (await Run("model", "split", TestModels.LlamaGenAiFp16, "--stages", "2", "--keep-fused-norms", "--out", fused)).Code);
+        var fusedStages = Manifest.Load(fused).Stages;
+        Assert.Equal("32", Shape(fusedStages[2].Inputs.Single(i => i.Name == fusedStages[2].ActivationInput))[^1]);
 
         AssertOneLineError(await Run("model", "split", TestModels.Gpt2TorchExport, "--output", "hidden", "--stages", "2", "--out", TestModels.NewTempDirectory("cli-out")),
             "the output 'hidden' is not an output of the graph");
     }
+
+    private static string[] Shape(TensorInfo info) => [.. info.Shape];
 
     [Fact]
     public async Task GraphWithNoCutPoint()

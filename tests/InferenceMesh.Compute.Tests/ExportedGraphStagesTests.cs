@@ -22,14 +22,26 @@ public sealed class ExportedGraphStagesTests(ITestOutputHelper output)
         { "llama-genai-builder-fp16", 2 }, { "llama-genai-builder-fp16", 0 },
     };
 
+    public static TheoryData<string, int, bool> SplitsAndRewrites() => new()
+    {
+        { "gpt2-torch-export", 2, false }, { "gpt2-torch-export", 0, false },
+        { "llama-genai-builder-fp16", 2, false }, { "llama-genai-builder-fp16", 0, false },
+        { "llama-genai-builder-fp16", 2, true }, { "llama-genai-builder-fp16", 0, true },
+    };
+
     [Theory]
-    [MemberData(nameof(Splits))]
-    public void ChainedStagesEqualTheUnsplitExportOnOnnxRuntime(string which, int blockStages)
+    [MemberData(nameof(SplitsAndRewrites))]
+    public void ChainedStagesEqualTheUnsplitExportOnOnnxRuntime(string which, int blockStages, bool unfuseSkipNorms)
     {
         var path = which.StartsWith("gpt2", StringComparison.Ordinal) ? TestModels.Gpt2TorchExport : TestModels.LlamaGenAiFp16;
         var directory = Path.GetDirectoryName(path)!;
         var model = OnnxModelFile.Load(path);
-        var analysis = new GraphAnalysis(model);
+        var analysis = new GraphAnalysis(model, unfuseSkipNorms: unfuseSkipNorms);
+        if (unfuseSkipNorms)
+        {
+            Assert.True(analysis.UnfusedSkipNorms >= analysis.BlockCount, $"only {analysis.UnfusedSkipNorms} skip-norms were rewritten");
+            Assert.All(analysis.BoundaryTensors, crossing => Assert.Single(crossing));
+        }
         var count = blockStages == 0 ? analysis.BlockCount : blockStages;
         var stages = GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, count));
         Assert.Equal(count + 2, stages.Count);
@@ -97,7 +109,7 @@ public sealed class ExportedGraphStagesTests(ITestOutputHelper output)
                 var final = expected.Values[analysis.FinalOutput];
                 tokens = step + 1 < prefillSteps ? [prompt[step + 1]] : [fp16 ? ArgMax(final[^32000..]) : (long)random.Next(2, 20)];
             }
-            output.WriteLine($"{which}: {analysis.BlockCount} blocks, {stages.Count} stages, bytes per position crossing each boundary: {string.Join(", ", boundaryBytes)}, max |diff| {maxDiff:g3} over {decodeSteps} decode steps");
+            output.WriteLine($"{which}{(unfuseSkipNorms ? $" ({analysis.UnfusedSkipNorms} skip-norms unfused)" : "")}: {analysis.BlockCount} blocks, {stages.Count} stages, bytes per position crossing each boundary: {string.Join(", ", boundaryBytes)}, max |diff| {maxDiff:g3} over {decodeSteps} decode steps");
             Assert.True(maxDiff <= tolerance, $"max abs difference {maxDiff} exceeds {tolerance}");
             foreach (var value in wholePast.Values.Concat(stagePast.Values)) value.Dispose();
         }

@@ -90,7 +90,8 @@ public static class ModelCommand
         var output = new Option<string>("--out") { Description = "Directory for the stage files and manifest.json", Required = true };
         var tokenInput = new Option<string?>("--token-input") { Description = "The graph input holding token ids (default: input_ids, else found from the graph)" };
         var finalOutput = new Option<string?>("--output") { Description = "The graph output holding logits or the final state (default: logits, else found from the graph)" };
-        var command = new Command("split", "Cut a model into Head, block-range stages and Tail") { model, stages, blocks, output, tokenInput, finalOutput };
+        var keepFused = new Option<bool>("--keep-fused-norms") { Description = "Keep fused skip-norms (SkipSimplifiedLayerNormalization, SkipLayerNormalization) as they are, so two tensors cross each layer boundary of a fused export, instead of rewriting them so only the residual stream crosses" };
+        var command = new Command("split", "Cut a model into Head, block-range stages and Tail") { model, stages, blocks, output, tokenInput, finalOutput, keepFused };
         command.SetAction(parse =>
         {
             var stageCount = parse.GetValue(stages);
@@ -99,7 +100,7 @@ public static class ModelCommand
                 throw new MeshException(MeshErrorCode.InvalidArgument, "give exactly one of --stages N or --blocks a:b,b:c");
             var manifest = ModelStore.Split(parse.GetValue(model)!,
                 count => blockList is null ? BlockRange.SplitEvenly(count, stageCount!.Value) : BlockRange.ParseContiguousList(blockList, count),
-                parse.GetValue(output)!, parse.GetValue(tokenInput), parse.GetValue(finalOutput));
+                parse.GetValue(output)!, parse.GetValue(tokenInput), parse.GetValue(finalOutput), unfuseSkipNorms: !parse.GetValue(keepFused));
             console.Out.WriteLine($"model {manifest.ModelId} ({manifest.BlockCount} blocks)");
             foreach (var stage in manifest.Stages)
                 console.Out.WriteLine($"  {stage.Kind,-6} {(stage.Blocks?.ToString() ?? ""),-8} {stage.File,-20} {stage.ActivationInput} -> {stage.ActivationOutput}  sha256 {stage.Sha256[..16]}…");

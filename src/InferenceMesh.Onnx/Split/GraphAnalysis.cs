@@ -30,11 +30,17 @@ public sealed class GraphAnalysis
     private readonly Dictionary<string, string> _pastOf = new(StringComparer.Ordinal);
     private readonly List<string> _fusions = new();
 
-    public GraphAnalysis(ModelProto model, string? tokenInput = null, string? finalOutput = null)
+    /// <param name="model">The decoder graph.</param>
+    /// <param name="tokenInput">The graph input holding token ids; null: <c>input_ids</c>, else found from the structure.</param>
+    /// <param name="finalOutput">The graph output holding logits or the final state; null: <c>logits</c>, else found from the structure.</param>
+    /// <param name="unfuseSkipNorms">Rewrite fused skip-norms whose residual sum feeds on into their standard form first (see
+    /// <see cref="UnfusedSkipNorms"/>), so one tensor instead of two crosses each layer boundary of a fused export.</param>
+    public GraphAnalysis(ModelProto model, string? tokenInput = null, string? finalOutput = null, bool unfuseSkipNorms = false)
     {
         var unmerged = MergedDecoder.Unmerge(model);
         Unmerged = !ReferenceEquals(unmerged, model);
         Model = OnnxGraphIndex.LaterDefinitionWins(unmerged);
+        if (unfuseSkipNorms) (Model, UnfusedSkipNorms) = SkipNormUnfusing.Unfuse(Model);
         Index = new OnnxGraphIndex(Model);
         _nodes = Index.Nodes;
 
@@ -69,6 +75,12 @@ public sealed class GraphAnalysis
     /// with-past branch inlined: run <see cref="Model"/>, not the file, since the file wants <c>use_cache_branch</c> fed.
     /// </summary>
     public bool Unmerged { get; }
+
+    /// <summary>
+    /// How many fused <c>SkipSimplifiedLayerNormalization</c>/<c>SkipLayerNormalization</c> nodes were rewritten into an
+    /// <c>Add</c> and a standard normalisation, so that only the residual sum crosses the boundary there (0 unless asked).
+    /// </summary>
+    public int UnfusedSkipNorms { get; }
 
     /// <summary>The graph's nodes (in topological order), producers and consumers.</summary>
     public OnnxGraphIndex Index { get; }
