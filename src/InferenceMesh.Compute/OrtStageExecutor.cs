@@ -105,7 +105,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             for (var s = 0; s < Stage.State.Count; s++)
             {
                 owned[index] = cache!.Past is null;
-                inputs[index++] = cache.Past?[s] ?? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _pastTypes[s], _pastShapes[s]);
+                inputs[index++] = cache.Past?[s] ?? EmptyPast(_pastTypes[s], _pastShapes[s]);
             }
 
             using var runOptions = new RunOptions();
@@ -169,6 +169,14 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         var symbolic = info.Shape.Count(d => !long.TryParse(d, out _));
         return symbolic <= 1 && info.Shape.Count >= 2 && long.TryParse(info.Shape[^2], out var length) ? length : null;
+    }
+
+    /// <summary>A session's first past: empty when the cache grows; a static cache's full buffer, zeroed, since a graph may read every slot (masked).</summary>
+    private static OrtValue EmptyPast(TensorElementType type, long[] shape)
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);
+        value.GetTensorMutableDataAsSpan<byte>().Clear();
+        return value;
     }
 
     private static unsafe OrtValue PinnedOrtValue(TensorData tensor, System.Buffers.MemoryHandle pinned) =>
