@@ -143,6 +143,6 @@ public sealed partial class KadDht
                 return; // keep the better record we hold
         }
         if (!_records.Put(new StoredRecord(key, value, now)))
-            throw new DhtException(DhtErrorCode.LimitExceeded, $"record store full ({Options.MaxRecords} records)");
+            throw new DhtException(DhtErrorCode.LimitExceeded, $"record store full ({Options.MaxRecords} records or {Options.MaxRecordBytes} bytes)");
     }
 }

@@ -40,7 +40,7 @@ public sealed partial class KadDht : IAsyncDisposable
         Options = options ?? new();
         Metrics = new DhtMetrics();
         RoutingTable = new RoutingTable(self, Options.RoutingTable, Metrics);
-        _records = new RecordStore(Options.MaxRecords);
+        _records = new RecordStore(Options.MaxRecords, Options.MaxRecordBytes);
         _providers = new ProviderStore(Options.MaxProviderKeys, Options.MaxProvidersPerKey);
         _random = Options.Seed is { } s ? new Random(s) : new Random();
     }

@@ -70,6 +70,12 @@ public sealed record KadDhtOptions
     /// <summary>Most records stored for others.</summary>
     public int MaxRecords { get; init; } = 65_536;
 
+    /// <summary>
+    /// Most bytes (keys plus values) stored for others: 64 MiB. The count alone does not bound memory: 65,536 evidence
+    /// chunks of 32 KiB each would be 2 GiB.
+    /// </summary>
+    public long MaxRecordBytes { get; init; } = 64L * 1024 * 1024;
+
     /// <summary>Most keys with provider records.</summary>
     public int MaxProviderKeys { get; init; } = 65_536;
 

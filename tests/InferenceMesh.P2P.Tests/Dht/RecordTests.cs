@@ -106,4 +106,21 @@ public sealed class RecordTests
         Assert.Throws<DhtException>(() => v.Validate(key, SpanRecordValidator.EncodeValue([SpanRecordValidator.Sign(forever, a)])));
         Assert.Equal(1, v.ExpiredEntries);
     }
+
+    [Fact]
+    public void TheStoreIsBoundedByBytesAsWellAsByCount()
+    {
+        var store = new RecordStore(maxRecords: 100, maxBytes: 3 * (8 + 1000));
+        StoredRecord Record(int id, int size) => new(BitConverter.GetBytes((long)id), new byte[size], T0);
+        for (var i = 0; i < 3; i++) Assert.True(store.Put(Record(i, 1000)));
+        Assert.Equal(3 * 1008, store.Bytes);
+        Assert.False(store.Put(Record(3, 1000)), "a fourth 1,000-byte value is over the byte cap though the count allows it");
+        Assert.False(store.Put(Record(0, 1001)), "a replacement may not grow past the cap");
+        Assert.True(store.Put(Record(0, 10)), "a smaller replacement frees room");
+        Assert.True(store.Put(Record(3, 980)));
+        Assert.Equal(4, store.Count);
+        Assert.Equal(18 + 1008 + 1008 + 988, store.Bytes);
+        Assert.Equal(4, store.Expire(T0.AddSeconds(1)));
+        Assert.Equal(0, store.Bytes);
+    }
 }
