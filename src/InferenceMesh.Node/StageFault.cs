@@ -94,7 +94,10 @@ public sealed record StageFault(StageFault.FaultKind Kind, double Amount = 0, do
     public bool Tampers(string sessionId, int position) =>
         Unit(sessionId, -1) < Sessions && Unit(sessionId, position) < Rate;
 
-    /// <summary>Runs one step through <paramref name="stages"/>, lying at the chosen positions.</summary>
+    /// <summary>
+    /// Runs one step through <paramref name="stages"/>, lying at the chosen positions. Like the honest loop it owns its
+    /// intermediate tensors (returned to the pool here) and returns a tensor the caller disposes; <paramref name="input"/> stays the caller's.
+    /// </summary>
     internal TensorData Run(IReadOnlyList<Compute.IStageExecutor> stages, string sessionId, TensorData input, int startPosition)
     {
         var positions = (int)input.Shape[1];
@@ -105,26 +108,33 @@ public sealed record StageFault(StageFault.FaultKind Kind, double Amount = 0, do
         foreach (var stage in stages)
         {
             var stageInput = output;
-            output = stage.Run(sessionId, stageInput, startPosition);
-            if (!any) continue;
-            var blocks = stage.Stage.Blocks!.Value;
-            output = Kind switch
-            {
-                FaultKind.SkipBlock when Amount >= blocks.Start && Amount < blocks.End => PerPosition(output, tampered, (row, p) => stageInput.AsFloats().Slice(p * row.Length, row.Length).CopyTo(row)),
-                FaultKind.WeightsFp16 => PerPosition(output, tampered, (row, _) => { for (var i = 0; i < row.Length; i++) row[i] = (float)(Half)row[i]; }),
-                FaultKind.WeightsInt8 => PerPosition(output, tampered, QuantiseInt8),
-                FaultKind.WeightsOtherSeed => PerPosition(output, tampered, (row, p) => PermuteUpdate(row, stageInput.AsFloats().Slice(p * row.Length, row.Length), blocks.Start)),
-                _ => output,
-            };
+            var produced = stage.Run(sessionId, stageInput, startPosition);
+            output = any ? Tamper(produced, stageInput, stage.Stage.Blocks!.Value, tampered) : produced;
+            if (!ReferenceEquals(produced, output) && !ReferenceEquals(produced, stageInput)) produced.Dispose();
+            if (!ReferenceEquals(stageInput, input) && !ReferenceEquals(stageInput, output)) stageInput.Dispose();
         }
         if (any && Kind == FaultKind.Noise)
-            output = PerPosition(output, tampered, (row, p) =>
+        {
+            var noisy = PerPosition(output, tampered, (row, p) =>
             {
                 var random = new Random((int)(Unit(sessionId, -2 - (startPosition + p)) * int.MaxValue));
                 for (var i = 0; i < row.Length; i++) row[i] += (float)(Amount * Gaussian(random));
             });
+            if (!ReferenceEquals(output, input)) output.Dispose();
+            output = noisy;
+        }
         return output;
     }
+
+    /// <summary>The stage's output with this fault applied at the tampered positions: a new tensor, or <paramref name="output"/> itself when the fault does not touch this stage.</summary>
+    private TensorData Tamper(TensorData output, TensorData stageInput, BlockRange blocks, bool[] tampered) => Kind switch
+    {
+        FaultKind.SkipBlock when Amount >= blocks.Start && Amount < blocks.End => PerPosition(output, tampered, (row, p) => stageInput.AsFloats().Slice(p * row.Length, row.Length).CopyTo(row)),
+        FaultKind.WeightsFp16 => PerPosition(output, tampered, (row, _) => { for (var i = 0; i < row.Length; i++) row[i] = (float)(Half)row[i]; }),
+        FaultKind.WeightsInt8 => PerPosition(output, tampered, QuantiseInt8),
+        FaultKind.WeightsOtherSeed => PerPosition(output, tampered, (row, p) => PermuteUpdate(row, stageInput.AsFloats().Slice(p * row.Length, row.Length), blocks.Start)),
+        _ => output,
+    };
 
     private static TensorData PerPosition(TensorData tensor, bool[] tampered, RowAction change)
     {

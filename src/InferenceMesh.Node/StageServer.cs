@@ -240,12 +240,9 @@ public sealed class StageServer : IAsyncDisposable
             {
                 session.StepDone(_timeProvider.GetTimestamp());
                 // Both sends have written the output into their streams and the commitment hashed the input: the
-                // pooled buffers go back. Under fault injection the injector may hold them, so they are left to the collector.
-                if (_fault is null)
-                {
-                    if (output is not null && !ReferenceEquals(output, step.Activation)) output.Dispose();
-                    step.Activation.Dispose();
-                }
+                // pooled buffers go back (a fault injector, like the honest loop, hands back a tensor of its own).
+                if (output is not null && !ReferenceEquals(output, step.Activation)) output.Dispose();
+                step.Activation.Dispose();
             }
         }
     }
