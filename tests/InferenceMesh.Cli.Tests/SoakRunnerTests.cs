@@ -48,12 +48,15 @@ public sealed class SoakRunnerTests
     }
 
     [Fact]
-    public void ReadsItsOwnProcessesResourcesFromProc()
+    public void ReadsItsOwnProcessesResourcesAndAgeFromProc()
     {
         var own = SoakRunner.ReadResources(Environment.ProcessId);
         Assert.NotNull(own);
         Assert.True(own.Value.RssMiB > 10 && own.Value.Fds > 3 && own.Value.Threads > 1, own.ToString());
         Assert.Null(SoakRunner.ReadResources(int.MaxValue));
+        var age = SoakRunner.ProcessAge(Environment.ProcessId);
+        var sinceStart = DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime;
+        Assert.True(age is { } a && Math.Abs((a - sinceStart).TotalSeconds) < 2, $"age {age} against {sinceStart}");
     }
 
     [Fact]

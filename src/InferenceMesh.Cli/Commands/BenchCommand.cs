@@ -30,7 +30,7 @@ public static class BenchCommand
         var nodes = new Option<int>("--nodes") { Description = "Serving nodes", DefaultValueFactory = _ => 5 };
         var replicas = new Option<int>("--replicas") { Description = "Servers per block (at least 2: the spares)", DefaultValueFactory = _ => 2 };
         var sampleInterval = new Option<string>("--sample-interval") { Description = "Time between samples of RSS, open files and threads", DefaultValueFactory = _ => "5s" };
-        var warmUp = new Option<string>("--warm-up") { Description = "Samples of a process younger than this are left out of the growth check", DefaultValueFactory = _ => "60s" };
+        var warmUp = new Option<string>("--warm-up") { Description = "Samples of a process younger than this are left out of the growth check", DefaultValueFactory = _ => "90s" };
         var positions = new Option<int>("--positions") { Description = "Positions per generation (greedy)", DefaultValueFactory = _ => 256 };
         var sessionTimeout = new Option<string>("--session-timeout") { Description = "A generation not done after this long counts as lost", DefaultValueFactory = _ => "5m" };
         var output = new Option<string>("--out") { Description = "Folder for soak.json and soak.svg", DefaultValueFactory = _ => "soak" };

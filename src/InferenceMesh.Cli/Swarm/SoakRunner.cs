@@ -112,6 +112,28 @@ public static class SoakRunner
         }
     }
 
+    /// <summary>
+    /// How long ago the process started, from <c>/proc/&lt;pid&gt;/stat</c>'s start time (field 22, in USER_HZ = 100 ticks
+    /// per second on every Linux ABI) and <c>/proc/uptime</c>; null when it is gone. The warm-up counts from the real
+    /// start, so nodes started before the soak's clock are not taken for younger than they are.
+    /// </summary>
+    public static TimeSpan? ProcessAge(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            // The command name (field 2) may hold spaces; the fields after it are space-separated numbers.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            var startTicks = long.Parse(fields[22 - 3], System.Globalization.CultureInfo.InvariantCulture);
+            var uptime = double.Parse(File.ReadAllText("/proc/uptime").Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            return TimeSpan.FromSeconds(Math.Max(0, uptime - startTicks / 100.0));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     private static void Validate(SoakOptions options)
     {
         if (!OperatingSystem.IsLinux())
@@ -226,7 +248,9 @@ public static class SoakRunner
 
         public void Track(string name, int pid)
         {
-            lock (_gate) _processes[name] = (pid, Now);
+            var now = Now;
+            var startedAt = now - (ProcessAge(pid)?.TotalSeconds ?? 0);
+            lock (_gate) _processes[name] = (pid, startedAt);
         }
 
         public int PidOf(string name)
