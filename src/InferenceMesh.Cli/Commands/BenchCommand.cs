@@ -7,7 +7,7 @@ using InferenceMesh.Core;
 
 namespace InferenceMesh.Cli.Commands;
 
-/// <summary><c>inferencemesh bench generate</c>: tokens/s of in-process generation, unsplit and split, side by side in one run.</summary>
+/// <summary><c>inferencemesh bench generate|stage|mesh|soak</c>: speed measurements, and the churn soak.</summary>
 public static class BenchCommand
 {
     public static Command Create(ICliConsole console)
@@ -16,7 +16,72 @@ public static class BenchCommand
         command.Subcommands.Add(Generate(console));
         command.Subcommands.Add(Stage(console));
         command.Subcommands.Add(Mesh(console));
+        command.Subcommands.Add(Soak(console));
         return command;
+    }
+
+    private static Command Soak(ICliConsole console)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx)", Required = true };
+        var duration = new Option<string>("--duration") { Description = "How long new generations are started, e.g. 10m or 1h", DefaultValueFactory = _ => "1h" };
+        var sessions = new Option<int>("--sessions") { Description = "Generations kept running at once", DefaultValueFactory = _ => 32 };
+        var killPeriod = new Option<string>("--kill-period") { Description = "Time between kills of a random serving node (SIGKILL, then restart)", DefaultValueFactory = _ => "60s" };
+        var seed = new Option<int>("--seed") { Description = "Seeds the victims and the prompts", DefaultValueFactory = _ => 1 };
+        var nodes = new Option<int>("--nodes") { Description = "Serving nodes", DefaultValueFactory = _ => 5 };
+        var replicas = new Option<int>("--replicas") { Description = "Servers per block (at least 2: the spares)", DefaultValueFactory = _ => 2 };
+        var sampleInterval = new Option<string>("--sample-interval") { Description = "Time between samples of RSS, open files and threads", DefaultValueFactory = _ => "5s" };
+        var warmUp = new Option<string>("--warm-up") { Description = "Samples of a process younger than this are left out of the growth check", DefaultValueFactory = _ => "90s" };
+        var positions = new Option<int>("--positions") { Description = "Positions per generation (greedy)", DefaultValueFactory = _ => 256 };
+        var sessionTimeout = new Option<string>("--session-timeout") { Description = "A generation not done after this long counts as lost", DefaultValueFactory = _ => "5m" };
+        var output = new Option<string>("--out") { Description = "Folder for soak.json and soak.svg", DefaultValueFactory = _ => "soak" };
+        var command = new Command("soak", "Run a local swarm under churn (a random node killed and restarted every period) with concurrent generations; check every text, "
+            + "sample every process's RSS, open files and threads; write soak.json and soak.svg; exit 1 when a text differed, a generation was lost without a typed error, or a resource grew")
+            { model, duration, sessions, killPeriod, seed, nodes, replicas, sampleInterval, warmUp, positions, sessionTimeout, output };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var outDir = Path.GetFullPath(parse.GetValue(output)!);
+            var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-soak-{Guid.NewGuid():N}");
+            var options = new SoakOptions(parse.GetValue(model)!, state)
+            {
+                Duration = Durations.Parse(parse.GetValue(duration)!),
+                Sessions = parse.GetValue(sessions),
+                KillPeriod = Durations.Parse(parse.GetValue(killPeriod)!),
+                Seed = parse.GetValue(seed),
+                Nodes = parse.GetValue(nodes),
+                Replicas = parse.GetValue(replicas),
+                SampleInterval = Durations.Parse(parse.GetValue(sampleInterval)!),
+                WarmUp = Durations.Parse(parse.GetValue(warmUp)!),
+                Positions = parse.GetValue(positions),
+                SessionTimeout = Durations.Parse(parse.GetValue(sessionTimeout)!),
+            };
+            var result = await SoakRunner.RunAsync(options, console.Error, cancellation);
+            Directory.CreateDirectory(outDir);
+            await File.WriteAllTextAsync(Path.Combine(outDir, "soak.json"), System.Text.Json.JsonSerializer.Serialize(result, new System.Text.Json.JsonSerializerOptions(CliJson.Options) { WriteIndented = true }), CancellationToken.None);
+            await File.WriteAllTextAsync(Path.Combine(outDir, "soak.svg"), SoakPlot.Render(result), CancellationToken.None);
+            // The state folder holds only node logs and keys once the swarm is down; a passing run leaves nothing behind.
+            if (result.Passed) Directory.Delete(state, recursive: true);
+            else console.Out.WriteLine($"node logs kept in {state}");
+            WriteSummary(console.Out, result, outDir);
+            return (int)(result.Passed ? ExitCode.Ok : ExitCode.Failure);
+        });
+        return command;
+    }
+
+    private static void WriteSummary(TextWriter output, SoakResult result, string outDir)
+    {
+        output.WriteLine($"soak {result.StartedAt:yyyy-MM-dd HH:mm} UTC, {result.Machine}: {result.Nodes} nodes ({result.Replicas} servers per block), {result.Sessions} sessions, "
+            + $"a node killed every {result.KillPeriodSeconds:0} s, seed {result.Seed}, {result.ElapsedSeconds / 60:F1} min");
+        output.WriteLine($"generations: {result.Completed} completed, {result.Exact} exact, {result.Mismatches.Count} differed; {result.Failures.Count} failed, "
+            + $"{result.LostWithoutTypedError} without a typed error; {result.Recoveries} route recoveries; {result.Kills.Count} kills ({result.Kills.Count(k => k.Error is not null)} restarts failed)");
+        foreach (var (code, count) in result.Failures.GroupBy(f => f.Code ?? f.Type).Select(g => (g.Key, g.Count())))
+            output.WriteLine($"  failed with {code}: {count}");
+        output.WriteLine("| process | resource | 2nd-third median | last-third median | limit | |");
+        output.WriteLine("|---|---|---:|---:|---:|---|");
+        foreach (var g in result.GrowthChecks)
+            output.WriteLine(g.Judged
+                ? $"| {g.Process} | {g.Resource} | {g.SecondThirdMedian:0.#} | {g.LastThirdMedian:0.#} | {g.Limit:0.#} | {(g.Grew ? "GREW" : "flat")} |"
+                : $"| {g.Process} | {g.Resource} | – | – | – | too few warm samples |");
+        output.WriteLine($"{(result.Passed ? "PASSED" : "FAILED")}; wrote {Path.Combine(outDir, "soak.json")} and {Path.Combine(outDir, "soak.svg")}");
     }
 
     private static Command Mesh(ICliConsole console)
