@@ -35,10 +35,12 @@ public static class BenchCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed rounds; each round runs every model once, in turn (median reported)", DefaultValueFactory = _ => 5 };
         var prompts = new Option<int>("--prompts") { Description = "Prompts of the quality comparison (seeded token ids)", DefaultValueFactory = _ => 8 };
         var compared = new Option<int>("--compare-tokens") { Description = "Greedy tokens continued per prompt in the quality comparison", DefaultValueFactory = _ => 32 };
+        var runC = new Option<string?>("--run-c") { Description = "llama2.c's run.c source: built with gcc -Ofast -fopenmp -march=native and run on --llama2c's checkpoint, OpenMP on every core, as the C reference" };
+        var checkpoint = new Option<string?>("--llama2c") { Description = "The first model's weights as a llama2.c checkpoint (model synth --llama2c-out), for --run-c" };
         var memoryOf = new Option<string?>("--memory-of") { Description = "Internal: open this one model, generate --tokens positions and print the process's working set as JSON", Hidden = true };
         var command = new Command("quantize", "Exact against quantized models in one process: tokens/s, bytes on disk, working set, and quality against the first (greedy agreement, KL, logit error)")
         {
-            models, tokens, repeat, prompts, compared, memoryOf,
+            models, tokens, repeat, prompts, compared, runC, checkpoint, memoryOf,
         };
         command.SetAction(async (parse, cancellation) =>
         {
@@ -101,6 +103,15 @@ public static class BenchCommand
                     var weights = Onnx.ModelStore.TryReadDescription(entries[m].Directory)?.Quantization ?? "exact";
                     console.Out.WriteLine($"| {entries[m].Label} | {weights} | {memory[m].Disk:N0} | {memory[m].Figures.WorkingSet:N0} | {memory[m].Figures.PeakWorkingSet:N0} | {1000 / perToken:F1} | {perToken:F3} | {times[m].Min():F3} – {times[m].Max():F3} | {quality} |");
                 }
+                if (parse.GetValue(runC) is { } source)
+                {
+                    var weights = parse.GetValue(checkpoint) ?? throw new MeshException(MeshErrorCode.InvalidArgument, "--run-c needs --llama2c, the checkpoint of the first model's weights");
+                    var tokenizer = Path.Combine(entries[0].Directory, Onnx.ModelStore.TokenizerFile);
+                    var rates = new List<double>();
+                    for (var r = 0; r < runs; r++) rates.Add(await RunLlama2c(source, weights, tokenizer, positions, cancellation));
+                    var median = Statistics.Median(rates);
+                    console.Out.WriteLine($"| run.c (llama2.c, gcc -Ofast -fopenmp -march=native, {Environment.ProcessorCount} OpenMP threads) | fp32 | {new FileInfo(weights).Length:N0} | – | – | {median:F1} | {1000 / median:F3} | {1000 / rates.Max():F3} – {1000 / rates.Min():F3} | – | – | – | – | – | – |");
+                }
                 console.Out.WriteLine();
                 console.Out.WriteLine($"quality over {promptIds.Count} seeded prompts of 4–8 token ids, {parse.GetValue(compared)} greedy tokens each, against {entries[0].Label}; "
                     + "memory measured in a fresh process per model (open, one run of --tokens positions)");
@@ -115,6 +126,55 @@ public static class BenchCommand
     }
 
     private sealed record MemoryFigures(long WorkingSet, long PeakWorkingSet);
+
+    /// <summary>
+    /// Builds llama2.c's <c>run.c</c> (once per source, beside a copy in the temp directory) and returns the tokens/s it reports for
+    /// a greedy run of <paramref name="positions"/> steps from an empty prompt. Safe to cancel (the process is killed).
+    /// </summary>
+    private static async Task<double> RunLlama2c(string source, string checkpoint, string tokenizer, int positions, CancellationToken cancellation)
+    {
+        var binary = Path.Combine(Path.GetTempPath(), $"inferencemesh-run-c-{Manifest.Sha256Hex(source)[..16]}");
+        if (!File.Exists(binary))
+        {
+            var (code, _, error) = await RunProcess("gcc", ["-Ofast", "-fopenmp", "-march=native", source, "-lm", "-o", binary], cancellation);
+            if (code != 0)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"gcc could not build {source}: {error.Trim()}");
+        }
+        var (exit, output, errors) = await RunProcess(binary, [checkpoint, "-z", tokenizer, "-t", "0", "-n", positions.ToString()], cancellation);
+        var line = (output + errors).Split('\n').FirstOrDefault(l => l.StartsWith("achieved tok/s:", StringComparison.Ordinal));
+        if (exit != 0 || line is null)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"run.c failed or printed no speed: {errors.Trim()}");
+        return double.Parse(line["achieved tok/s:".Length..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<(int Code, string Output, string Error)> RunProcess(string file, string[] arguments, CancellationToken cancellation)
+    {
+        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.Environment["OMP_NUM_THREADS"] = Environment.ProcessorCount.ToString();
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"could not start {file}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"could not start {file}: {e.Message}", e);
+        }
+        using (process)
+        {
+            try
+            {
+                var error = process.StandardError.ReadToEndAsync(cancellation);
+                var output = await process.StandardOutput.ReadToEndAsync(cancellation);
+                await process.WaitForExitAsync(cancellation);
+                return (process.ExitCode, output, await error);
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
 
     /// <summary>Runs this CLI's <c>bench quantize --memory-of</c> on one model and reads its figures back. Safe to cancel (the process is killed).</summary>
     private static async Task<MemoryFigures> MeasureAlone(string directory, int positions, CancellationToken cancellation)

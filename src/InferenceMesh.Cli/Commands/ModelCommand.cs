@@ -90,7 +90,8 @@ public static class ModelCommand
         var seed = Int("--seed", "Weight seed", 1);
         var output = new Option<string>("--out") { Description = "Directory to write into", Required = true };
         var (quantize, block, accuracy) = QuantizeOptions();
-        var command = new Command("synth", "Write a Llama-family model with seeded random weights") { dim, layers, heads, kvHeads, ffn, vocab, context, seed, output, quantize, block, accuracy };
+        var checkpoint = new Option<string?>("--llama2c-out") { Description = "Also write the same weights as a llama2.c checkpoint (float32), for llama2.c's run.c" };
+        var command = new Command("synth", "Write a Llama-family model with seeded random weights") { dim, layers, heads, kvHeads, ffn, vocab, context, seed, output, quantize, block, accuracy, checkpoint };
         command.SetAction(parse =>
         {
             var config = new ModelConfig(parse.GetValue(dim), parse.GetValue(ffn), parse.GetValue(layers), parse.GetValue(heads), parse.GetValue(kvHeads),
@@ -98,6 +99,11 @@ public static class ModelCommand
             var quantization = QuantizationOptions.Parse(parse.GetValue(quantize)!, parse.GetValue(block), parse.GetValue(accuracy));
             var description = ModelStore.Synthesize(config, parse.GetValue(seed), parse.GetValue(output)!, quantization);
             console.Out.WriteLine($"synthesized {description.Name}{Quantized(description)} -> {Path.Combine(parse.GetValue(output)!, ModelStore.ModelFile)}");
+            if (parse.GetValue(checkpoint) is { } checkpointPath)
+            {
+                Onnx.Import.Llama2cCheckpoint.Write(Onnx.Import.LlamaWeights.Synthetic(config, parse.GetValue(seed)), checkpointPath);
+                console.Out.WriteLine($"llama2.c checkpoint of the same weights -> {checkpointPath}");
+            }
             return (int)ExitCode.Ok;
         });
         return command;
