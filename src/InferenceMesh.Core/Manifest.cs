@@ -8,6 +8,8 @@ namespace InferenceMesh.Core;
 /// The split model: every stage file with its sha256, I/O and block range. <see cref="ModelId"/> is the
 /// sha256 (hex) of <see cref="CanonicalBytes"/>, so two peers with the same id run byte-identical stages.
 /// </summary>
+/// <param name="Quantization">The lossy weight quantization the model was imported with (e.g. <c>int4 block 32 MatMulNBits accuracy 4</c>);
+/// null for exact weights, and then left out of the canonical bytes so exact models keep their ids.</param>
 public sealed record Manifest(
     int FormatVersion,
     string Name,
@@ -15,7 +17,8 @@ public sealed record Manifest(
     ModelConfig? Config,
     string SourceModelSha256,
     string? TokenizerFile,
-    IReadOnlyList<StageDescriptor> Stages)
+    IReadOnlyList<StageDescriptor> Stages,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Quantization = null)
 {
     public const string FileName = "manifest.json";
 

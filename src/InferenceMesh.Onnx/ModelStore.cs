@@ -3,6 +3,7 @@ using System.Text.Json;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx.Import;
 using InferenceMesh.Onnx.Import.HuggingFace;
+using InferenceMesh.Onnx.Quantization;
 using InferenceMesh.Onnx.Split;
 using InferenceMesh.Onnx.Tokenizer;
 
@@ -24,15 +25,17 @@ public static class ModelStore
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     /// <summary>Imports a llama2.c checkpoint and tokenizer; refuses a tokenizer whose vocabulary differs from the model's.</summary>
-    public static ModelDescription ImportLlama2c(string checkpoint, string tokenizer, string outDir)
+    /// <param name="quantization">Block-quantized projection matrices (lossy, recorded in <c>model.json</c> and the manifest); null: exact.</param>
+    public static ModelDescription ImportLlama2c(string checkpoint, string tokenizer, string outDir, QuantizationOptions? quantization = null)
     {
         var weights = Llama2cCheckpoint.Read(checkpoint);
         Llama2cTokenizer.Load(tokenizer, weights.Config.Vocab);
-        var name = Path.GetFileNameWithoutExtension(checkpoint);
+        var name = Path.GetFileNameWithoutExtension(checkpoint) + Suffix(quantization);
         Directory.CreateDirectory(outDir);
-        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name), Path.Combine(outDir, ModelFile));
+        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name, new LlamaBuildOptions(Quantization: quantization)), Path.Combine(outDir, ModelFile));
         File.Copy(tokenizer, Path.Combine(outDir, TokenizerFile), overwrite: true);
-        var description = new ModelDescription(name, weights.Config, Path.GetFileName(checkpoint), Manifest.Sha256Hex(checkpoint), TokenizerFile);
+        var description = new ModelDescription(name, weights.Config, Path.GetFileName(checkpoint), Manifest.Sha256Hex(checkpoint), TokenizerFile,
+            quantization?.Describe());
         WriteDescription(outDir, description);
         return description;
     }
@@ -44,7 +47,8 @@ public static class ModelStore
     /// when complete, so a failed import leaves <paramref name="outDir"/> as it was.
     /// </summary>
     /// <param name="weightType">Float32, or Float16 for half-size weights.</param>
-    public static HuggingFaceImport ImportHuggingFace(string sourceDir, string outDir, DType weightType = DType.Float32)
+    /// <param name="quantization">Block-quantized projection matrices (lossy, recorded in <c>model.json</c> and the manifest); null: exact.</param>
+    public static HuggingFaceImport ImportHuggingFace(string sourceDir, string outDir, DType weightType = DType.Float32, QuantizationOptions? quantization = null)
     {
         using var checkpoint = HuggingFaceCheckpoint.Open(sourceDir);
         // Refuse an unusable tokenizer before anything is written, as an unusable checkpoint is.
@@ -57,12 +61,12 @@ public static class ModelStore
         Directory.CreateDirectory(scratch);
         try
         {
-            var name = Path.GetFileName(Path.GetFullPath(sourceDir).TrimEnd(Path.DirectorySeparatorChar));
+            var name = Path.GetFileName(Path.GetFullPath(sourceDir).TrimEnd(Path.DirectorySeparatorChar)) + Suffix(quantization);
             using (var data = new ExternalDataWriter(Path.Combine(scratch, ModelDataFile), ModelDataFile))
-                OnnxModelFile.Save(LlamaOnnxBuilder.Build(checkpoint, name, new LlamaBuildOptions(data, weightType)), Path.Combine(scratch, ModelFile));
+                OnnxModelFile.Save(LlamaOnnxBuilder.Build(checkpoint, name, new LlamaBuildOptions(data, weightType, quantization)), Path.Combine(scratch, ModelFile));
             var tokenizer = CopyTokenizerFiles(sourceDir, scratch, null);
             var description = new ModelDescription(name, checkpoint.Config, $"{checkpoint.HfConfig.Architecture} {Path.GetFullPath(sourceDir)}",
-                Manifest.Sha256Hex(Path.Combine(sourceDir, HuggingFaceConfig.FileName)), tokenizer ?? "");
+                Manifest.Sha256Hex(Path.Combine(sourceDir, HuggingFaceConfig.FileName)), tokenizer ?? "", quantization?.Describe());
             WriteDescription(scratch, description);
             Directory.CreateDirectory(fullOut);
             foreach (var file in Directory.GetFiles(scratch))
@@ -77,16 +81,17 @@ public static class ModelStore
     }
 
     /// <summary>Writes a seeded random model of the given architecture with a synthetic tokenizer of <c>config.Vocab</c> pieces.</summary>
-    public static ModelDescription Synthesize(ModelConfig config, int seed, string outDir)
+    /// <param name="quantization">Block-quantized projection matrices (lossy, recorded in <c>model.json</c> and the manifest); null: exact.</param>
+    public static ModelDescription Synthesize(ModelConfig config, int seed, string outDir, QuantizationOptions? quantization = null)
     {
         if (config.Vocab < 259)
             throw new MeshException(MeshErrorCode.InvalidArgument, $"vocab {config.Vocab} is too small: the tokenizer needs 3 special and 256 byte pieces");
         var weights = LlamaWeights.Synthetic(config, seed);
-        var name = $"synthetic-d{config.Dim}-l{config.Layers}-s{seed}";
+        var name = $"synthetic-d{config.Dim}-l{config.Layers}-s{seed}" + Suffix(quantization);
         Directory.CreateDirectory(outDir);
-        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name), Path.Combine(outDir, ModelFile));
+        OnnxModelFile.Save(LlamaOnnxBuilder.Build(weights, name, new LlamaBuildOptions(Quantization: quantization)), Path.Combine(outDir, ModelFile));
         WriteSyntheticTokenizer(Path.Combine(outDir, TokenizerFile), config.Vocab);
-        var description = new ModelDescription(name, config, $"synthetic seed {seed}", "", TokenizerFile);
+        var description = new ModelDescription(name, config, $"synthetic seed {seed}", "", TokenizerFile, quantization?.Describe());
         WriteDescription(outDir, description);
         return description;
     }
@@ -131,7 +136,7 @@ public static class ModelStore
                 File.Copy(Path.Combine(sourceDir, file), Path.Combine(outDir, file), overwrite: true);
         if (description is not null) WriteDescription(outDir, description);
         var manifest = new Manifest(1, description?.Name ?? model.Graph.Name, analysis.BlockCount, description?.Config,
-            Manifest.Sha256Hex(modelPath), tokenizer, descriptors);
+            Manifest.Sha256Hex(modelPath), tokenizer, descriptors, description?.Quantization);
         manifest.Save(outDir);
         return manifest;
     }
@@ -151,6 +156,10 @@ public static class ModelStore
             : File.Exists(Path.Combine(outDir, TokenizerFile)) ? TokenizerFile
             : null;
     }
+
+    /// <summary>The model name's mark of a lossy import, e.g. <c>-int4</c>.</summary>
+    private static string Suffix(QuantizationOptions? quantization) =>
+        quantization is null ? "" : "-" + quantization.Kind.ToString().ToLowerInvariant();
 
     public static ModelDescription? TryReadDescription(string directory)
     {

@@ -11,6 +11,9 @@ public sealed class OnnxGraphBuilder
     private readonly GraphProto _graph;
     private readonly Dictionary<string, int> _nameCounts = new();
 
+    /// <summary>ONNX Runtime's contrib operators (<c>MatMulNBits</c>, …), imported at version 1.</summary>
+    public const string MicrosoftDomain = "com.microsoft";
+
     public OnnxGraphBuilder(string name) => _graph = new GraphProto { Name = name };
 
     public GraphProto Graph => _graph;
@@ -33,9 +36,16 @@ public sealed class OnnxGraphBuilder
     public string Node(string opType, string outputStem, string[] inputs, params AttributeProto[] attributes) =>
         NodeMulti(opType, [outputStem], inputs, attributes)[0];
 
-    public string[] NodeMulti(string opType, string[] outputStems, string[] inputs, params AttributeProto[] attributes)
+    public string[] NodeMulti(string opType, string[] outputStems, string[] inputs, params AttributeProto[] attributes) =>
+        NodeInDomain("", opType, outputStems, inputs, attributes);
+
+    /// <summary>
+    /// Adds a node of an operator set other than the default one (e.g. <see cref="MicrosoftDomain"/>'s contrib operators);
+    /// <see cref="ToModel"/> imports every domain a node uses.
+    /// </summary>
+    public string[] NodeInDomain(string domain, string opType, string[] outputStems, string[] inputs, params AttributeProto[] attributes)
     {
-        var node = new NodeProto { OpType = opType, Name = UniqueName(opType + "_" + outputStems[0]) };
+        var node = new NodeProto { OpType = opType, Domain = domain, Name = UniqueName(opType + "_" + outputStems[0]) };
         node.Input.AddRange(inputs);
         var outputs = outputStems.Select(UniqueName).ToArray();
         node.Output.AddRange(outputs);
@@ -45,9 +55,13 @@ public sealed class OnnxGraphBuilder
     }
 
     /// <summary>Adds a node whose single output has exactly <paramref name="outputName"/> (a graph output).</summary>
-    public void NodeNamed(string opType, string outputName, string[] inputs, params AttributeProto[] attributes)
+    public void NodeNamed(string opType, string outputName, string[] inputs, params AttributeProto[] attributes) =>
+        NodeNamedInDomain("", opType, outputName, inputs, attributes);
+
+    /// <summary>Adds a node of operator set <paramref name="domain"/> whose single output has exactly <paramref name="outputName"/>.</summary>
+    public void NodeNamedInDomain(string domain, string opType, string outputName, string[] inputs, params AttributeProto[] attributes)
     {
-        var node = new NodeProto { OpType = opType, Name = UniqueName(opType + "_" + outputName) };
+        var node = new NodeProto { OpType = opType, Domain = domain, Name = UniqueName(opType + "_" + outputName) };
         node.Input.AddRange(inputs);
         node.Output.Add(outputName);
         node.Attribute.AddRange(attributes);
@@ -95,11 +109,20 @@ public sealed class OnnxGraphBuilder
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
     }
 
-    /// <summary>Wraps the graph in a model that imports the default ONNX domain at <paramref name="opset"/>.</summary>
+    /// <summary>
+    /// Wraps the graph in a model that imports the default ONNX domain at <paramref name="opset"/>, and
+    /// <see cref="MicrosoftDomain"/> at version 1 when a node uses it.
+    /// </summary>
     public ModelProto ToModel(long opset, string producer)
     {
         var model = new ModelProto { IrVersion = 8, ProducerName = producer, ProducerVersion = "1", Graph = _graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+        foreach (var domain in _graph.Node.Select(n => n.Domain).Where(d => d is not ("" or "ai.onnx")).Distinct(StringComparer.Ordinal))
+        {
+            if (domain != MicrosoftDomain)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"operator set '{domain}' has no known version to import");
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = domain, Version = 1 });
+        }
         return model;
     }
 }

@@ -43,6 +43,28 @@ public sealed class ImportTests
     }
 
     [Fact]
+    public void WrittenCheckpointReadsBackAsTheSameWeightsSharedOrNot()
+    {
+        foreach (var shared in new[] { true, false })
+        {
+            var weights = LlamaWeights.Synthetic(TestModels.SmallSyntheticConfig, 5, shared);
+            var path = Path.Combine(TestModels.NewTempDirectory("llama2c-write"), "model.bin");
+            Llama2cCheckpoint.Write(weights, path);
+            var read = Llama2cCheckpoint.Read(path);
+            Assert.Equal(weights.Config, read.Config);
+            Assert.Equal(weights.TokenEmbedding, read.TokenEmbedding);
+            Assert.Equal(weights.FinalNorm, read.FinalNorm);
+            Assert.Equal(weights.Classifier, read.Classifier);
+            for (var l = 0; l < weights.Blocks.Count; l++)
+            {
+                var (a, b) = (weights.Blocks[l], read.Blocks[l]);
+                Assert.Equal([a.AttentionNorm, a.Wq, a.Wk, a.Wv, a.Wo, a.FfnNorm, a.W1, a.W2, a.W3], [b.AttentionNorm, b.Wq, b.Wk, b.Wv, b.Wo, b.FfnNorm, b.W1, b.W2, b.W3]);
+            }
+            Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+        }
+    }
+
+    [Fact]
     public void TruncatedCheckpointIsRefusedWithSizes()
     {
         var path = Path.Combine(TestModels.NewTempDirectory("ckpt"), "cut.bin");

@@ -1,5 +1,6 @@
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
+using InferenceMesh.Onnx.Quantization;
 
 namespace InferenceMesh.Tests.Shared;
 
@@ -15,6 +16,8 @@ public static class TestModels
 
     private static readonly Lazy<string> Stories260KDirectory = new(() => Import(Stories260KCheckpoint, Stories260KTokenizer, "stories260K"));
     private static readonly Lazy<string> SyntheticDirectory = new(() => Synthesize(SmallSyntheticConfig, 7, "synthetic"));
+    private static readonly Lazy<string> Stories260KInt8Directory = new(() => Import(Stories260KCheckpoint, Stories260KTokenizer, "stories260K-int8", new QuantizationOptions(WeightQuantization.Int8)));
+    private static readonly Lazy<string> Stories260KInt4Directory = new(() => Import(Stories260KCheckpoint, Stories260KTokenizer, "stories260K-int4", new QuantizationOptions(WeightQuantization.Int4)));
 
     public static string RepositoryRoot
     {
@@ -43,6 +46,14 @@ public static class TestModels
     /// <summary>The imported stories260K directory (model.onnx, tokenizer.bin, model.json).</summary>
     public static string Stories260K => Stories260KDirectory.Value;
 
+    /// <summary>stories260K imported with block-quantized weights (<see cref="WeightQuantization.Int8"/> or <see cref="WeightQuantization.Int4"/>, block 32, the default accuracy level).</summary>
+    public static string Stories260KQuantized(WeightQuantization kind) => kind switch
+    {
+        WeightQuantization.Int8 => Stories260KInt8Directory.Value,
+        WeightQuantization.Int4 => Stories260KInt4Directory.Value,
+        _ => Stories260K,
+    };
+
     /// <summary>An imported synthetic model of <see cref="SmallSyntheticConfig"/>.</summary>
     public static string SmallSynthetic => SyntheticDirectory.Value;
 
@@ -61,10 +72,10 @@ public static class TestModels
 
     public static string NewTempDirectory(string stem) => Directory.CreateTempSubdirectory($"inferencemesh-{stem}-").FullName;
 
-    private static string Import(string checkpoint, string tokenizer, string stem)
+    private static string Import(string checkpoint, string tokenizer, string stem, QuantizationOptions? quantization = null)
     {
         var directory = NewTempDirectory(stem);
-        ModelStore.ImportLlama2c(checkpoint, tokenizer, directory);
+        ModelStore.ImportLlama2c(checkpoint, tokenizer, directory, quantization);
         return directory;
     }
 

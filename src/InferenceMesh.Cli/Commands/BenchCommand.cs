@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text.Json;
 using InferenceMesh.Cli.Swarm;
 using InferenceMesh.Client;
 using InferenceMesh.Compute;
@@ -7,7 +8,10 @@ using InferenceMesh.Core;
 
 namespace InferenceMesh.Cli.Commands;
 
-/// <summary><c>inferencemesh bench generate|stage|mesh|soak</c>: speed measurements, and the churn soak.</summary>
+/// <summary>
+/// <c>inferencemesh bench generate|stage|mesh|quantize|soak</c>: tokens/s of in-process generation (unsplit and split, exact and
+/// quantized weights) and through loopback swarms, side by side in one run; and the churn soak.
+/// </summary>
 public static class BenchCommand
 {
     public static Command Create(ICliConsole console)
@@ -17,6 +21,7 @@ public static class BenchCommand
         command.Subcommands.Add(Stage(console));
         command.Subcommands.Add(Mesh(console));
         command.Subcommands.Add(Soak(console));
+        command.Subcommands.Add(Quantize(console));
         return command;
     }
 
@@ -67,6 +72,107 @@ public static class BenchCommand
         return command;
     }
 
+    private static Command Quantize(ICliConsole console)
+    {
+        var models = new Option<string>("--models")
+        {
+            Description = "Comma-separated label=directory pairs of imported models of one architecture, the exact one first (e.g. fp32=out/m,int8=out/m-int8,int4=out/m-int4)",
+            Required = true,
+        };
+        var tokens = new Option<int>("--tokens") { Description = "Positions generated per timed run", DefaultValueFactory = _ => 64 };
+        var repeat = new Option<int>("--repeat") { Description = "Timed rounds; each round runs every model once, in turn (median reported)", DefaultValueFactory = _ => 5 };
+        var prompts = new Option<int>("--prompts") { Description = "Prompts of the quality comparison (seeded token ids)", DefaultValueFactory = _ => 8 };
+        var compared = new Option<int>("--compare-tokens") { Description = "Greedy tokens continued per prompt in the quality comparison", DefaultValueFactory = _ => 32 };
+        var runC = new Option<string?>("--run-c") { Description = "llama2.c's run.c source: built with gcc -Ofast -fopenmp -march=native and run on --llama2c's checkpoint, OpenMP on every core, as the C reference" };
+        var checkpoint = new Option<string?>("--llama2c") { Description = "The first model's weights as a llama2.c checkpoint (model synth --llama2c-out), for --run-c" };
+        var memoryOf = new Option<string?>("--memory-of") { Description = "Internal: open this one model, generate --tokens positions and print the process's working set as JSON", Hidden = true };
+        var command = new Command("quantize", "Exact against quantized models in one process: tokens/s, bytes on disk, working set, and quality against the first (greedy agreement, KL, logit error)")
+        {
+            models, tokens, repeat, prompts, compared, runC, checkpoint, memoryOf,
+        };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            if (parse.GetValue(memoryOf) is { } alone)
+            {
+                using (var local = LocalModel.Open(alone, ortOptions: new OrtExecutorOptions(SharedThreadPool: true)))
+                {
+                    foreach (var _ in local.Generate("", new GenerationOptions(parse.GetValue(tokens), 0f, StopAtEndOfText: false, MaxPositions: parse.GetValue(tokens)))) { }
+                    GC.Collect();
+                    using var self = Process.GetCurrentProcess();
+                    console.Out.WriteLine(JsonSerializer.Serialize(new MemoryFigures(self.WorkingSet64, self.PeakWorkingSet64)));
+                }
+                return (int)ExitCode.Ok;
+            }
+            var entries = parse.GetValue(models)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(pair => pair.Split('=', 2) is [var label, var dir] ? (Label: label, Directory: dir)
+                    : throw new MeshException(MeshErrorCode.InvalidArgument, $"'{pair}' is not label=directory"))
+                .ToList();
+            var positions = parse.GetValue(tokens);
+            var runs = parse.GetValue(repeat);
+            if (entries.Count < 1 || runs < 1 || positions < 2)
+                throw new MeshException(MeshErrorCode.InvalidArgument, "give at least one model, --repeat of at least 1 and --tokens of at least 2");
+            console.Out.WriteLine($"{positions} positions per run, median of {runs} alternating rounds, ONNX Runtime on the process's shared pool, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd}");
+            console.Out.WriteLine();
+            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
+
+            // Memory in a fresh process per model: this one's working set keeps what earlier models freed.
+            var memory = new List<(long Disk, MemoryFigures Figures)>();
+            foreach (var (_, directory) in entries)
+                memory.Add((Directory.GetFiles(directory, "*.onnx*").Sum(f => new FileInfo(f).Length), await MeasureAlone(directory, positions, cancellation)));
+
+            var opened = new List<LocalModel>();
+            try
+            {
+                foreach (var (_, directory) in entries)
+                {
+                    var local = LocalModel.Open(directory, ortOptions: new OrtExecutorOptions(SharedThreadPool: true));
+                    opened.Add(local);
+                    local.Generate("", options with { MaxTokens = Math.Min(16, positions) }).ToList();
+                }
+                var times = entries.Select(_ => new List<double>()).ToList();
+                for (var r = 0; r < runs; r++)
+                    for (var m = 0; m < opened.Count; m++)
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        var stopwatch = Stopwatch.StartNew();
+                        foreach (var _ in opened[m].Generate("", options)) { }
+                        times[m].Add(stopwatch.Elapsed.TotalMilliseconds / positions);
+                    }
+                var vocab = opened[0].Config.Vocab;
+                var random = new Random(1);
+                var promptIds = Enumerable.Range(0, parse.GetValue(prompts))
+                    .Select(i => (IReadOnlyList<int>)Enumerable.Range(0, 4 + i % 5).Select(_ => random.Next(3, vocab)).ToList()).ToList();
+                console.Out.WriteLine($"| model | weights | bytes on disk | working set after a run | peak working set | tokens/s | ms/token (median) | min – max | top-1 agreement | greedy prefix kept | mean KL (nats) | max KL | max logit error | mean logit error |");
+                console.Out.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                for (var m = 0; m < opened.Count; m++)
+                {
+                    var perToken = Statistics.Median(times[m]);
+                    var quality = m == 0 ? "– | – | – | – | – | –" : Format(ModelComparison.Compare(opened[0], opened[m], promptIds, parse.GetValue(compared)));
+                    var weights = Onnx.ModelStore.TryReadDescription(entries[m].Directory)?.Quantization ?? "exact";
+                    console.Out.WriteLine($"| {entries[m].Label} | {weights} | {memory[m].Disk:N0} | {memory[m].Figures.WorkingSet:N0} | {memory[m].Figures.PeakWorkingSet:N0} | {1000 / perToken:F1} | {perToken:F3} | {times[m].Min():F3} – {times[m].Max():F3} | {quality} |");
+                }
+                if (parse.GetValue(runC) is { } source)
+                {
+                    var weights = parse.GetValue(checkpoint) ?? throw new MeshException(MeshErrorCode.InvalidArgument, "--run-c needs --llama2c, the checkpoint of the first model's weights");
+                    var tokenizer = Path.Combine(entries[0].Directory, Onnx.ModelStore.TokenizerFile);
+                    var rates = new List<double>();
+                    for (var r = 0; r < runs; r++) rates.Add(await RunLlama2c(source, weights, tokenizer, positions, cancellation));
+                    var median = Statistics.Median(rates);
+                    console.Out.WriteLine($"| run.c (llama2.c, gcc -Ofast -fopenmp -march=native, {Environment.ProcessorCount} OpenMP threads) | fp32 | {new FileInfo(weights).Length:N0} | – | – | {median:F1} | {1000 / median:F3} | {1000 / rates.Max():F3} – {1000 / rates.Min():F3} | – | – | – | – | – | – |");
+                }
+                console.Out.WriteLine();
+                console.Out.WriteLine($"quality over {promptIds.Count} seeded prompts of 4–8 token ids, {parse.GetValue(compared)} greedy tokens each, against {entries[0].Label}; "
+                    + "memory measured in a fresh process per model (open, one run of --tokens positions)");
+            }
+            finally
+            {
+                foreach (var local in opened) local.Dispose();
+            }
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
     private static void WriteSummary(TextWriter output, SoakResult result, string outDir)
     {
         output.WriteLine($"soak {result.StartedAt:yyyy-MM-dd HH:mm} UTC, {result.Machine}: {result.Nodes} nodes ({result.Replicas} servers per block), {result.Sessions} sessions, "
@@ -83,6 +189,88 @@ public static class BenchCommand
                 : $"| {g.Process} | {g.Resource} | – | – | – | too few warm samples |");
         output.WriteLine($"{(result.Passed ? "PASSED" : "FAILED")}; wrote {Path.Combine(outDir, "soak.json")} and {Path.Combine(outDir, "soak.svg")}");
     }
+
+    private sealed record MemoryFigures(long WorkingSet, long PeakWorkingSet);
+
+    /// <summary>
+    /// Builds llama2.c's <c>run.c</c> (once per source, beside a copy in the temp directory) and returns the tokens/s it reports for
+    /// a greedy run of <paramref name="positions"/> steps from an empty prompt. Safe to cancel (the process is killed).
+    /// </summary>
+    private static async Task<double> RunLlama2c(string source, string checkpoint, string tokenizer, int positions, CancellationToken cancellation)
+    {
+        var binary = Path.Combine(Path.GetTempPath(), $"inferencemesh-run-c-{Manifest.Sha256Hex(source)[..16]}");
+        if (!File.Exists(binary))
+        {
+            var (code, _, error) = await RunProcess("gcc", ["-Ofast", "-fopenmp", "-march=native", source, "-lm", "-o", binary], cancellation);
+            if (code != 0)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"gcc could not build {source}: {error.Trim()}");
+        }
+        var (exit, output, errors) = await RunProcess(binary, [checkpoint, "-z", tokenizer, "-t", "0", "-n", positions.ToString()], cancellation);
+        var line = (output + errors).Split('\n').FirstOrDefault(l => l.StartsWith("achieved tok/s:", StringComparison.Ordinal));
+        if (exit != 0 || line is null)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"run.c failed or printed no speed: {errors.Trim()}");
+        return double.Parse(line["achieved tok/s:".Length..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<(int Code, string Output, string Error)> RunProcess(string file, string[] arguments, CancellationToken cancellation)
+    {
+        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.Environment["OMP_NUM_THREADS"] = Environment.ProcessorCount.ToString();
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"could not start {file}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"could not start {file}: {e.Message}", e);
+        }
+        using (process)
+        {
+            try
+            {
+                var error = process.StandardError.ReadToEndAsync(cancellation);
+                var output = await process.StandardOutput.ReadToEndAsync(cancellation);
+                await process.WaitForExitAsync(cancellation);
+                return (process.ExitCode, output, await error);
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    /// <summary>Runs this CLI's <c>bench quantize --memory-of</c> on one model and reads its figures back. Safe to cancel (the process is killed).</summary>
+    private static async Task<MemoryFigures> MeasureAlone(string directory, int positions, CancellationToken cancellation)
+    {
+        var self = NodeLauncher.SelfCommand();
+        var start = new ProcessStartInfo(self[0], [.. self.Skip(1), "bench", "quantize", "--models", "unused=.", "--memory-of", directory, "--tokens", positions.ToString()])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        using var process = Process.Start(start) ?? throw new MeshException(MeshErrorCode.InvalidArgument, "could not start a process to measure memory");
+        try
+        {
+            var error = process.StandardError.ReadToEndAsync(cancellation);
+            var output = await process.StandardOutput.ReadToEndAsync(cancellation);
+            await process.WaitForExitAsync(cancellation);
+            if (process.ExitCode != 0)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"measuring {directory} alone failed: {(await error).Trim()}");
+            return JsonSerializer.Deserialize<MemoryFigures>(output.Trim().Split('\n')[^1])
+                ?? throw new MeshException(MeshErrorCode.InvalidArgument, $"measuring {directory} alone printed no figures");
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static string Format(QuantizationQuality q) =>
+        $"{q.Top1Agreement:P1} | {q.GreedyPrefixAgreement:P1} | {q.MeanKl:G3} | {q.MaxKl:G3} | {q.MaxLogitError:G3} | {q.MeanLogitError:G3}";
+
 
     private static Command Mesh(ICliConsole console)
     {

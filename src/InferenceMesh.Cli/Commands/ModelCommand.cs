@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
+using InferenceMesh.Onnx.Quantization;
 
 namespace InferenceMesh.Cli.Commands;
 
@@ -25,33 +26,51 @@ public static class ModelCommand
         var dtype = new Option<string>("--dtype") { Description = "Weight storage of a --hf import: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "fp16");
         var output = new Option<string>("--out") { Description = "Directory to write model.onnx, the tokenizer and model.json into", Required = true };
+        var (quantize, block, accuracy) = QuantizeOptions();
         var command = new Command("import", "Convert a llama2.c checkpoint or a Hugging Face Llama/Mistral/Qwen directory into an ONNX decoder with KV-cache inputs and outputs")
         {
-            checkpoint, tokenizer, huggingFace, dtype, output,
+            checkpoint, tokenizer, huggingFace, dtype, output, quantize, block, accuracy,
         };
         command.SetAction(parse =>
         {
             var outDir = parse.GetValue(output)!;
+            var quantization = QuantizationOptions.Parse(parse.GetValue(quantize)!, parse.GetValue(block), parse.GetValue(accuracy));
             if (parse.GetValue(huggingFace) is { } hfDir)
             {
                 if (parse.GetValue(checkpoint) is not null || parse.GetValue(tokenizer) is not null)
                     throw new MeshException(MeshErrorCode.InvalidArgument, "give either --hf DIR or --llama2c FILE --tokenizer FILE, not both");
                 var started = Stopwatch.GetTimestamp();
-                var import = ModelStore.ImportHuggingFace(hfDir, outDir, parse.GetValue(dtype) == "fp16" ? DType.Float16 : DType.Float32);
+                var import = ModelStore.ImportHuggingFace(hfDir, outDir, parse.GetValue(dtype) == "fp16" ? DType.Float16 : DType.Float32, quantization);
                 var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
                 using var process = Process.GetCurrentProcess();
                 console.Out.WriteLine($"imported {import.Description.Name} ({import.Architecture}): {Describe(import.Description.Config)} -> {Path.Combine(outDir, ModelStore.ModelFile)}");
-                console.Out.WriteLine($"weights {import.WeightBytes} bytes ({parse.GetValue(dtype)}) in {seconds:F1} s ({import.WeightBytes / seconds / 1e9:F2} GB/s); largest tensor {import.LargestTensorBytes} bytes as float32; peak memory {process.PeakWorkingSet64} bytes");
+                console.Out.WriteLine($"weights {import.WeightBytes} bytes ({quantization?.Describe() ?? parse.GetValue(dtype)}) in {seconds:F1} s ({import.WeightBytes / seconds / 1e9:F2} GB/s); largest tensor {import.LargestTensorBytes} bytes as float32; peak memory {process.PeakWorkingSet64} bytes");
                 return (int)ExitCode.Ok;
             }
             if (parse.GetValue(checkpoint) is not { } llama2c || parse.GetValue(tokenizer) is not { } tokenizerPath)
                 throw new MeshException(MeshErrorCode.InvalidArgument, "give either --hf DIR or --llama2c FILE --tokenizer FILE");
-            var description = ModelStore.ImportLlama2c(llama2c, tokenizerPath, outDir);
-            console.Out.WriteLine($"imported {description.Name}: {Describe(description.Config)} -> {Path.Combine(outDir, ModelStore.ModelFile)}");
+            var description = ModelStore.ImportLlama2c(llama2c, tokenizerPath, outDir, quantization);
+            console.Out.WriteLine($"imported {description.Name}: {Describe(description.Config)}{Quantized(description)} -> {Path.Combine(outDir, ModelStore.ModelFile)}");
             return (int)ExitCode.Ok;
         });
         return command;
     }
+
+    /// <summary>The <c>--quantize</c>, <c>--quantize-block</c> and <c>--quantize-accuracy</c> options of import and synth.</summary>
+    private static (Option<string> Kind, Option<int> Block, Option<int> Accuracy) QuantizeOptions()
+    {
+        var kind = new Option<string>("--quantize")
+        {
+            Description = "Block-quantize the projection matrices (lossy; recorded in model.json and the manifest): int8, int4 or none. Runs as ONNX Runtime's com.microsoft.MatMulNBits",
+            DefaultValueFactory = _ => "none",
+        };
+        kind.AcceptOnlyFromAmong("none", "int8", "int4");
+        var block = new Option<int>("--quantize-block") { Description = "Weights per scale along the input dimension (power of two, at least 16); a last partial block is padded with zeros", DefaultValueFactory = _ => 32 };
+        var accuracy = new Option<int>("--quantize-accuracy") { Description = "MatMulNBits accuracy_level: 4 (int8 activations, integer dot products; fastest) or 0 (ONNX Runtime's choice: float)", DefaultValueFactory = _ => 4 };
+        return (kind, block, accuracy);
+    }
+
+    private static string Quantized(ModelDescription description) => description.Quantization is { } q ? $", weights {q}" : "";
 
     private static string Describe(ModelConfig c) =>
         $"dim {c.Dim}, {c.Layers} blocks, {c.Heads} heads ({c.KvHeads} kv, head size {c.HeadSize}), ffn {c.HiddenDim}, vocab {c.Vocab}, context {c.MaxSequence}";
@@ -70,13 +89,21 @@ public static class ModelCommand
         var context = Int("--context", "Maximum sequence length", 512);
         var seed = Int("--seed", "Weight seed", 1);
         var output = new Option<string>("--out") { Description = "Directory to write into", Required = true };
-        var command = new Command("synth", "Write a Llama-family model with seeded random weights") { dim, layers, heads, kvHeads, ffn, vocab, context, seed, output };
+        var (quantize, block, accuracy) = QuantizeOptions();
+        var checkpoint = new Option<string?>("--llama2c-out") { Description = "Also write the same weights as a llama2.c checkpoint (float32), for llama2.c's run.c" };
+        var command = new Command("synth", "Write a Llama-family model with seeded random weights") { dim, layers, heads, kvHeads, ffn, vocab, context, seed, output, quantize, block, accuracy, checkpoint };
         command.SetAction(parse =>
         {
             var config = new ModelConfig(parse.GetValue(dim), parse.GetValue(ffn), parse.GetValue(layers), parse.GetValue(heads), parse.GetValue(kvHeads),
                 parse.GetValue(vocab), parse.GetValue(context), 1e-5f, 10000f);
-            var description = ModelStore.Synthesize(config, parse.GetValue(seed), parse.GetValue(output)!);
-            console.Out.WriteLine($"synthesized {description.Name} -> {Path.Combine(parse.GetValue(output)!, ModelStore.ModelFile)}");
+            var quantization = QuantizationOptions.Parse(parse.GetValue(quantize)!, parse.GetValue(block), parse.GetValue(accuracy));
+            var description = ModelStore.Synthesize(config, parse.GetValue(seed), parse.GetValue(output)!, quantization);
+            console.Out.WriteLine($"synthesized {description.Name}{Quantized(description)} -> {Path.Combine(parse.GetValue(output)!, ModelStore.ModelFile)}");
+            if (parse.GetValue(checkpoint) is { } checkpointPath)
+            {
+                Onnx.Import.Llama2cCheckpoint.Write(Onnx.Import.LlamaWeights.Synthetic(config, parse.GetValue(seed)), checkpointPath);
+                console.Out.WriteLine($"llama2.c checkpoint of the same weights -> {checkpointPath}");
+            }
             return (int)ExitCode.Ok;
         });
         return command;

@@ -4,7 +4,7 @@ using InferenceMesh.Core;
 namespace InferenceMesh.Onnx.Import;
 
 /// <summary>
-/// Reads llama2.c checkpoints (the legacy format: seven int32 header fields, then float32 arrays).
+/// Reads and writes llama2.c checkpoints (the legacy format: seven int32 header fields, then float32 arrays).
 /// A positive vocab size in the header means the classifier shares the token embedding.
 /// </summary>
 public static class Llama2cCheckpoint
@@ -65,6 +65,29 @@ public static class Llama2cCheckpoint
             Layer(rmsAtt, l, dim), Layer(wq, l, dim * dim), Layer(wk, l, kvDim * dim), Layer(wv, l, kvDim * dim), Layer(wo, l, dim * dim),
             Layer(rmsFfn, l, dim), Layer(w1, l, hidden * dim), Layer(w2, l, dim * hidden), Layer(w3, l, hidden * dim))).ToList();
         return new LlamaWeights(config, embedding, blocks, rmsFinal, classifier);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="weights"/> as a legacy llama2.c checkpoint, so llama2.c's <c>run.c</c> can run the same weights
+    /// (the benchmarks compare against it). The two legacy RoPE tables are written as zeros: <c>run.c</c> skips them, and so does <see cref="Read"/>.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> for a model the format cannot hold (biases, q/k norms, a head size apart from dim/heads).</exception>
+    public static void Write(LlamaWeights weights, string path)
+    {
+        var c = weights.Config;
+        if (c.HeadDim is not null || c.AttentionBias || c.QkNorm)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "a llama2.c checkpoint holds plain Llama 2 blocks: no biases, q/k norms or separate head size");
+        using var writer = new BinaryWriter(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20));
+        foreach (var value in new[] { c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, weights.Classifier is null ? c.Vocab : -c.Vocab, c.MaxSequence })
+            writer.Write(value);
+        void Floats(float[] values) => writer.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+        Floats(weights.TokenEmbedding);
+        foreach (var pick in new Func<LlamaBlockWeights, float[]>[] { b => b.AttentionNorm, b => b.Wq, b => b.Wk, b => b.Wv, b => b.Wo, b => b.FfnNorm, b => b.W1, b => b.W2, b => b.W3 })
+            foreach (var block in weights.Blocks)
+                Floats(pick(block));
+        Floats(weights.FinalNorm);
+        Floats(new float[c.MaxSequence * c.HeadSize]);
+        if (weights.Classifier is { } classifier) Floats(classifier);
     }
 
     private static long ExpectedFloatCount(ModelConfig c, bool shared)

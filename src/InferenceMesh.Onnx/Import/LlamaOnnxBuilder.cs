@@ -1,13 +1,14 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using InferenceMesh.Core;
+using InferenceMesh.Onnx.Quantization;
 using Onnx;
 using static InferenceMesh.Onnx.OnnxGraphBuilder;
 
 namespace InferenceMesh.Onnx.Import;
 
 /// <summary>
-/// Writes a Llama decoder as an ONNX graph of standard operators (opset 17, no contrib ops), with
+/// Writes a Llama decoder as an ONNX graph of standard operators (opset 17; contrib ops only for quantized weights), with
 /// the KV-cache interface of Hugging Face Optimum's decoder exports: inputs <c>input_ids</c>,
 /// <c>attention_mask</c>, <c>position_ids</c>, <c>past_key_values.{i}.key|value</c>; outputs
 /// <c>logits</c>, <c>present.{i}.key|value</c>. Caches are <c>[batch, kv_heads, sequence, head_size]</c>.
@@ -35,6 +36,12 @@ public static class LlamaOnnxBuilder
         options ??= new LlamaBuildOptions();
         if (options.WeightType is not (DType.Float32 or DType.Float16))
             throw new MeshException(MeshErrorCode.InvalidArgument, $"weights can be stored as float32 or float16, not {options.WeightType}");
+        if (options.Quantization is { } quantization)
+        {
+            quantization.Validate();
+            if (options.WeightType != DType.Float32)
+                throw new MeshException(MeshErrorCode.InvalidArgument, "quantized weights are made from float32 ones: give float32 as the weight type");
+        }
         var w = new Weights(new OnnxGraphBuilder(name), weights, options);
         var g = w.Graph;
         g.Input(InputIds, DType.Int64, "batch", "sequence");
@@ -67,6 +74,11 @@ public static class LlamaOnnxBuilder
 
         var normed = RmsNorm(g, x, weights.ReadVector(LlamaTensor.FinalNorm, 0), c.NormEpsilon, "norm");
         string classifier;
+        if (weights.Has(LlamaTensor.Classifier) && options.Quantization is not null)
+        {
+            w.QuantizedLinear(normed, LlamaTensor.Classifier, 0, "lm_head", Logits);
+            return g.ToModel(Opset, "inferencemesh");
+        }
         if (weights.Has(LlamaTensor.Classifier))
             classifier = w.Matrix(LlamaTensor.Classifier, 0, "lm_head.weight_t");
         else
@@ -206,10 +218,82 @@ public static class LlamaOnnxBuilder
         /// <summary>x · Wᵀ (+ bias when the model has <paramref name="bias"/>).</summary>
         public string Linear(string x, LlamaTensor matrix, LlamaTensor? bias, int layer, string stem)
         {
-            var product = graph.Node("MatMul", stem + ".out", [x, Matrix(matrix, layer, stem + ".weight_t")]);
+            var product = options.Quantization is null
+                ? graph.Node("MatMul", stem + ".out", [x, Matrix(matrix, layer, stem + ".weight_t")])
+                : QuantizedLinear(x, matrix, layer, stem, null);
             if (bias is not { } b || !source.Has(b)) return product;
             var values = source.ReadVector(b, layer);
             return graph.Node("Add", stem + ".biased", [product, graph.Floats(stem + ".bias", values, values.Length)]);
+        }
+
+        /// <summary>
+        /// x · Wᵀ as <c>com.microsoft.MatMulNBits</c> over <see cref="LlamaBuildOptions.Quantization"/>'s blocks. The source's rows
+        /// (one per output) are already <c>MatMulNBits</c>'s columns, so nothing is transposed. <paramref name="outputName"/>, when
+        /// given, is the exact output name (a graph output); otherwise one is made from <paramref name="stem"/>.
+        /// </summary>
+        public string QuantizedLinear(string x, LlamaTensor tensor, int layer, string stem, string? outputName)
+        {
+            var quantization = options.Quantization!;
+            var bits = quantization.Bits;
+            var blockSize = quantization.BlockSize;
+            var (n, k) = LlamaTensorShapes.Of(source.Config, tensor);
+            var blocks = BlockQuantizer.Blocks(k, blockSize);
+            var blob = BlockQuantizer.BlobBytes(blockSize, bits);
+            var zeroPointBytes = BlockQuantizer.ZeroPointBytes(k, blockSize, bits);
+            var codes = new byte[(long)n * blocks * blob];
+            var scales = new float[(long)n * blocks];
+            var zeroPoints = new byte[(long)n * zeroPointBytes];
+            var band = Math.Max(1, BandBytes / (k * sizeof(float)));
+            _band ??= new float[BandBytes / sizeof(float) + k];
+            for (var start = 0; start < n; start += band)
+            {
+                var count = Math.Min(band, n - start);
+                source.ReadRows(tensor, layer, start, count, _band.AsSpan(0, count * k));
+                for (var r = 0; r < count; r++)
+                {
+                    var column = start + r;
+                    BlockQuantizer.QuantizeColumn(_band.AsSpan(r * k, k), bits, blockSize,
+                        codes.AsSpan(column * blocks * blob, blocks * blob), scales.AsSpan(column * blocks, blocks),
+                        zeroPoints.AsSpan(column * zeroPointBytes, zeroPointBytes));
+                }
+            }
+            string[] inputs =
+            [
+                x,
+                StoreRaw(stem + $".weight_q{bits}", TensorProto.Types.DataType.Uint8, codes, n, blocks, blob),
+                StoreRaw(stem + ".scales", TensorProto.Types.DataType.Float, MemoryMarshal.AsBytes(scales.AsSpan()), n, blocks),
+                StoreRaw(stem + ".zero_points", TensorProto.Types.DataType.Uint8, zeroPoints, (long)n * zeroPointBytes),
+            ];
+            AttributeProto[] attributes =
+            [
+                Attr("K", (long)k), Attr("N", (long)n), Attr("bits", (long)bits), Attr("block_size", (long)blockSize),
+                Attr("accuracy_level", (long)quantization.AccuracyLevel),
+            ];
+            if (outputName is not null)
+            {
+                graph.NodeNamedInDomain(MicrosoftDomain, "MatMulNBits", outputName, inputs, attributes);
+                return outputName;
+            }
+            return graph.NodeInDomain(MicrosoftDomain, "MatMulNBits", [stem + ".out"], inputs, attributes)[0];
+        }
+
+        /// <summary>An initializer of raw bytes, inline or in the external file.</summary>
+        private string StoreRaw(string stem, TensorProto.Types.DataType type, ReadOnlySpan<byte> raw, params long[] dims)
+        {
+            var name = graph.UniqueName(stem);
+            if (options.External is { } external)
+            {
+                var offset = external.BeginTensor();
+                external.Write(raw);
+                graph.Graph.Initializer.Add(external.EndTensor(name, (DType)(int)type, offset, dims));
+            }
+            else
+            {
+                var tensor = new TensorProto { Name = name, DataType = (int)type, RawData = ByteString.CopyFrom(raw) };
+                tensor.Dims.AddRange(dims);
+                graph.Graph.Initializer.Add(tensor);
+            }
+            return name;
         }
 
         /// <summary>The transposed matrix as a float32 tensor name (a Cast follows half-precision storage).</summary>
