@@ -23,7 +23,7 @@ public sealed class SkipNormUnfusingTests
         g.Graph.Node.Add(new NodeProto
         {
             OpType = op,
-            Domain = "com.microsoft",
+            Domain = OnnxGraphBuilder.MicrosoftDomain,
             Name = "fused",
             Input = { withBeta ? ["a", "b", gamma, beta] : new[] { "a", "b", gamma } },
             Output = { "normalized", "", "", sumFeedsOn ? "sum" : "" },
@@ -35,9 +35,7 @@ public sealed class SkipNormUnfusingTests
             g.NodeNamed("Mul", "twice", ["sum", g.ScalarFloat("two", 2f)]);
             g.Output("twice", DType.Float32, "1", "t", $"{Width}");
         }
-        var model = g.ToModel(17, "test");
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
-        return model;
+        return g.ToModel(17, "test");
     }
 
     private static Dictionary<string, float[]> Run(ModelProto model, float[] a, float[] b)

@@ -58,7 +58,7 @@ public static class GqaExport
             g.Graph.Node.Add(new NodeProto
             {
                 OpType = "GroupQueryAttention",
-                Domain = "com.microsoft",
+                Domain = OnnxGraphBuilder.MicrosoftDomain,
                 Name = attention,
                 Input = { q, k, v, pastKey, pastValue, "seqlens_k", "total_sequence_length", cosCache, sinCache },
                 Output = { attention + "_out", $"present.{layer}.key", $"present.{layer}.value" },
@@ -76,8 +76,6 @@ public static class GqaExport
         }
         g.NodeNamed("MatMul", "logits", [x, g.Floats("lm_head", Weights(Width * Vocab, 0.3f), Width, Vocab)]);
         g.Output("logits", DType.Float32, "batch_size", "sequence_length", $"{Vocab}");
-        var model = g.ToModel(17, "gqa-test-export");
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
-        return model;
+        return g.ToModel(17, "gqa-test-export");
     }
 }
