@@ -26,7 +26,7 @@ internal sealed record NatHome(string Name, NatKind Kind, string Router, string 
 /// reserved, documentation ranges included); it never leaves these namespaces.</item>
 /// <item>home A (192.168.1.2) behind a <see cref="NatKind.Miniupnpd"/> router, B (192.168.2.2) behind an <see cref="NatKind.EndpointIndependent"/>
 /// one, C (192.168.3.2) behind a <see cref="NatKind.Symmetric"/> one, D (192.168.4.2, a client's home) behind an endpoint-independent one.
-/// Routers drop unsolicited inbound connections (miniupnpd's forward chain lets its mappings through).</item>
+/// Routers drop unsolicited inbound connections, to the LAN and to themselves (miniupnpd's forward chain lets its mappings through).</item>
 /// </list>
 /// Names carry this process's id, so <see cref="CreateAsync"/> first removes namespaces left by a crashed run (their process gone).
 /// Dispose kills every process started here or still running in a namespace, then deletes the namespaces (their links go with them).
@@ -141,11 +141,18 @@ internal sealed class NatTopology : IAsyncDisposable
     }
 
     // The Debian package lacks the helper that creates miniupnpd's chains: table inet filter with miniupnpd (forward),
-    // prerouting_miniupnpd and postrouting_miniupnpd (nat), named in its configuration.
+    // prerouting_miniupnpd and postrouting_miniupnpd (nat), named in its configuration. Every router drops, rather than
+    // refuses, a new connection from the WAN to itself, as home routers do: a hole punch's first SYN often reaches the far
+    // router before that side's own SYN has opened it, and a RST there (the kernel's answer for a closed port) would end
+    // the punch where a drop lets the SYN's retransmission through.
     private static string RouterRules(NatKind kind) => kind switch
     {
         NatKind.Miniupnpd => """
             table inet filter {
+              chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "wan" ct state new drop
+              }
               chain forward {
                 type filter hook forward priority 0; policy accept;
                 jump miniupnpd
@@ -170,6 +177,10 @@ internal sealed class NatTopology : IAsyncDisposable
             """,
         _ => $$"""
             table inet nat {
+              chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "wan" ct state new drop
+              }
               chain forward {
                 type filter hook forward priority 0; policy accept;
                 iifname "wan" ct state new drop
