@@ -21,7 +21,6 @@ public sealed class NatLatencyTests(ITestOutputHelper output)
 {
     private const int Runs = 3;
     private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
-    private static readonly string Forwarder = Path.Combine(TestModels.RepositoryRoot, "tests", "Shared", "Nat", "delay_forwarder.py");
 
     private static readonly Lazy<string> Split = new(() =>
     {
@@ -41,8 +40,7 @@ public sealed class NatLatencyTests(ITestOutputHelper output)
         var relay = net.StartCollected(net.Public, "dotnet", Cli, "node", "--listen", $"/ip4/{NatTopology.PublicAddress}/tcp/4002", "--relay",
             "--port-map", "off", "--autonat-interval", "off", "--metrics-url", $"http://{NatTopology.PublicAddress}:9464/metrics/");
         var relayId = (await relay.WaitForEventAsync("ready")).GetProperty("peerId").GetString();
-        var forwarder = net.Start(net.Public, "python3", [Forwarder, NatTopology.PublicAddress, "4001", NatTopology.PublicAddress, "4002", "10"]);
-        Assert.Equal("ready", await forwarder.StandardOutput.ReadLineAsync());
+        await net.StartDelayForwarderAsync(4001, 4002, 10);
         var relayAddress = $"/ip4/{NatTopology.PublicAddress}/tcp/4001/p2p/{relayId}";
 
         var home = path == "direct" ? net.HomeA : net.HomeB;

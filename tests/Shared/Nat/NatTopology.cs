@@ -249,6 +249,19 @@ internal sealed class NatTopology : IAsyncDisposable
             .Select(f => (int.Parse(f[1]), f[2], int.Parse(f[3]), long.Parse(f[4])))
             .ToList();
 
+    /// <summary>
+    /// Starts <c>delay_forwarder.py</c> in the public namespace: a TCP forwarder from <see cref="PublicAddress"/>:<paramref name="port"/> to
+    /// <see cref="PublicAddress"/>:<paramref name="targetPort"/> that holds every byte <paramref name="delayMs"/> ms each way (user-space
+    /// link delay: no netem here, and nftables cannot delay). Returns once it listens; killed on dispose. Needs python3.
+    /// </summary>
+    public async Task StartDelayForwarderAsync(int port, int targetPort, int delayMs)
+    {
+        var script = Path.Combine(TestModels.RepositoryRoot, "tests", "Shared", "Nat", "delay_forwarder.py");
+        var forwarder = Start(Public, "python3", [script, PublicAddress, port.ToString(), PublicAddress, targetPort.ToString(), delayMs.ToString()]);
+        var ready = await forwarder.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        if (ready != "ready") throw new InvalidOperationException($"the delay forwarder did not start: {await forwarder.StandardError.ReadToEndAsync()}");
+    }
+
     /// <summary>Runs a command in a namespace to its end.</summary>
     public Task<(int Code, string Out, string Error)> ExecAsync(string ns, string file, params string[] args) =>
         RunAsync("ip", ["netns", "exec", ns, file, .. args]);
