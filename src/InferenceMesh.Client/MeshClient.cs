@@ -391,6 +391,8 @@ public sealed partial class MeshClient : IAsyncDisposable
     private async Task<GenerationResult> CompleteOnceAsync(IReadOnlyList<int> prompt, IReadOnlySet<int>? stops, bool echoPrompt, GenerationOptions options,
         Action<string> onText, VerificationTally tally, IReadOnlyList<string>? stopSequences, CancellationToken cancellation)
     {
+        var started = Options.Time.GetTimestamp();
+        TimeSpan? firstToken = null;
         var stopTexts = (stopSequences ?? []).Where(s => s.Length > 0).ToList();
         var holdBack = stopTexts.Count == 0 ? 0 : stopTexts.Max(s => s.Length) - 1;
         var (session, promptTokens) = await OpenForPromptAsync(prompt, options, tally, cancellation).ConfigureAwait(false);
@@ -429,6 +431,7 @@ public sealed partial class MeshClient : IAsyncDisposable
                 if (echoPrompt) onText(piece);
                 continue;
             }
+            firstToken ??= Options.Time.GetElapsedTime(started);
             completion.Append(piece);
             marks.Add((session.Positions, completion.Length));
             var hit = stopTexts.Count == 0 ? -1 : FirstStop(completion, completion.Length - piece.Length - holdBack, stopTexts);
@@ -446,7 +449,7 @@ public sealed partial class MeshClient : IAsyncDisposable
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
         return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, TimeSpan.Zero, session.Route, session.Recoveries, session.Mode,
-            completion.ToString(), finish, tally.Report() with { Judgements = Judgements });
+            completion.ToString(), finish, tally.Report() with { Judgements = Judgements }, firstToken);
     }
 
     /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>

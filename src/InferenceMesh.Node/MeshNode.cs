@@ -94,7 +94,7 @@ public sealed class MeshNode : IAsyncDisposable
     /// <summary>KV-cache bytes reserved by open sessions now.</summary>
     public long ReservedKvBytes => _server?.ReservedKvBytes ?? 0;
 
-    /// <summary>The node's Prometheus metrics; null for a node without a model.</summary>
+    /// <summary>The node's Prometheus metrics (a node without a model has only its connection, relay and limit figures).</summary>
     public NodeMetrics? Metrics { get; private set; }
 
     /// <summary>The mesh peer under the node (host, DHT, span directory), for tools that ask the DHT.</summary>
@@ -143,7 +143,21 @@ public sealed class MeshNode : IAsyncDisposable
             if (options.PortMapping is { } mapping && !peer.StartPortMapping(mapping))
                 log("no port mapping: no non-loopback TCP listen address to map");
             if (manifest is null)
-                return new MeshNode(options, peer, owned, null, null, null, 0);
+            {
+                // A node without a model (a bootstrap, a relay) still has connection and relay figures to serve.
+                var bare = new MeshNode(options, peer, owned, null, null, null, 0);
+                (peer, owned) = (null, null);
+                try
+                {
+                    bare.StartMetrics(new NodeMetrics(null, options.Limits, 0, traffic, bare._peer), log);
+                }
+                catch
+                {
+                    await bare.DisposeAsync().ConfigureAwait(false);
+                    throw;
+                }
+                return bare;
+            }
 
             var choice = await ChooseSpanAsync(peer, manifest, options, cancellation).ConfigureAwait(false);
             log($"serving blocks {choice.Blocks}: {choice.Reason}");
@@ -157,12 +171,8 @@ public sealed class MeshNode : IAsyncDisposable
             (peer, owned, span, server) = (null, null, null, null);
             try
             {
-                node.Metrics = new NodeMetrics(node._server!, options.Limits, throughput, traffic, peer);
-                if (options.MetricsUrl is { } url)
-                {
-                    node._metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), node.Metrics.Registry).Start();
-                    log($"metrics at {url}");
-                }
+                // node._peer, not peer: that local was handed to the node (and cleared) above.
+                node.StartMetrics(new NodeMetrics(node._server!, options.Limits, throughput, traffic, node._peer), log);
                 await node.AnnounceOnceAsync(cancellation).ConfigureAwait(false);
             }
             catch
@@ -181,6 +191,16 @@ public sealed class MeshNode : IAsyncDisposable
             owned?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Keeps <paramref name="metrics"/> and serves them at <see cref="MeshNodeOptions.MetricsUrl"/> when one is set.</summary>
+    private void StartMetrics(NodeMetrics metrics, Action<string> log)
+    {
+        Metrics = metrics;
+        if (_options.MetricsUrl is not { } url)
+            return;
+        _metricServer = new MetricServer(url.Host, url.Port, url.AbsolutePath.TrimStart('/'), metrics.Registry).Start();
+        log($"metrics at {url}");
     }
 
     /// <summary>Announces the span online with the KV room free now; a failure is logged and retried next round.</summary>

@@ -13,9 +13,10 @@ namespace InferenceMesh.Node;
 /// </summary>
 public sealed class NodeMetrics
 {
+    /// <param name="server">The stage server; null for a node without a model (its session and compute figures stay 0).</param>
     /// <param name="traffic">The bytes counter of the node's stage channels, inbound and outbound.</param>
     /// <param name="peer">The node's mesh peer, for connection, relay and resource-limit figures; null leaves them out.</param>
-    public NodeMetrics(StageServer server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, MeshPeer? peer = null)
+    public NodeMetrics(StageServer? server, NodeOptions limits, double announcedThroughput, StageTraffic traffic, MeshPeer? peer = null)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -49,11 +50,14 @@ public sealed class NodeMetrics
                 circuits.Set(peer.RelayService?.CircuitCount ?? 0);
                 relayed.IncTo(peer.RelayService?.BytesRelayed ?? 0);
             }
-            sessions.Set(server.SessionCount);
-            reserved.Set(server.ReservedKvBytes);
-            steps.IncTo(server.StepsRun);
-            positions.IncTo(server.PositionsRun);
-            compute.IncTo(server.ComputeTime.TotalSeconds);
+            if (server is not null)
+            {
+                sessions.Set(server.SessionCount);
+                reserved.Set(server.ReservedKvBytes);
+                steps.IncTo(server.StepsRun);
+                positions.IncTo(server.PositionsRun);
+                compute.IncTo(server.ComputeTime.TotalSeconds);
+            }
             sent.IncTo(traffic.BytesSent);
             received.IncTo(traffic.BytesReceived);
         });

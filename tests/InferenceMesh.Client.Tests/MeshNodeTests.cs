@@ -68,6 +68,7 @@ public sealed class MeshNodeTests
         Assert.Equal([first.PeerId.ToString(), second.PeerId.ToString()], result.Route.Select(h => h.PeerId));
         Assert.Equal([new BlockRange(0, 2), new BlockRange(2, 5)], result.Route.Select(h => h.Blocks));
         Assert.All(result.Route, h => Assert.True(h.Steps > 0 && h.MeanLatencyMs > 0));
+        Assert.True(result.TimeToFirstToken > TimeSpan.Zero && result.TimeToFirstToken < result.Elapsed, $"first token after {result.TimeToFirstToken} of {result.Elapsed}");
     }
 
     [Fact]

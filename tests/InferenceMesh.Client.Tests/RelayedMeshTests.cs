@@ -64,6 +64,13 @@ public sealed class RelayedMeshTests(ITestOutputHelper output)
         return (result, firstToken);
     }
 
+    private static async Task<IReadOnlyDictionary<string, double>> ScrapeAsync(MeshNode node)
+    {
+        using var text = new MemoryStream();
+        await node.Metrics!.Registry.CollectAndExportAsTextAsync(text);
+        return PrometheusText.Parse(System.Text.Encoding.UTF8.GetString(text.ToArray()));
+    }
+
     [Fact]
     public async Task PrivateServersReachedOnlyThroughTheRelayPrintTheReferenceText()
     {
@@ -80,6 +87,9 @@ public sealed class RelayedMeshTests(ITestOutputHelper output)
         Assert.True(swarm.Peers.All(p => p.Connection == PeerConnection.Relayed), string.Join(", ", swarm.Peers.Select(p => p.Connection)));
         var relayed = mesh.Service.BytesRelayed - before;
         Assert.True(relayed > 0);
+        // The relay serves no model and still exports its relay figures; a private server counts its relayed connections.
+        Assert.True((await ScrapeAsync(mesh.Relay))["inferencemesh_relay_bytes_total"] >= before + relayed);
+        Assert.True((await ScrapeAsync(mesh.Servers[0]))["inferencemesh_node_connections{path=\"relayed\"}"] >= 1);
         output.WriteLine($"relayed: {result.GeneratedTokens} tokens, {relayed} bytes through the relay = {relayed / (double)result.GeneratedTokens:F0} B/token; first token after {firstToken.TotalMilliseconds:F0} ms");
     }
 

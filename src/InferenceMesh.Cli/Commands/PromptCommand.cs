@@ -68,7 +68,7 @@ public static class PromptCommand
             if (asJson) console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Options));
             else console.Out.WriteLine();
             if (parse.GetValue(stats))
-                console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s), {result.Mode} route "
+                console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s, first after {result.TimeToFirstToken?.TotalMilliseconds ?? 0:F0} ms), {result.Mode} route "
                     + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms"))}, {result.Recoveries} recoveries"
                     + (result.Verification is { } v ? $", verify {v.Mode}: {v.ChecksRun} checks ({string.Join(", ", v.Verdicts.Select(p => $"{p.Value} {p.Key}"))}), {v.ReplayedPositions} positions replayed, {v.Restarts} restarts" : ""));
             return (int)ExitCode.Ok;

@@ -106,9 +106,11 @@ public sealed class DcutrService : IAsyncDisposable
                     throw new P2PException(P2PErrorCode.ProtocolViolation, $"{peer} answered CONNECT with HolePunch type {type}");
                 await SendAsync(stream, TypeSync, [], timeout.Token).ConfigureAwait(false);
                 await Task.Delay(rtt.Value / 2, _host.Options.Time, timeout.Token).ConfigureAwait(false);
+                _host.Options.Log?.Invoke($"dcutr: hole punching {peer} (attempt {attempt + 1} of {Attempts}, relayed round trip {rtt.Value.TotalMilliseconds:F1} ms, {theirs.Count} addresses)");
                 var direct = await PunchAsync(peer, theirs, asClient: false, timeout.Token).ConfigureAwait(false);
                 if (direct is not null)
                 {
+                    _host.Options.Log?.Invoke($"dcutr: direct connection to {peer} ({direct.RemoteAddress})");
                     Interlocked.Increment(ref _succeeded);
                     Finished?.Invoke(peer, direct, rtt);
                     return direct;
@@ -182,17 +184,17 @@ public sealed class DcutrService : IAsyncDisposable
                 continue;
             dials.Add(DialOneAsync(tcp, LocalEndPoint(remote.AddressFamily), remote, peer, asClient, cancellationToken));
         }
-        foreach (var dial in dials)
-        {
-            if (await dial.ConfigureAwait(false) is { } conn)
-                return conn;
-        }
-        // The other side's SYN may have reached our listener instead: wait for that connection's upgrade.
+        // The first dial that connects wins: a listed address that leads nowhere (the peer's LAN address, seen from
+        // another home) hangs until the deadline and must not hold up the one that punched through. The other side's
+        // SYN may instead have reached our listener: that connection's upgrade shows up in the pool.
         while (!cancellationToken.IsCancellationRequested)
         {
+            if (dials.FirstOrDefault(d => d.IsCompletedSuccessfully && d.Result is not null) is { } won)
+                return won.Result;
             if (_host.GetDirectConnection(peer) is { } direct)
                 return direct;
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _host.Options.Time, cancellationToken).ConfigureAwait(false);
+            var tick = Task.Delay(TimeSpan.FromMilliseconds(20), _host.Options.Time, cancellationToken);
+            await Task.WhenAny(dials.Where(d => !d.IsCompleted).Append(tick)).ConfigureAwait(false);
         }
         return null;
     }

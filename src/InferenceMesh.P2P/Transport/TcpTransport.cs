@@ -7,12 +7,15 @@ namespace InferenceMesh.P2P.Transport;
 
 /// <summary>
 /// TCP over <c>/ip4|ip6/…/tcp/…</c> multiaddrs, with Nagle disabled. Dials <c>/dns|dns4|dns6/…/tcp/…</c> too,
-/// trying each resolved address of the family asked for in turn; listens only on IP addresses.
+/// trying each resolved address of the family asked for in turn; listens only on IP addresses. Made with reusePort,
+/// it dials from a listen port (as go-libp2p's reuseport transport does), so that behind an endpoint-independent NAT
+/// the address peers observe is the one a hole punch comes from.
 /// </summary>
 public sealed class TcpTransport : ITransport
 {
     private readonly MemoryPool<byte> _pool;
     private readonly bool _reusePort;
+    private readonly List<IPEndPoint> _listening = [];
 
     /// <param name="pool">Buffer pool for the socket pipes; <see cref="MemoryPool{T}.Shared"/> when null.</param>
     /// <param name="reusePort">
@@ -104,6 +107,17 @@ public sealed class TcpTransport : ITransport
 
     private async ValueTask<ITransportConnection> ConnectAsync(IPEndPoint ep, Multiaddr address, CancellationToken cancellationToken)
     {
+        if (ReuseLocal(ep) is { } local)
+        {
+            try
+            {
+                return await DialFromAsync(local, ep, cancellationToken).ConfigureAwait(false);
+            }
+            catch (P2PException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse or SocketError.AddressNotAvailable })
+            {
+                // That four-tuple is taken (a connection to the same end point, or one in TIME_WAIT): any port will do.
+            }
+        }
         var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
@@ -120,6 +134,28 @@ public sealed class TcpTransport : ITransport
             throw;
         }
         return new TcpConnection(socket, _pool);
+    }
+
+    /// <summary>
+    /// The listen end point to dial <paramref name="remote"/> from, or null (no reusePort, no listener of its family and scope,
+    /// or the remote could be this very listener, which would connect the socket to itself).
+    /// </summary>
+    private IPEndPoint? ReuseLocal(IPEndPoint remote)
+    {
+        if (!_reusePort)
+            return null;
+        IPEndPoint? local;
+        lock (_listening)
+        {
+            local = _listening.FirstOrDefault(l => l.AddressFamily == remote.AddressFamily
+                && (l.Address.Equals(IPAddress.Any) || l.Address.Equals(IPAddress.IPv6Any) || IPAddress.IsLoopback(l.Address) == IPAddress.IsLoopback(remote.Address)));
+        }
+        if (local is null || local.Port != remote.Port)
+            return local;
+        var own = IPAddress.IsLoopback(remote.Address) || remote.Address.Equals(local.Address)
+            || System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .SelectMany(i => i.GetIPProperties().UnicastAddresses).Any(u => u.Address.Equals(remote.Address));
+        return own ? null : local;
     }
 
     public ValueTask<ITransportListener> ListenAsync(Multiaddr address, CancellationToken cancellationToken)
@@ -139,10 +175,12 @@ public sealed class TcpTransport : ITransport
             socket.Dispose();
             throw new P2PException(P2PErrorCode.NoTransport, $"cannot listen on {address}: {e.SocketErrorCode}", e);
         }
-        return ValueTask.FromResult<ITransportListener>(new TcpListener(socket, _pool));
+        var bound = (IPEndPoint)socket.LocalEndPoint!;
+        lock (_listening) _listening.Add(bound);
+        return ValueTask.FromResult<ITransportListener>(new TcpListener(socket, _pool, () => { lock (_listening) _listening.Remove(bound); }));
     }
 
-    private sealed class TcpListener(Socket socket, MemoryPool<byte> pool) : ITransportListener
+    private sealed class TcpListener(Socket socket, MemoryPool<byte> pool, Action closed) : ITransportListener
     {
         public Multiaddr ListenAddress { get; } = Multiaddr.FromTcpEndPoint((IPEndPoint)socket.LocalEndPoint!);
 
@@ -162,6 +200,7 @@ public sealed class TcpTransport : ITransport
 
         public ValueTask DisposeAsync()
         {
+            closed();
             socket.Dispose();
             return ValueTask.CompletedTask;
         }

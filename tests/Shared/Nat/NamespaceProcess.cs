@@ -17,7 +17,12 @@ internal sealed class NamespaceProcess
         Process = process;
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data is not { } line || !line.StartsWith('{')) return;
+            if (e.Data is not { } line) return;
+            if (!line.StartsWith('{'))
+            {
+                lock (_errors) _errors.Add("stdout: " + line);
+                return;
+            }
             try
             {
                 var element = JsonDocument.Parse(line).RootElement.Clone();

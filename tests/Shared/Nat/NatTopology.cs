@@ -26,7 +26,7 @@ internal sealed record NatHome(string Name, NatKind Kind, string Router, string 
 /// reserved, documentation ranges included); it never leaves these namespaces.</item>
 /// <item>home A (192.168.1.2) behind a <see cref="NatKind.Miniupnpd"/> router, B (192.168.2.2) behind an <see cref="NatKind.EndpointIndependent"/>
 /// one, C (192.168.3.2) behind a <see cref="NatKind.Symmetric"/> one, D (192.168.4.2, a client's home) behind an endpoint-independent one.
-/// Routers drop unsolicited inbound connections (miniupnpd's forward chain lets its mappings through).</item>
+/// Routers drop unsolicited inbound connections, to the LAN and to themselves (miniupnpd's forward chain lets its mappings through).</item>
 /// </list>
 /// Names carry this process's id, so <see cref="CreateAsync"/> first removes namespaces left by a crashed run (their process gone).
 /// Dispose kills every process started here or still running in a namespace, then deletes the namespaces (their links go with them).
@@ -141,11 +141,18 @@ internal sealed class NatTopology : IAsyncDisposable
     }
 
     // The Debian package lacks the helper that creates miniupnpd's chains: table inet filter with miniupnpd (forward),
-    // prerouting_miniupnpd and postrouting_miniupnpd (nat), named in its configuration.
+    // prerouting_miniupnpd and postrouting_miniupnpd (nat), named in its configuration. Every router drops, rather than
+    // refuses, a new connection from the WAN to itself, as home routers do: a hole punch's first SYN often reaches the far
+    // router before that side's own SYN has opened it, and a RST there (the kernel's answer for a closed port) would end
+    // the punch where a drop lets the SYN's retransmission through.
     private static string RouterRules(NatKind kind) => kind switch
     {
         NatKind.Miniupnpd => """
             table inet filter {
+              chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "wan" ct state new drop
+              }
               chain forward {
                 type filter hook forward priority 0; policy accept;
                 jump miniupnpd
@@ -170,6 +177,10 @@ internal sealed class NatTopology : IAsyncDisposable
             """,
         _ => $$"""
             table inet nat {
+              chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "wan" ct state new drop
+              }
               chain forward {
                 type filter hook forward priority 0; policy accept;
                 iifname "wan" ct state new drop
@@ -237,6 +248,19 @@ internal sealed class NatTopology : IAsyncDisposable
             .Where(f => f.Length >= 5 && f[0] == "TCP")
             .Select(f => (int.Parse(f[1]), f[2], int.Parse(f[3]), long.Parse(f[4])))
             .ToList();
+
+    /// <summary>
+    /// Starts <c>delay_forwarder.py</c> in the public namespace: a TCP forwarder from <see cref="PublicAddress"/>:<paramref name="port"/> to
+    /// <see cref="PublicAddress"/>:<paramref name="targetPort"/> that holds every byte <paramref name="delayMs"/> ms each way (user-space
+    /// link delay: no netem here, and nftables cannot delay). Returns once it listens; killed on dispose. Needs python3.
+    /// </summary>
+    public async Task StartDelayForwarderAsync(int port, int targetPort, int delayMs)
+    {
+        var script = Path.Combine(TestModels.RepositoryRoot, "tests", "Shared", "Nat", "delay_forwarder.py");
+        var forwarder = Start(Public, "python3", [script, PublicAddress, port.ToString(), PublicAddress, targetPort.ToString(), delayMs.ToString()]);
+        var ready = await forwarder.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        if (ready != "ready") throw new InvalidOperationException($"the delay forwarder did not start: {await forwarder.StandardError.ReadToEndAsync()}");
+    }
 
     /// <summary>Runs a command in a namespace to its end.</summary>
     public Task<(int Code, string Out, string Error)> ExecAsync(string ns, string file, params string[] args) =>
