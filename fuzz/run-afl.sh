@@ -15,11 +15,12 @@ if [ ! -x "$out/tools/sharpfuzz" ]; then
 fi
 rm -rf "$bin"
 dotnet publish fuzz/InferenceMesh.Fuzz -c Release -o "$bin" -v q >&2
+targets=("$@")
+# Listed before instrumenting: instrumented code crashes when it runs outside afl-fuzz (no coverage map).
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dotnet "$bin/InferenceMesh.Fuzz.dll" list)
 for dll in InferenceMesh.Core InferenceMesh.P2P InferenceMesh.Protocol InferenceMesh.Onnx; do
   "$out/tools/sharpfuzz" "$bin/$dll.dll" >&2
 done
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dotnet "$bin/InferenceMesh.Fuzz.dll" list)
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1
 for t in "${targets[@]}"; do
   rm -rf "$out/$t"
