@@ -27,36 +27,23 @@ public sealed class GroupQueryAttentionExportTests(ITestOutputHelper output)
         var stages = GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(Layers, Layers));
         Assert.All(stages.Skip(1).SkipLast(1), s => Assert.Equal(["seqlens_k", "total_sequence_length"], s.Descriptor.ContextInputs.Order()));
         using var chained = new StagePipeline(stages.Select(s => (IStageExecutor)new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray())).ToList());
-        // The lengths as GroupQueryAttention documents them, fed by hand: seqlens_k = total − 1 (lengthError shifts both).
+        // The lengths as GroupQueryAttention documents them, fed by hand: seqlens_k = total − 1 (lengthError shifts it).
         var lengthError = 0;
         using var reference = new HandFedDecoder(model.ToByteArray(), [1, GqaExport.KvHeads, staticCache ?? 0, GqaExport.HeadSize], (name, position, steps) => name switch
         {
             "seqlens_k" => OrtValue.CreateTensorValueFromMemory(new[] { position + steps - 1 + lengthError }, [1]),
-            "total_sequence_length" => OrtValue.CreateTensorValueFromMemory(new[] { position + steps + lengthError }, []),
+            "total_sequence_length" => OrtValue.CreateTensorValueFromMemory(new[] { position + steps }, []),
             _ => throw new InvalidOperationException($"no value for input '{name}'"),
         });
 
-        int[] tokens = [1, 7, 19, 30, 44];
-        var position = 0;
-        var maxDiff = 0.0;
-        var maxEffectOfAWrongLength = 0.0;
-        for (var step = 0; step <= 16; step++)
+        var (maxDiff, maxEffectOfAWrongLength, position) = reference.Compare(chained, [1, 7, 19, 30, 44], decodeSteps: 16, GqaExport.Vocab, (step, tokens, at) =>
         {
-            var expected = reference.Run(tokens, position);
-            using var actual = chained.Forward("s", tokens, position);
-            var got = actual.AsFloats();
-            Assert.Equal(expected.Length, got.Length);
-            for (var i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - got[i]));
-            if (step == 3)
-            {
-                lengthError = 1;
-                var wrong = reference.Run(tokens, position, keep: false);
-                lengthError = 0;
-                for (var i = 0; i < expected.Length; i++) maxEffectOfAWrongLength = Math.Max(maxEffectOfAWrongLength, Math.Abs(expected[i] - wrong[i]));
-            }
-            position += tokens.Length;
-            tokens = [Sampler.ArgMax(expected.AsSpan(^GqaExport.Vocab..))];
-        }
+            if (step != 3) return null;
+            lengthError = -1;
+            var wrong = reference.Run(tokens, at, keep: false);
+            lengthError = 0;
+            return wrong;
+        });
         output.WriteLine($"GQA export ({(staticCache is null ? "growing" : $"static {staticCache}")} cache), {stages.Count} stages: max |diff| {maxDiff:g3}; a length off by one moves the logits by {maxEffectOfAWrongLength:g3}");
         Assert.True(maxDiff <= 1e-5, $"max abs difference {maxDiff}");
         Assert.True(maxEffectOfAWrongLength > 1e-3, "a wrong seqlens_k should change the logits, or this test could not catch one");

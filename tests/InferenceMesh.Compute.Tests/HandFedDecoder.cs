@@ -54,6 +54,36 @@ internal sealed class HandFedDecoder(byte[] model, long[] emptyPast, Func<string
         return logits;
     }
 
+    /// <summary>
+    /// Runs <paramref name="prompt"/> then <paramref name="decodeSteps"/> greedy steps through this file and through
+    /// <paramref name="chained"/> (session "s"), each fed this file's greedy token. <paramref name="probe"/>, when given, may
+    /// run a step otherwise first (step index, tokens, position; without keeping its cache) and return its logits or null.
+    /// Returns the largest logit difference between file and stages, the largest between a probe and the file, and the positions run.
+    /// </summary>
+    public (double MaxDiff, double MaxProbeEffect, int Positions) Compare(StagePipeline chained, int[] prompt, int decodeSteps, int vocab,
+        Func<int, int[], int, float[]?>? probe = null)
+    {
+        var tokens = prompt;
+        var position = 0;
+        var maxDiff = 0.0;
+        var maxProbeEffect = 0.0;
+        for (var step = 0; step <= decodeSteps; step++)
+        {
+            var probed = probe?.Invoke(step, tokens, position);
+            var expected = Run(tokens, position);
+            using (var actual = chained.Forward("s", tokens, position))
+            {
+                var got = actual.AsFloats();
+                Assert.Equal(expected.Length, got.Length);
+                for (var i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - got[i]));
+            }
+            for (var i = 0; i < (probed?.Length ?? 0); i++) maxProbeEffect = Math.Max(maxProbeEffect, Math.Abs(expected[i] - probed![i]));
+            position += tokens.Length;
+            tokens = [Sampler.ArgMax(expected.AsSpan(^vocab..))];
+        }
+        return (maxDiff, maxProbeEffect, position);
+    }
+
     public void Dispose()
     {
         foreach (var value in _pasts.Values) value.Dispose();

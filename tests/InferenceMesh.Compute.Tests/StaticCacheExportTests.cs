@@ -32,19 +32,7 @@ public sealed class StaticCacheExportTests(ITestOutputHelper output)
         using var chained = new StagePipeline(stages.Select(s => (IStageExecutor)new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray())).ToList());
         using var reference = new HandFedDecoder(model.ToByteArray(), [1, StaticCacheExport.CacheLength, StaticCacheExport.Width], HandFedContext);
 
-        int[] tokens = [1, 8, 15, 22, 29];
-        var position = 0;
-        var maxDiff = 0.0;
-        for (var step = 0; step <= 16; step++)
-        {
-            var expected = reference.Run(tokens, position);
-            using var actual = chained.Forward("s", tokens, position);
-            var got = actual.AsFloats();
-            Assert.Equal(expected.Length, got.Length);
-            for (var i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - got[i]));
-            position += tokens.Length;
-            tokens = [Sampler.ArgMax(expected.AsSpan(^StaticCacheExport.Vocab..))];
-        }
+        var (maxDiff, _, position) = reference.Compare(chained, [1, 8, 15, 22, 29], decodeSteps: 16, StaticCacheExport.Vocab);
         output.WriteLine($"static-cache export, {stages.Count} stages, {position} of {StaticCacheExport.CacheLength} slots: max |diff| {maxDiff:g3}");
         Assert.True(maxDiff <= 1e-5, $"max abs difference {maxDiff}");
 

@@ -116,13 +116,20 @@ public sealed class Libp2pKadNetworkTests
         Assert.False(server.Dht.RoutingTable.Contains(client.Host.PeerId));
     }
 
-    [Fact]
-    public async Task BootstrapRetriesASeedThatStartsListeningAMomentLater()
+    /// <summary>A loopback TCP port nothing listens on now (bound, then released).</summary>
+    private static int FreeLoopbackPort()
     {
         var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         probe.Start();
         var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
         probe.Stop();
+        return port;
+    }
+
+    [Fact]
+    public async Task BootstrapRetriesASeedThatStartsListeningAMomentLater()
+    {
+        var port = FreeLoopbackPort();
         var seedKey = Ed25519KeyPair.Generate();
         await using var seedHost = TestHosts.Create(key: seedKey);
         var seedKad = new Libp2pKadNetwork(seedHost);
@@ -143,10 +150,7 @@ public sealed class Libp2pKadNetworkTests
     [Fact]
     public async Task BootstrapGivesUpAfterTheConfiguredAttempts()
     {
-        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = FreeLoopbackPort();
         var key = Ed25519KeyPair.Generate();
         await using var host = TestHosts.Create(key: key);
         await host.StartAsync([Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], TestHosts.Token());
