@@ -40,7 +40,8 @@ public sealed class JsPeer : IAsyncDisposable
         throw new InvalidOperationException("tests/interop/peer.mjs not found above " + AppContext.BaseDirectory);
     }
 
-    public static JsPeer Start(object config)
+    /// <summary>Starts <paramref name="script"/> (in tests/interop) with <paramref name="config"/> as its JSON argument.</summary>
+    public static JsPeer Start(object config, string script = "peer.mjs")
     {
         var dir = InteropDir();
         if (!Directory.Exists(Path.Combine(dir, "node_modules", "libp2p")))
@@ -55,7 +56,7 @@ public sealed class JsPeer : IAsyncDisposable
         };
         if (Environment.GetEnvironmentVariable("P2P_JS_DEBUG") is { Length: > 0 } debug)
             psi.Environment["DEBUG"] = debug; // e.g. libp2p:identify*
-        psi.ArgumentList.Add("peer.mjs");
+        psi.ArgumentList.Add(script);
         psi.ArgumentList.Add(JsonSerializer.Serialize(config));
         Process p;
         try

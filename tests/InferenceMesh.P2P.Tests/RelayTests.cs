@@ -223,11 +223,11 @@ public class RelayTests
         var domain = System.Text.Encoding.UTF8.GetBytes(RelayVoucher.Domain);
         var signed = new List<byte> { (byte)domain.Length };
         signed.AddRange(domain);
-        signed.AddRange(new byte[] { 2, 0x82, 0x06, (byte)body.Length });
+        signed.AddRange(new byte[] { 2, 0x03, 0x02, (byte)body.Length });
         signed.AddRange(body);
         var envelope = new Encoding.ProtoWriter();
         envelope.WriteBytes(1, signer.PublicKeyProtobuf);
-        envelope.WriteBytes(2, new byte[] { 0x82, 0x06 });
+        envelope.WriteBytes(2, new byte[] { 0x03, 0x02 });
         envelope.WriteBytes(3, body);
         envelope.WriteBytes(5, signer.Sign(signed.ToArray()));
         return envelope.ToArray();

@@ -20,7 +20,9 @@ public sealed record RelayVoucher(PeerId Relay, PeerId Peer, ulong Expiration)
     /// <summary>Largest envelope accepted, in bytes.</summary>
     public const int MaxEnvelope = 2048;
 
-    private static readonly byte[] PayloadType = [0x82, 0x06];
+    // The multicodec 0x0302 as its two big-endian bytes, as go-libp2p and js-libp2p write it (not as a varint, 0x82 0x06,
+    // which the specs' wording suggests and js-libp2p's relay refuses to match).
+    private static readonly byte[] PayloadType = [0x03, 0x02];
 
     /// <summary>Signs this voucher with the relay's key into a signed envelope. The key must be the relay's.</summary>
     public byte[] Seal(Ed25519KeyPair relayKey)
