@@ -20,6 +20,9 @@ public static class Llama2cCheckpoint
             throw new MeshException(MeshErrorCode.InvalidCheckpoint, $"checkpoint {path} is truncated: {bytes.Length} bytes is shorter than its 28-byte header");
         var header = MemoryMarshal.Cast<byte, int>(bytes.AsSpan(0, HeaderInts * 4));
         var shared = header[5] > 0;
+        // |int.MinValue| does not exist as an int (found by AFL++: an OverflowException, not a typed error).
+        if (header[5] == int.MinValue)
+            throw new MeshException(MeshErrorCode.InvalidCheckpoint, $"{path} is not a llama2.c checkpoint: vocab size {header[5]}");
         var config = new ModelConfig(header[0], header[1], header[2], header[3], header[4], Math.Abs(header[5]), header[6], 1e-5f, 10000f);
         try
         {
