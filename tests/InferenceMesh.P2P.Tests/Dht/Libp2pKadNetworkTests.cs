@@ -139,7 +139,8 @@ public sealed class Libp2pKadNetworkTests
         var seed = new KadPeer(seedHost.PeerId, [Multiaddr.Parse($"/ip4/127.0.0.1/tcp/{port}")]);
 
         var join = joiner.Dht.BootstrapAsync([seed], TestHosts.Token());
-        await Task.Delay(300);
+        // The event itself: the first ping refused (nothing listens yet); the join must then be waiting to try again.
+        await TestHosts.WaitUntilAsync(() => joiner.Dht.Metrics.RequestFailures >= 1, "the first bootstrap ping to fail");
         Assert.False(join.IsCompleted, "the first ping was refused; the joiner should be waiting to try again");
         await seedHost.StartAsync([seed.Addresses[0]], TestHosts.Token());
         await join.Within(30);
