@@ -70,7 +70,55 @@ public static class TestModels
         }
     }
 
-    public static string NewTempDirectory(string stem) => Directory.CreateTempSubdirectory($"inferencemesh-{stem}-").FullName;
+    /// <summary>
+    /// A new directory under this test process's own temporary root, which is deleted when the process exits
+    /// (and, should it be killed, by the next test process to start): test runs once left gigabytes of imported
+    /// models and swarm state in /tmp.
+    /// </summary>
+    public static string NewTempDirectory(string stem) =>
+        Directory.CreateDirectory(Path.Combine(ProcessTempRoot.Value, $"{stem}-{Interlocked.Increment(ref _tempDirectoryCount)}")).FullName;
+
+    private static int _tempDirectoryCount;
+
+    private static readonly Lazy<string> ProcessTempRoot = new(CreateProcessTempRoot);
+
+    private static string CreateProcessTempRoot()
+    {
+        var parent = Path.Combine(Path.GetTempPath(), "inferencemesh-tests");
+        Directory.CreateDirectory(parent);
+        foreach (var root in Directory.EnumerateDirectories(parent))
+            if (int.TryParse(Path.GetFileName(root).Split('-')[0], out var pid) && !IsRunning(pid)) DeleteQuietly(root);
+        var own = Directory.CreateDirectory(Path.Combine(parent, $"{Environment.ProcessId}-{Guid.NewGuid():N}"[..16])).FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => DeleteQuietly(own);
+        return own;
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private static void DeleteQuietly(string directory)
+    {
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
 
     private static string Import(string checkpoint, string tokenizer, string stem, QuantizationOptions? quantization = null)
     {
