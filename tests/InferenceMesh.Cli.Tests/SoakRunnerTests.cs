@@ -14,10 +14,22 @@ public sealed class SoakRunnerTests
         Enumerable.Range(0, 121).Select(i => i * 5.0).Where(t => t >= from && t <= to)
             .Select(t => { var v = at(t); return new SoakResult.Sample(t, process, pid, t - startedAt, v.Rss, v.Fds, v.Threads); }).ToList();
 
+    /// <summary>A sample every 5 s of each successive process of one node (restarted at each life's end), valued by the process's age.</summary>
+    private static List<SoakResult.Sample> Lives(string process, (double Start, double End)[] lives, Func<double, (double Rss, int Fds, int Threads)> atAge) =>
+        lives.SelectMany((life, i) => Enumerable.Range(0, (int)((life.End - life.Start) / 5)).Select(k => life.Start + k * 5.0)
+            .Select(t => { var v = atAge(t - life.Start); return new SoakResult.Sample(t, process, i + 1, t - life.Start, v.Rss, v.Fds, v.Threads); })).ToList();
+
+    /// <summary>
+    /// The first 1-hour soak's node-5: each process steps from 120 to 170 MiB about 4.5 minutes into its life and holds;
+    /// most are killed before that, and the one that lived longest happened to fill the run's last third.
+    /// </summary>
+    private static List<SoakResult.Sample> StepOnceThenLevelOff() =>
+        Lives("node-5", [(0, 200), (200, 500), (500, 700), (700, 900), (900, 1000), (1000, 1900), (1900, 2000)], age => (age < 270 ? 120 : 170, 132, 16));
+
     [Fact]
     public void ASteadyLeakOfOneFilePerTenSecondsIsGrowth()
     {
-        var checks = SoakRunner.CheckGrowth(Series("node-1", t => (120, 120 + (int)(t / 10), 16)), 600, Options);
+        var checks = SoakRunner.CheckGrowth(Series("node-1", t => (120, 120 + (int)(t / 10), 16)), Options);
         Assert.True(checks.Single(c => c.Resource == "fds").Grew);
         Assert.False(checks.Single(c => c.Resource == "rssMiB").Grew);
         Assert.False(checks.Single(c => c.Resource == "threads").Grew);
@@ -26,7 +38,7 @@ public sealed class SoakRunnerTests
     [Fact]
     public void GcSawtoothAndAFewInjectedThreadsAreFlat()
     {
-        var checks = SoakRunner.CheckGrowth(Series("client", t => (140 + 20 * (t % 50) / 50, 140 + (int)(t / 100) % 2, 17 + (int)(t / 60) % 3)), 600, Options);
+        var checks = SoakRunner.CheckGrowth(Series("client", t => (140 + 20 * (t % 50) / 50, 140 + (int)(t / 100) % 2, 17 + (int)(t / 60) % 3)), Options);
         Assert.All(checks, c => Assert.True(c.Judged && !c.Grew, $"{c.Resource}: {c.SecondThirdMedian} -> {c.LastThirdMedian}"));
     }
 
@@ -36,14 +48,31 @@ public sealed class SoakRunnerTests
         // Killed at 300 s and restarted: the new process starts small and climbs for its first 30 s, then holds.
         var before = Series("node-2", _ => (115, 124, 16), pid: 1, to: 295);
         var after = Series("node-2", t => (t < 330 ? 60 + (t - 300) * 2 : 120, 124, 16), pid: 2, startedAt: 300, from: 300);
-        var checks = SoakRunner.CheckGrowth([.. before, .. after], 600, Options);
+        var checks = SoakRunner.CheckGrowth([.. before, .. after], Options);
         Assert.All(checks, c => Assert.True(c.Judged && !c.Grew, $"{c.Resource}: {c.SecondThirdMedian} -> {c.LastThirdMedian}"));
+    }
+
+    [Fact]
+    public void NodesRestartedOftenThatStepUpOnceAndLevelOffAreFlat()
+    {
+        var checks = SoakRunner.CheckGrowth(StepOnceThenLevelOff(), Options);
+        Assert.All(checks, c => Assert.True(c.Judged && !c.Grew, $"{c.Resource}: {c.SecondThirdMedian} -> {c.LastThirdMedian}"));
+    }
+
+    [Fact]
+    public void MemoryThatGrowsWithTheAgeOfEachRestartedProcessIsGrowth()
+    {
+        // Every process of the node leaks half a MiB a second for as long as it lives, whatever its pid.
+        var samples = Lives("node-4", [(0, 150), (150, 400), (400, 500), (500, 900), (900, 1000)], age => (120 + 0.5 * age, 132, 16));
+        var checks = SoakRunner.CheckGrowth(samples, Options);
+        Assert.True(checks.Single(c => c.Resource == "rssMiB").Grew);
+        Assert.False(checks.Single(c => c.Resource == "fds").Grew);
     }
 
     [Fact]
     public void AProcessWithTooFewWarmSamplesIsNotJudged()
     {
-        var checks = SoakRunner.CheckGrowth(Series("node-3", t => (100, 100, 10 + (int)t), from: 580), 600, Options);
+        var checks = SoakRunner.CheckGrowth(Series("node-3", t => (100, 100, 10 + (int)t), from: 580), Options);
         Assert.All(checks, c => Assert.False(c.Judged || c.Grew));
     }
 
@@ -72,5 +101,35 @@ public sealed class SoakRunnerTests
     {
         var result = await CliTests.Run("bench", "soak", "--model", "no-such-model", "--replicas", "1", "--out", TestModels.NewTempDirectory("soak"));
         CliTests.AssertOneLineError(result, "the soak needs spares");
+    }
+
+    [Fact]
+    public async Task BenchSoakVerdictJudgesARecordedSoakAgainFromItsSamples()
+    {
+        var samples = StepOnceThenLevelOff();
+        var recorded = new SoakResult(DateTimeOffset.UnixEpoch, "test", 5, 2, 32, 2000, 60, 1, 256, 30, 2000, 10, 10, 0, [], [], [], samples,
+            [new SoakResult.Growth("node-5", "rssMiB", true, 120, 170, 160, true)]);
+        var input = Path.Combine(TestModels.NewTempDirectory("soak-recorded"), "soak.json");
+        await File.WriteAllTextAsync(input, System.Text.Json.JsonSerializer.Serialize(recorded, CliJson.Options));
+        var output = TestModels.NewTempDirectory("soak-verdict");
+
+        var result = await CliTests.Run("bench", "soak-verdict", "--from", input, "--out", output);
+
+        Assert.True(result.Code == 0, $"{result.Out}\n{result.Error}");
+        Assert.Contains("| node-5 | rssMiB |", result.Out);
+        Assert.Contains("PASSED", result.Out);
+        var written = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "soak.json"))).RootElement;
+        Assert.Equal(samples.Count, written.GetProperty("samples").GetArrayLength());
+        Assert.All(written.GetProperty("growthChecks").EnumerateArray(), c => Assert.False(c.GetProperty("grew").GetBoolean()));
+        Assert.True(File.Exists(Path.Combine(output, "soak.svg")));
+    }
+
+    [Fact]
+    public async Task BenchSoakVerdictOfAFileThatIsNotASoakExitsBadInputWithOneLine()
+    {
+        var input = Path.Combine(TestModels.NewTempDirectory("soak-bad"), "soak.json");
+        await File.WriteAllTextAsync(input, "{\"completed\": \"many\"");
+        var result = await CliTests.Run("bench", "soak-verdict", "--from", input, "--out", TestModels.NewTempDirectory("soak-verdict"));
+        CliTests.AssertOneLineError(result, "is not a soak.json");
     }
 }

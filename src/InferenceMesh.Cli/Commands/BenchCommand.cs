@@ -9,8 +9,8 @@ using InferenceMesh.Core;
 namespace InferenceMesh.Cli.Commands;
 
 /// <summary>
-/// <c>inferencemesh bench generate|stage|mesh|quantize|soak</c>: tokens/s of in-process generation (unsplit and split, exact and
-/// quantized weights) and through loopback swarms, side by side in one run; and the churn soak.
+/// <c>inferencemesh bench generate|stage|mesh|quantize|soak|soak-verdict</c>: tokens/s of in-process generation (unsplit and split,
+/// exact and quantized weights) and through loopback swarms, side by side in one run; and the churn soak and its verdict.
 /// </summary>
 public static class BenchCommand
 {
@@ -21,6 +21,7 @@ public static class BenchCommand
         command.Subcommands.Add(Stage(console));
         command.Subcommands.Add(Mesh(console));
         command.Subcommands.Add(Soak(console));
+        command.Subcommands.Add(SoakVerdict(console));
         command.Subcommands.Add(Quantize(console));
         return command;
     }
@@ -66,6 +67,38 @@ public static class BenchCommand
             // The state folder holds only node logs and keys once the swarm is down; a passing run leaves nothing behind.
             if (result.Passed) Directory.Delete(state, recursive: true);
             else console.Out.WriteLine($"node logs kept in {state}");
+            WriteSummary(console.Out, result, outDir);
+            return (int)(result.Passed ? ExitCode.Ok : ExitCode.Failure);
+        });
+        return command;
+    }
+
+    private static Command SoakVerdict(ICliConsole console)
+    {
+        var from = new Option<string>("--from") { Description = "A soak.json written by bench soak", Required = true };
+        var warmUp = new Option<string?>("--warm-up") { Description = "Samples of a process younger than this are left out of the growth check (default: the soak's own)" };
+        var output = new Option<string>("--out") { Description = "Folder for the re-judged soak.json and soak.svg", DefaultValueFactory = _ => "soak" };
+        var command = new Command("soak-verdict", "Judge a recorded soak again with this version's growth rule (from its samples; nothing is rerun); "
+            + "write soak.json and soak.svg; exit 1 as bench soak would") { from, warmUp, output };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var path = parse.GetValue(from)!;
+            SoakResult? recorded;
+            try
+            {
+                recorded = JsonSerializer.Deserialize<SoakResult>(await File.ReadAllTextAsync(path, cancellation), CliJson.Options);
+            }
+            catch (Exception e) when (e is JsonException or IOException)
+            {
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"{path} is not a soak.json: {e.Message}");
+            }
+            if (recorded?.Samples is null) throw new MeshException(MeshErrorCode.InvalidArgument, $"{path} is not a soak.json: it has no samples");
+            var warm = parse.GetValue(warmUp) is { } text ? Durations.Parse(text) : TimeSpan.FromSeconds(recorded.WarmUpSeconds);
+            var result = recorded with { WarmUpSeconds = warm.TotalSeconds, GrowthChecks = SoakRunner.CheckGrowth(recorded.Samples, new SoakOptions("unused", "unused") { WarmUp = warm }) };
+            var outDir = Path.GetFullPath(parse.GetValue(output)!);
+            Directory.CreateDirectory(outDir);
+            await File.WriteAllTextAsync(Path.Combine(outDir, "soak.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions(CliJson.Options) { WriteIndented = true }), CancellationToken.None);
+            await File.WriteAllTextAsync(Path.Combine(outDir, "soak.svg"), SoakPlot.Render(result), CancellationToken.None);
             WriteSummary(console.Out, result, outDir);
             return (int)(result.Passed ? ExitCode.Ok : ExitCode.Failure);
         });

@@ -47,8 +47,9 @@ public sealed record SoakResult(
     public sealed record Sample(double AtSeconds, string Process, int Pid, double AgeSeconds, double RssMiB, int Fds, int Threads);
 
     /// <summary>
-    /// The growth check of one process's resource: the median of its warmed-up samples in the run's last third
-    /// against that in its second third. <paramref name="Judged"/> is false when either third had fewer than 3 such samples.
+    /// The growth check of one process's resource: the median of its warmed-up samples in the last third of the ages
+    /// seen (the process's age when sampled, so a restarted node's processes line up) against that in the second third.
+    /// <paramref name="Judged"/> is false when either third had fewer than 3 such samples.
     /// </summary>
     public sealed record Growth(string Process, string Resource, bool Judged, double SecondThirdMedian, double LastThirdMedian, double Limit, bool Grew);
 }

@@ -56,18 +56,23 @@ public static class SoakRunner
         var result = new SoakResult(startedAt, $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}", options.Nodes, options.Replicas, options.Sessions,
             options.Duration.TotalSeconds, options.KillPeriod.TotalSeconds, options.Seed, options.Positions, options.WarmUp.TotalSeconds, elapsed,
             run.Completed, run.Exact, run.Recoveries, [.. run.Mismatches], [.. run.Failures], [.. run.Kills], [.. run.Samples], []);
-        return result with { GrowthChecks = CheckGrowth(result.Samples, elapsed, options) };
+        return result with { GrowthChecks = CheckGrowth(result.Samples, options) };
     }
 
     /// <summary>
-    /// The flatness rule: for each process and resource, leave out samples younger than <see cref="SoakOptions.WarmUp"/>,
-    /// take the median of those in the run's second third and in its last third; RSS or threads grew when the last is
-    /// above <c>second × (1 + GrowthFraction) + slack</c>, open files when it is above <c>second + FdSlack</c>.
-    /// Medians, because the GC's sawtooth and the thread pool's injected threads come and go; thirds, so startup is
-    /// behind and a leak has had a third of the run to add up. Open files get no fraction: a linear leak adds only
-    /// a third of its total between the two thirds' medians, which a fraction of a few hundred sockets would hide.
+    /// The flatness rule: for each process name and resource, leave out samples younger than <see cref="SoakOptions.WarmUp"/>,
+    /// split the rest by the sampled process's age into thirds of <c>[WarmUp, oldest age seen]</c>, and take the median of
+    /// the second and the last third; RSS or threads grew when the last is above <c>second × (1 + GrowthFraction) + slack</c>,
+    /// open files when it is above <c>second + FdSlack</c>. By age, not by the run's clock, because a leak grows with the
+    /// life of the process that leaks, and a node restarted every few minutes is a new process: thirds of the run's clock
+    /// would compare young processes with old ones by chance (the first 1-hour soak flagged a node whose samples in the
+    /// run's last third came from one process that had lived 15 minutes, against younger ones before). For a process that
+    /// is never restarted, age and the run's clock are the same thing. Medians, because the GC's sawtooth and the thread
+    /// pool's injected threads come and go; thirds, so startup is behind and a leak has had a third of the span to add up.
+    /// Open files get no fraction: a linear leak adds only a third of its total between the two thirds' medians, which a
+    /// fraction of a few hundred sockets would hide.
     /// </summary>
-    public static IReadOnlyList<SoakResult.Growth> CheckGrowth(IReadOnlyList<SoakResult.Sample> samples, double runSeconds, SoakOptions options)
+    public static IReadOnlyList<SoakResult.Growth> CheckGrowth(IReadOnlyList<SoakResult.Sample> samples, SoakOptions options)
     {
         var checks = new List<SoakResult.Growth>();
         var resources = new (string Name, Func<SoakResult.Sample, double> Value, double Fraction, double Slack)[]
@@ -76,9 +81,11 @@ public static class SoakRunner
         };
         foreach (var process in samples.Select(s => s.Process).Distinct().Order(StringComparer.Ordinal))
         {
-            var warm = samples.Where(s => s.Process == process && s.AgeSeconds >= options.WarmUp.TotalSeconds).ToList();
-            var second = warm.Where(s => s.AtSeconds >= runSeconds / 3 && s.AtSeconds < 2 * runSeconds / 3).ToList();
-            var last = warm.Where(s => s.AtSeconds >= 2 * runSeconds / 3).ToList();
+            var warmUp = options.WarmUp.TotalSeconds;
+            var warm = samples.Where(s => s.Process == process && s.AgeSeconds >= warmUp).ToList();
+            var third = warm.Count == 0 ? 0 : (warm.Max(s => s.AgeSeconds) - warmUp) / 3;
+            var second = warm.Where(s => s.AgeSeconds >= warmUp + third && s.AgeSeconds < warmUp + 2 * third).ToList();
+            var last = warm.Where(s => s.AgeSeconds >= warmUp + 2 * third).ToList();
             var judged = second.Count >= 3 && last.Count >= 3;
             foreach (var (name, value, fraction, slack) in resources)
             {
