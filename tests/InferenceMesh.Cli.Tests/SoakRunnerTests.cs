@@ -70,6 +70,33 @@ public sealed class SoakRunnerTests
     }
 
     [Fact]
+    public void ANodeWhoseConnectionsGrowWithItsAgeIsGrowthAndProcessesWithoutCountersAreNotCheckedForThem()
+    {
+        var node = Lives("node-1", [(0, 300), (300, 900)], _ => (120, 132, 16))
+            .Select(s => s with { Counters = new SoakResult.NodeCounters(4, 1.5, 256, 6 + (int)(s.AgeSeconds / 20)) }).ToList();
+        var checks = SoakRunner.CheckGrowth([.. node, .. Series("client", _ => (140, 140, 17))], Options);
+        Assert.True(checks.Single(c => c.Process == "node-1" && c.Resource == "connections").Grew);
+        Assert.DoesNotContain(checks, c => c.Process == "client" && c.Resource == "connections");
+    }
+
+    [Fact]
+    public void ReadsTheNodesOwnGaugesFromItsPrometheusText()
+    {
+        var counters = SoakRunner.ParseNodeCounters("""
+            # HELP inferencemesh_node_sessions_open Sessions holding KV state on this node.
+            # TYPE inferencemesh_node_sessions_open gauge
+            inferencemesh_node_sessions_open 7
+            inferencemesh_node_kv_reserved_bytes 3145728
+            inferencemesh_node_kv_budget_bytes 2.68435456E+08
+            inferencemesh_node_connections{path="direct"} 9
+            inferencemesh_node_connections{path="relayed"} 2
+            inferencemesh_node_steps_total 12345
+            not a metric line
+            """);
+        Assert.Equal(new SoakResult.NodeCounters(7, 3, 256, 11), counters);
+    }
+
+    [Fact]
     public void AProcessWithTooFewWarmSamplesIsNotJudged()
     {
         var checks = SoakRunner.CheckGrowth(Series("node-3", t => (100, 100, 10 + (int)t), from: 580), Options);

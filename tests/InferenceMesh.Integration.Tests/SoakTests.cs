@@ -33,6 +33,10 @@ public sealed class SoakTests
         Assert.All(kills, k => Assert.Equal(JsonValueKind.Null, k.GetProperty("error").ValueKind));
         var samples = json.GetProperty("samples").EnumerateArray().ToList();
         Assert.Equal(["bootstrap", "client", "node-1", "node-2", "node-3", "node-4", "node-5"], samples.Select(s => s.GetProperty("process").GetString()).Distinct().Order());
+        var scraped = samples.Where(s => s.GetProperty("process").GetString()!.StartsWith("node-", StringComparison.Ordinal) && s.GetProperty("counters").ValueKind == JsonValueKind.Object).ToList();
+        Assert.True(scraped.Count > samples.Count / 2, $"only {scraped.Count} node samples carry the node's own counters");
+        Assert.Contains(scraped, s => s.GetProperty("counters").GetProperty("sessionsOpen").GetInt32() > 0);
+        Assert.All(scraped, s => Assert.True(s.GetProperty("counters").GetProperty("kvReservedMiB").GetDouble() <= s.GetProperty("counters").GetProperty("kvBudgetMiB").GetDouble()));
         var checks = json.GetProperty("growthChecks").EnumerateArray().ToList();
         Assert.Contains(checks, c => c.GetProperty("process").GetString() == "client" && c.GetProperty("judged").GetBoolean());
         Assert.Contains(checks, c => c.GetProperty("process").GetString() == "bootstrap" && c.GetProperty("judged").GetBoolean());

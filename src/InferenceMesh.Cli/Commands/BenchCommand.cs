@@ -214,6 +214,10 @@ public static class BenchCommand
             + $"{result.LostWithoutTypedError} without a typed error; {result.Recoveries} route recoveries; {result.Kills.Count} kills ({result.Kills.Count(k => k.Error is not null)} restarts failed)");
         foreach (var (code, count) in result.Failures.GroupBy(f => f.Code ?? f.Type).Select(g => (g.Key, g.Count())))
             output.WriteLine($"  failed with {code}: {count}");
+        var counters = result.Samples.Select(s => s.Counters).OfType<SoakResult.NodeCounters>().ToList();
+        if (counters.Count > 0)
+            output.WriteLine($"node counters ({counters.Count} scrapes): at most {counters.Max(c => c.SessionsOpen)} sessions open on a node, "
+                + $"{counters.Max(c => c.KvReservedMiB):0.#} of {counters.Max(c => c.KvBudgetMiB):0.#} MiB KV reserved, {counters.Max(c => c.Connections)} connections");
         output.WriteLine("| process | resource | 2nd-third median | last-third median | limit | |");
         output.WriteLine("|---|---|---:|---:|---:|---|");
         foreach (var g in result.GrowthChecks)

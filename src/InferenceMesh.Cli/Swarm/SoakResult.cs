@@ -44,7 +44,11 @@ public sealed record SoakResult(
     /// <summary>One process's resources at one time: resident memory (VmRSS), open file descriptors, threads.</summary>
     /// <param name="Process">A serving node's name, <c>bootstrap</c>, or <c>client</c> (the soak's own process, which holds every session).</param>
     /// <param name="AgeSeconds">Time since this process was started (or since the soak started, for the client).</param>
-    public sealed record Sample(double AtSeconds, string Process, int Pid, double AgeSeconds, double RssMiB, int Fds, int Threads);
+    /// <param name="Counters">A serving node's own gauges, scraped from its metrics endpoint; null for the bootstrap and the client, or when the scrape failed.</param>
+    public sealed record Sample(double AtSeconds, string Process, int Pid, double AgeSeconds, double RssMiB, int Fds, int Threads, NodeCounters? Counters = null);
+
+    /// <summary>A node's own gauges at one sample: sessions holding KV state, KV-cache MiB reserved and the budget, open libp2p connections.</summary>
+    public sealed record NodeCounters(int SessionsOpen, double KvReservedMiB, double KvBudgetMiB, int Connections);
 
     /// <summary>
     /// The growth check of one process's resource: the median of its warmed-up samples in the last third of the ages

@@ -29,13 +29,13 @@ public static class SoakRunner
             foreach (var prompt in options.Prompts.Distinct())
                 references[prompt] = string.Concat(local.Generate(prompt, generation));
 
-        var settings = new SwarmSettings(options.Nodes, "0", "ort", MaxSessions: Math.Max(64, 4 * options.Sessions), KvBudgetMb: 256, Replicas: options.Replicas);
+        var settings = new SwarmSettings(options.Nodes, "0", "ort", MaxSessions: Math.Max(64, 4 * options.Sessions), KvBudgetMb: 256, Replicas: options.Replicas, Metrics: true);
         var swarm = await LocalSwarm.StartAsync(settings, options.Model, options.State, new WriterCliConsole(TextWriter.Null, log), cancellation).ConfigureAwait(false);
         var startedAt = options.Time.GetUtcNow();
-        var run = new Run(options, options.Time.GetTimestamp());
+        using var run = new Run(options, options.Time.GetTimestamp());
         run.Track("bootstrap", swarm.Bootstrap.Pid);
         run.Track(ClientProcess, Environment.ProcessId);
-        foreach (var node in swarm.Nodes) run.Track(node.Name, node.Pid);
+        foreach (var node in swarm.Nodes) run.Track(node.Name, node.Pid, node.MetricsUrl);
         try
         {
             await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = options.State }, cancellation).ConfigureAwait(false);
@@ -46,7 +46,7 @@ public static class SoakRunner
             await killer.ConfigureAwait(false);
             await stopSampling.CancelAsync().ConfigureAwait(false);
             await sampler.ConfigureAwait(false);
-            run.SampleAll();
+            await run.SampleAllAsync(cancellation).ConfigureAwait(false);
         }
         finally
         {
@@ -70,32 +70,62 @@ public static class SoakRunner
     /// is never restarted, age and the run's clock are the same thing. Medians, because the GC's sawtooth and the thread
     /// pool's injected threads come and go; thirds, so startup is behind and a leak has had a third of the span to add up.
     /// Open files get no fraction: a linear leak adds only a third of its total between the two thirds' medians, which a
-    /// fraction of a few hundred sockets would hide.
+    /// fraction of a few hundred sockets would hide. A serving node's open libp2p connections (from its own metrics) are
+    /// judged the same way as its open files.
     /// </summary>
     public static IReadOnlyList<SoakResult.Growth> CheckGrowth(IReadOnlyList<SoakResult.Sample> samples, SoakOptions options)
     {
         var checks = new List<SoakResult.Growth>();
-        var resources = new (string Name, Func<SoakResult.Sample, double> Value, double Fraction, double Slack)[]
+        var resources = new (string Name, Func<SoakResult.Sample, double?> Value, double Fraction, double Slack)[]
         {
             ("rssMiB", s => s.RssMiB, options.GrowthFraction, options.RssSlackMiB), ("fds", s => s.Fds, 0, options.FdSlack), ("threads", s => s.Threads, options.GrowthFraction, options.ThreadSlack),
+            ("connections", s => s.Counters?.Connections, 0, options.FdSlack),
         };
         foreach (var process in samples.Select(s => s.Process).Distinct().Order(StringComparer.Ordinal))
         {
             var warmUp = options.WarmUp.TotalSeconds;
             var warm = samples.Where(s => s.Process == process && s.AgeSeconds >= warmUp).ToList();
             var third = warm.Count == 0 ? 0 : (warm.Max(s => s.AgeSeconds) - warmUp) / 3;
-            var second = warm.Where(s => s.AgeSeconds >= warmUp + third && s.AgeSeconds < warmUp + 2 * third).ToList();
-            var last = warm.Where(s => s.AgeSeconds >= warmUp + 2 * third).ToList();
-            var judged = second.Count >= 3 && last.Count >= 3;
             foreach (var (name, value, fraction, slack) in resources)
             {
-                var before = judged ? Statistics.Median(second.Select(value)) : 0;
-                var after = judged ? Statistics.Median(last.Select(value)) : 0;
+                // The node's own counters exist only for processes that serve metrics (not the bootstrap or the client).
+                if (!samples.Any(s => s.Process == process && value(s) is not null)) continue;
+                var second = warm.Where(s => s.AgeSeconds >= warmUp + third && s.AgeSeconds < warmUp + 2 * third).Select(value).OfType<double>().ToList();
+                var last = warm.Where(s => s.AgeSeconds >= warmUp + 2 * third).Select(value).OfType<double>().ToList();
+                var judged = second.Count >= 3 && last.Count >= 3;
+                var before = judged ? Statistics.Median(second) : 0;
+                var after = judged ? Statistics.Median(last) : 0;
                 var limit = before * (1 + fraction) + slack;
                 checks.Add(new SoakResult.Growth(process, name, judged, before, after, judged ? limit : 0, judged && after > limit));
             }
         }
         return checks;
+    }
+
+    /// <summary>
+    /// The node's own gauges from its Prometheus text: sessions open, KV-cache MiB reserved and budgeted, and open
+    /// libp2p connections (direct and relayed summed). Lines it does not know are ignored; a gauge missing reads 0.
+    /// </summary>
+    public static SoakResult.NodeCounters ParseNodeCounters(string prometheusText)
+    {
+        double sessions = 0, reserved = 0, budget = 0, connections = 0;
+        foreach (var raw in prometheusText.Split('\n'))
+        {
+            var line = raw.Trim();
+            if (line.Length == 0 || line[0] == '#') continue;
+            var space = line.LastIndexOf(' ');
+            if (space <= 0 || !double.TryParse(line[(space + 1)..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var value)) continue;
+            var brace = line.IndexOf('{');
+            var name = brace > 0 && brace < space ? line[..brace] : line[..space];
+            switch (name)
+            {
+                case "inferencemesh_node_sessions_open": sessions = value; break;
+                case "inferencemesh_node_kv_reserved_bytes": reserved = value; break;
+                case "inferencemesh_node_kv_budget_bytes": budget = value; break;
+                case "inferencemesh_node_connections": connections += value; break;
+            }
+        }
+        return new SoakResult.NodeCounters((int)sessions, reserved / (1 << 20), budget / (1 << 20), (int)connections);
     }
 
     /// <summary>VmRSS (MiB), open file descriptors and threads of a live process; null when it is gone.</summary>
@@ -205,8 +235,9 @@ public static class SoakRunner
             string? error = null;
             try
             {
-                newPid = (await LocalSwarm.RestartAsync(run.Options.State, victim, cancellation).ConfigureAwait(false)).Pid;
-                run.Track(victim, newPid.Value);
+                var restarted = await LocalSwarm.RestartAsync(run.Options.State, victim, cancellation).ConfigureAwait(false);
+                newPid = restarted.Pid;
+                run.Track(victim, restarted.Pid, restarted.MetricsUrl);
             }
             catch (MeshException e)
             {
@@ -225,7 +256,7 @@ public static class SoakRunner
         {
             while (true)
             {
-                run.SampleAll();
+                await run.SampleAllAsync(stop).ConfigureAwait(false);
                 await Task.Delay(run.Options.SampleInterval, run.Options.Time, stop).ConfigureAwait(false);
             }
         }
@@ -235,10 +266,12 @@ public static class SoakRunner
     }
 
     /// <summary>The soak's shared record: tracked processes and outcomes, behind one lock.</summary>
-    private sealed class Run(SoakOptions options, long start)
+    private sealed class Run(SoakOptions options, long start) : IDisposable
     {
         private readonly object _gate = new();
-        private readonly Dictionary<string, (int Pid, double StartedAt)> _processes = new();
+        private readonly Dictionary<string, (int Pid, double StartedAt, string? MetricsUrl)> _processes = new();
+        // A node's scrape must not hold up the sampling of the others: a node being killed answers nothing.
+        private readonly HttpClient _scraper = new() { Timeout = TimeSpan.FromSeconds(2) };
         private int _completed;
         private int _exact;
         private int _recoveries;
@@ -253,11 +286,11 @@ public static class SoakRunner
         public int Exact => Volatile.Read(ref _exact);
         public int Recoveries => Volatile.Read(ref _recoveries);
 
-        public void Track(string name, int pid)
+        public void Track(string name, int pid, string? metricsUrl = null)
         {
             var now = Now;
             var startedAt = now - (ProcessAge(pid)?.TotalSeconds ?? 0);
-            lock (_gate) _processes[name] = (pid, startedAt);
+            lock (_gate) _processes[name] = (pid, startedAt, metricsUrl);
         }
 
         public int PidOf(string name)
@@ -297,16 +330,31 @@ public static class SoakRunner
             lock (_gate) Kills.Add(kill);
         }
 
-        public void SampleAll()
+        public async Task SampleAllAsync(CancellationToken cancellation)
         {
-            List<KeyValuePair<string, (int Pid, double StartedAt)>> processes;
+            List<KeyValuePair<string, (int Pid, double StartedAt, string? MetricsUrl)>> processes;
             lock (_gate) processes = [.. _processes];
             var now = Now;
             var taken = new List<SoakResult.Sample>();
-            foreach (var (name, (pid, startedAt)) in processes)
+            foreach (var (name, (pid, startedAt, metricsUrl)) in processes)
                 if (ReadResources(pid) is { } r)
-                    taken.Add(new SoakResult.Sample(now, name, pid, now - startedAt, r.RssMiB, r.Fds, r.Threads));
+                    taken.Add(new SoakResult.Sample(now, name, pid, now - startedAt, r.RssMiB, r.Fds, r.Threads, await ScrapeAsync(metricsUrl, cancellation).ConfigureAwait(false)));
             lock (_gate) Samples.AddRange(taken);
         }
+
+        private async Task<SoakResult.NodeCounters?> ScrapeAsync(string? metricsUrl, CancellationToken cancellation)
+        {
+            if (metricsUrl is null) return null;
+            try
+            {
+                return ParseNodeCounters(await _scraper.GetStringAsync(metricsUrl, cancellation).ConfigureAwait(false));
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellation.IsCancellationRequested)
+            {
+                return null;
+            }
+        }
+
+        public void Dispose() => _scraper.Dispose();
     }
 }
