@@ -421,7 +421,10 @@ public sealed partial class InferenceSession : IAsyncDisposable
             _totalMs += latency.TotalMilliseconds;
         }
 
-        public HopReport Report() => new(Server.Peer.ToString(), Blocks, _steps, _steps == 0 ? 0 : _totalMs / _steps);
+        public HopReport Report() => new(Server.Peer.ToString(), Blocks, _steps, _steps == 0 ? 0 : _totalMs / _steps)
+        {
+            Connection = Channel.IsRelayed switch { true => PeerConnection.Relayed, false => PeerConnection.Direct, null => PeerConnection.Unknown },
+        };
 
         public async ValueTask DisposeAsync()
         {

@@ -91,21 +91,23 @@ public sealed partial class MeshClient : IAsyncDisposable
                 Bootstrap = options.Bootstrap,
                 Mode = DhtMode.Client,
                 RequireBootstrap = true,
+                Listen = options.ListenAddresses,
                 Transports = options.Transports,
                 Time = options.Time,
                 Log = options.Log,
             }, cancellation).ConfigureAwait(false);
             var host = peer.Host;
+            var punchWait = options.ListenAddresses.Count > 0 ? options.HolePunchWait : TimeSpan.Zero;
             var directory = new DhtServerDirectory(peer.Spans, manifest.BlockCount, async (id, addresses, ct) =>
             {
-                return await MeasureRoundTripAsync(host, id, addresses, ct).ConfigureAwait(false);
+                return await MeasureRoundTripAsync(host, id, addresses, punchWait, options.Time, ct).ConfigureAwait(false);
             }, id => ConnectionKind(host, id), options.Time);
             var delay = options.LinkDelay ?? TimeSpan.Zero;
             var traffic = new StageTraffic();
             StageDialer dialer = async (peerId, addresses, ct) =>
             {
                 var stream = await host.NewStreamAsync(peerId, addresses, [StageProtocol.Id], ct).ConfigureAwait(false);
-                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: traffic);
+                return new StageChannel(delay > TimeSpan.Zero ? new DelayedDuplexPipe(stream, delay) : stream, traffic: traffic) { IsRelayed = stream.Connection.IsRelayed };
             };
             return Open(options.ModelDirectory, dialer, directory, options with { FraudReports = options.FraudReports ?? new DhtFraudReportBoard(peer.FraudReports) },
                 peer, identity, traffic);
@@ -148,9 +150,12 @@ public sealed partial class MeshClient : IAsyncDisposable
 
     /// <summary>
     /// Pings the server on the connection its streams will use (an open one, else the first address that dials, direct
-    /// ones before <c>/p2p-circuit</c> ones), so a relayed server's round trip includes both legs through the relay.
+    /// ones before <c>/p2p-circuit</c> ones), so a relayed server's round trip includes both legs through the relay. A
+    /// relayed connection is first given up to <paramref name="punchWait"/> to be replaced by a direct one (the server hole
+    /// punches a listening client as soon as it is reached through the relay), so the streams opened next run direct.
     /// </summary>
-    private static async Task<double> MeasureRoundTripAsync(Libp2pHost host, PeerId id, IReadOnlyList<Multiaddr> addresses, CancellationToken cancellation)
+    private static async Task<double> MeasureRoundTripAsync(Libp2pHost host, PeerId id, IReadOnlyList<Multiaddr> addresses, TimeSpan punchWait, TimeProvider time,
+        CancellationToken cancellation)
     {
         var conn = host.GetConnection(id);
         P2PException? last = null;
@@ -169,6 +174,11 @@ public sealed partial class MeshClient : IAsyncDisposable
         }
         if (conn is null)
             throw last ?? new MeshException(MeshErrorCode.RouteUnavailable, $"{id} announced no address");
+        for (var waited = time.GetTimestamp(); conn.IsRelayed && time.GetElapsedTime(waited) < punchWait;)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), time, cancellation).ConfigureAwait(false);
+            conn = host.GetConnection(id) ?? conn;
+        }
         return (await conn.PingAsync(1, cancellation).ConfigureAwait(false))[0].TotalMilliseconds;
     }
 

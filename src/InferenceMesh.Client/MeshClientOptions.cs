@@ -10,6 +10,20 @@ public sealed record MeshClientOptions
     /// <summary>Peers to join through, with <c>/p2p/</c>. When empty, <see cref="LocalSwarm"/> names them.</summary>
     public IReadOnlyList<Multiaddr> Bootstrap { get; init; } = [];
 
+    /// <summary>
+    /// TCP addresses the client listens on (e.g. <c>/ip4/0.0.0.0/tcp/4001</c>); empty (the default) for none. A client behind
+    /// a NAT that listens can be hole punched (DCUtR) by the private servers it reaches through a relay, and its streams to
+    /// them then run direct: its dials leave from the listen port, so the address the relay observes is the one punched.
+    /// </summary>
+    public IReadOnlyList<Multiaddr> ListenAddresses { get; init; } = [];
+
+    /// <summary>
+    /// With <see cref="ListenAddresses"/>, how long the client waits, when it first reaches a server through a relay, for the
+    /// server's hole punch to give a direct connection before measuring and using it (default 2 s; the punch takes about
+    /// two relayed round trips). A server behind a symmetric NAT cannot be punched and costs this wait once.
+    /// </summary>
+    public TimeSpan HolePunchWait { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>The split model directory (manifest.json) the head, tail and tokenizer are loaded from; when null, <see cref="LocalSwarm"/>'s.</summary>
     public string? ModelDirectory { get; init; }
 

@@ -26,6 +26,12 @@ public sealed class StageChannel : IAsyncDisposable
     }
 
     /// <summary>
+    /// Whether the transport under this channel runs through a relay (a libp2p <c>/p2p-circuit</c> connection); null when
+    /// the dialer does not say (an in-memory pipe). Set by the dialer that opened the stream.
+    /// </summary>
+    public bool? IsRelayed { get; init; }
+
+    /// <summary>
     /// Writes one message and waits for the transport to take it; after <see cref="DisposeAsync"/> it throws
     /// <see cref="ObjectDisposedException"/>. Safe to cancel only before the write starts.
     /// </summary>

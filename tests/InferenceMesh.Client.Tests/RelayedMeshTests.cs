@@ -42,7 +42,10 @@ public sealed class RelayedMeshTests(ITestOutputHelper output)
 
         private static MeshNodeOptions Options() => new() { Listen = [Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")], Executor = ExecutorKind.Ort };
 
-        public Task<MeshClient> ClientAsync() => MeshClient.ConnectAsync(new MeshClientOptions { Bootstrap = [RelayAddress], ModelDirectory = MeshModels.Stories260KPerBlock });
+        public Task<MeshClient> ClientAsync(bool listen = false) => MeshClient.ConnectAsync(new MeshClientOptions
+        {
+            Bootstrap = [RelayAddress], ModelDirectory = MeshModels.Stories260KPerBlock, ListenAddresses = listen ? [Multiaddr.Parse("/ip4/127.0.0.1/tcp/0")] : [],
+        });
 
         public async ValueTask DisposeAsync()
         {
@@ -112,6 +115,19 @@ public sealed class RelayedMeshTests(ITestOutputHelper output)
         var relayed = mesh.Service.BytesRelayed - before;
         Assert.True(relayed < first.GeneratedTokens * 2052 / 2, $"{relayed} bytes went through the relay");
         output.WriteLine($"after DCUtR: first token after {firstToken.TotalMilliseconds:F0} ms, {relayed} bytes through the relay ({relayed / (double)second.GeneratedTokens:F0} B/token)");
+    }
+
+    [Fact]
+    public async Task AListeningClientIsPunchedBeforeItsFirstGenerationAndEveryHopOfItRunsDirect()
+    {
+        await using var mesh = await Mesh.StartAsync(isPrivate: true, holePunching: true);
+        await using var client = await mesh.ClientAsync(listen: true);
+        var (result, firstToken) = await GenerateAsync(client);
+
+        Assert.Equal(TestModels.Stories260KReferenceText, result.Text);
+        Assert.Equal(mesh.Servers.Select(s => s.PeerId.ToString()), result.Route.Select(h => h.PeerId));
+        Assert.All(result.Route, h => Assert.Equal(PeerConnection.Direct, h.Connection));
+        output.WriteLine($"listening client: first token after {firstToken.TotalMilliseconds:F0} ms");
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using InferenceMesh.Tests.Shared;
 
 namespace InferenceMesh.Integration.Tests;
@@ -48,6 +49,40 @@ public sealed class HolePunchingTests
         Assert.DoesNotContain("dcutr: direct connection to", c.Errors);
 
         foreach (var node in new[] { b, c, relay })
+            Assert.Equal(0, await node.StopAsync());
+    }
+
+    [SkippableFact]
+    public async Task AListeningClientInHomeDRunsItsHopToHomeBsServerDirectAfterDcutrWhereANonListeningOneStaysRelayed()
+    {
+        PortMappingTests.SkipUnlessNamespaces();
+        await using var net = await NatTopology.CreateAsync();
+        var relay = net.StartCollected(net.Public, "dotnet", Cli, "node", "--listen", $"/ip4/{NatTopology.PublicAddress}/tcp/4001", "--relay",
+            "--port-map", "off", "--autonat-interval", "off");
+        var relayAddress = $"/ip4/{NatTopology.PublicAddress}/tcp/4001/p2p/{(await relay.WaitForEventAsync("ready")).GetProperty("peerId").GetString()}";
+        var server = net.StartCollected(net.HomeB.Host, "dotnet", Cli, "node", "--listen", "/ip4/0.0.0.0/tcp/4001", "--bootstrap", relayAddress,
+            "--model", NatMeshTests.Split.Value, "--blocks", "0:5", "--private", "--relay-via", relayAddress, "--port-map", "off", "--autonat-interval", "off");
+        var serverId = (await server.WaitForEventAsync("ready", seconds: 60)).GetProperty("peerId").GetString();
+
+        async Task<JsonElement> PromptAsync(params string[] extra)
+        {
+            var (code, stdout, stderr) = await net.ExecAsync(net.HomeD.Host, "dotnet", [Cli, "prompt", "", "--bootstrap", relayAddress,
+                "--model", NatMeshTests.Split.Value, "--steps", "256", "--json", .. extra]);
+            Assert.True(code == 0, $"prompt failed ({code}): {stdout} {stderr}\nserver: {server.Errors}");
+            var result = JsonDocument.Parse(stdout).RootElement;
+            Assert.Equal(TestModels.Stories260KReferenceText, result.GetProperty("text").GetString());
+            var hop = Assert.Single(result.GetProperty("route").EnumerateArray());
+            Assert.Equal(serverId, hop.GetProperty("peerId").GetString());
+            return hop;
+        }
+
+        // Without --listen nothing can punch to the client: its stream to home B goes through the relay.
+        Assert.Equal("relayed", (await PromptAsync()).GetProperty("connection").GetString());
+        // Listening, it is punched by the server as soon as it reaches it through the relay, and its stream runs direct.
+        Assert.Equal("direct", (await PromptAsync("--listen", "/ip4/0.0.0.0/tcp/4001")).GetProperty("connection").GetString());
+        Assert.Contains("dcutr: direct connection to", server.Errors);
+
+        foreach (var node in new[] { server, relay })
             Assert.Equal(0, await node.StopAsync());
     }
 

@@ -18,7 +18,7 @@ public sealed class NatMeshTests
     private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
 
     /// <summary>stories260K split one block per stage, so 0:2 and 2:5 can be served.</summary>
-    private static readonly Lazy<string> Split = new(() =>
+    internal static readonly Lazy<string> Split = new(() =>
     {
         var target = Path.Combine(TestModels.NewTempDirectory("nat-mesh"), "model");
         ModelStore.Split(Path.Combine(TestModels.Stories260K, "model.onnx"), n => BlockRange.SplitEvenly(n, n), target);

@@ -25,7 +25,12 @@ public static class PingCommand
         {
             var target = Multiaddr.Parse(parse.GetValue(address)!);
             using var key = Ed25519KeyPair.Generate();
-            await using var host = new Libp2pHost(new Libp2pHostOptions { Identity = key });
+            // Hole-punch progress goes to stderr (the pings' own lines are stdout), so a punch that fails says why.
+            await using var host = new Libp2pHost(new Libp2pHostOptions
+            {
+                Identity = key,
+                Log = line => { if (line.StartsWith("dcutr:", StringComparison.Ordinal)) lock (console.Error) console.Error.WriteLine(line); },
+            });
             var wait = Durations.Parse(parse.GetValue(interval)!);
             await host.StartAsync(parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList(), cancellation);
             console.Out.WriteLine($"PING {target.PeerId?.ToString() ?? target.ToString()}.");

@@ -21,13 +21,14 @@ public static class PromptCommand
         var route = new Option<string>("--route") { Description = "chained (each server pushes to the next) or relayed (every hop returns here)", DefaultValueFactory = _ => "chained" };
         var linkDelay = new Option<string?>("--link-delay") { Description = "Emulated one-way delay on the client's stage streams; defaults to the local swarm's" };
         var stepTimeout = new Option<string>("--step-timeout") { Description = "A server silent this long during a step is replaced", DefaultValueFactory = _ => "30s" };
+        var listen = new Option<string[]>("--listen") { Description = "Listen on these multiaddrs, e.g. /ip4/0.0.0.0/tcp/4001, so private servers reached through a relay can hole punch to this client (DCUtR) and its hops run direct", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
         var stats = new Option<bool>("--stats") { Description = "Print route, recoveries and tokens/s on stderr at the end" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s, verification checks with cost and verdicts) instead of streaming" };
         var verify = new Option<string>("--verify") { Description = "Check that servers ran their blocks: off, sample (replay a hop on another server with --check-rate per window) or strict (every window, text shown once checked)", DefaultValueFactory = _ => "sample" };
         var checkRate = new Option<double>("--check-rate") { Description = "In sample mode, the probability of replaying each hop at each window end (0..1)", DefaultValueFactory = _ => new MeshClientOptions().CheckRate };
         var command = new Command("prompt", "Generate text through the mesh")
         {
-            text, bootstrap, model, route, linkDelay, stepTimeout, stats, json, verify, checkRate,
+            text, bootstrap, model, route, linkDelay, listen, stepTimeout, stats, json, verify, checkRate,
             ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
             GenerateCommand.Ids, GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
         };
@@ -38,6 +39,7 @@ public static class PromptCommand
             {
                 Bootstrap = parse.GetValue(bootstrap)!.Select(Multiaddr.Parse).ToList(),
                 ModelDirectory = parse.GetValue(model),
+                ListenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList(),
                 LocalSwarm = parse.GetValue(SwarmCommand.StateDirectory),
                 Mode = ParseRoute(parse.GetValue(route)!),
                 LinkDelay = parse.GetValue(linkDelay) is { } delay ? Durations.Parse(delay) : null,
@@ -69,7 +71,7 @@ public static class PromptCommand
             else console.Out.WriteLine();
             if (parse.GetValue(stats))
                 console.Error.WriteLine($"{result.GeneratedTokens} tokens in {result.Elapsed.TotalSeconds:F2} s ({result.TokensPerSecond:F1} tokens/s, first after {result.TimeToFirstToken?.TotalMilliseconds ?? 0:F0} ms), {result.Mode} route "
-                    + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms"))}, {result.Recoveries} recoveries"
+                    + $"{string.Join(" → ", result.Route.Select(h => $"{h.Blocks}@{h.PeerId[^6..]} {h.MeanLatencyMs:F2} ms{(h.Connection is PeerConnection.Relayed ? " relayed" : "")}"))}, {result.Recoveries} recoveries"
                     + (result.Verification is { } v ? $", verify {v.Mode}: {v.ChecksRun} checks ({string.Join(", ", v.Verdicts.Select(p => $"{p.Value} {p.Key}"))}), {v.ReplayedPositions} positions replayed, {v.Restarts} restarts" : ""));
             return (int)ExitCode.Ok;
         });

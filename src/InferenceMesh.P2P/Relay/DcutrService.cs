@@ -151,9 +151,10 @@ public sealed class DcutrService : IAsyncDisposable
             var (type, theirs) = await ReceiveAsync(stream, timeout.Token).ConfigureAwait(false);
             if (type != TypeConnect)
                 throw new P2PException(P2PErrorCode.ProtocolViolation, $"{peer} opened DCUtR with HolePunch type {type}, not CONNECT");
-            foreach (var address in theirs)
+            var asClient = !await PeerTakesTheClientRoleAsync(stream.Connection, timeout.Token).ConfigureAwait(false);
+            foreach (var address in asClient ? theirs : [])
             {
-                if (address.TryGetTcpEndPoint() is { } ep)
+                if (DirectTcpEndPoint(address) is { } ep)
                 {
                     var key = Multiaddr.FromTcpEndPoint(ep);
                     _host.PunchClients[key] = peer;
@@ -164,13 +165,33 @@ public sealed class DcutrService : IAsyncDisposable
             var (sync, _) = await ReceiveAsync(stream, timeout.Token).ConfigureAwait(false);
             if (sync != TypeSync)
                 throw new P2PException(P2PErrorCode.ProtocolViolation, $"{peer} sent HolePunch type {sync} where SYNC was expected");
-            await PunchAsync(peer, theirs, asClient: true, timeout.Token).ConfigureAwait(false);
+            await PunchAsync(peer, theirs, asClient, timeout.Token).ConfigureAwait(false);
         }
         finally
         {
             foreach (var key in registered)
                 _host.PunchClients.TryRemove(new KeyValuePair<Multiaddr, PeerId>(key, peer));
         }
+    }
+
+    /// <summary>
+    /// Whether the peer that started this hole punch (B) will act as the client of the direct connection although the spec
+    /// makes it the server. js-libp2p does (3.3.11 at least): its DCUtR dials with <c>initiator: false</c>, but the dial
+    /// queue does not pass that option on to the transport, so its punch runs multistream-select and Noise as the initiator.
+    /// Two initiators on one simultaneous-open connection each read the other's first Noise message as the second and both
+    /// fail, so against js-libp2p (its agent version starts with <c>js-libp2p/</c>; go-, rust- and nim-libp2p name themselves
+    /// otherwise) this side takes the server role. Waits up to a second for Identify on the relayed connection; without it,
+    /// the spec's roles.
+    /// </summary>
+    private async Task<bool> PeerTakesTheClientRoleAsync(Libp2pConnection relayed, CancellationToken cancellationToken)
+    {
+        if (relayed.RemoteInfo is null)
+        {
+            var identified = relayed.Identified;
+            await Task.WhenAny(identified, Task.Delay(TimeSpan.FromSeconds(1), _host.Options.Time, cancellationToken)).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+        return relayed.RemoteInfo?.AgentVersion?.StartsWith("js-libp2p/", StringComparison.Ordinal) == true;
     }
 
     /// <summary>Dials every TCP address of the peer from the listen port, then waits for a direct connection to show up either way.</summary>
@@ -180,7 +201,7 @@ public sealed class DcutrService : IAsyncDisposable
         var dials = new List<Task<Libp2pConnection?>>();
         foreach (var address in addresses.Take(MaxAddresses))
         {
-            if (tcp is null || address.TryGetTcpEndPoint() is not { } remote)
+            if (tcp is null || DirectTcpEndPoint(address) is not { } remote)
                 continue;
             dials.Add(DialOneAsync(tcp, LocalEndPoint(remote.AddressFamily), remote, peer, asClient, cancellationToken));
         }
@@ -215,6 +236,13 @@ public sealed class DcutrService : IAsyncDisposable
             return null;
         }
     }
+
+    /// <summary>
+    /// The TCP endpoint to punch to, or null: a <c>/p2p-circuit</c> address (js-libp2p lists its circuit addresses in CONNECT)
+    /// starts with the relay's endpoint, and dialling that would reach the relay, not the peer.
+    /// </summary>
+    private static IPEndPoint? DirectTcpEndPoint(Multiaddr address) =>
+        address.Components.Any(c => c.Protocol == MultiaddrProtocol.P2pCircuit) ? null : address.TryGetTcpEndPoint();
 
     private IPEndPoint? LocalEndPoint(System.Net.Sockets.AddressFamily family) =>
         _host.ListenAddresses.Select(a => a.TryGetTcpEndPoint()).FirstOrDefault(ep => ep is not null && ep.AddressFamily == family);
