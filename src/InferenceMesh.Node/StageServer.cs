@@ -66,9 +66,10 @@ public sealed class StageServer : IAsyncDisposable
         _compute = new SemaphoreSlim(options.MaxConcurrentSteps, options.MaxConcurrentSteps);
         if (options.MaxBatchSize < 1 || options.PrefillChunk < 1)
             throw new MeshException(MeshErrorCode.InvalidArgument, $"max batch size {options.MaxBatchSize} and prefill chunk {options.PrefillChunk} must be at least 1");
-        // A fault injector runs its own loop over the stages, one session at a time.
+        // A fault injector runs its own loop over the stages, one session at a time. One batch runs at a time: a second
+        // round beside the first would split the steps that are ready into two smaller batches, each reading every weight.
         if (options.MaxBatchSize > 1 && fault is null)
-            _batcher = new StepBatcher(options.MaxBatchSize, options.PrefillChunk, options.MaxConcurrentSteps, _log);
+            _batcher = new StepBatcher(options.MaxBatchSize, options.PrefillChunk, maxRounds: 1, _log);
         _stoppingToken = _stopping.Token;
         _expiry = ExpireIdleSessionsAsync();
     }
@@ -100,6 +101,12 @@ public sealed class StageServer : IAsyncDisposable
 
     /// <summary>Steps and prefill chunks those batches carried; over <see cref="BatchesRun"/>, the mean batch size.</summary>
     public long BatchedSteps => _batcher?.BatchedSteps ?? 0;
+
+    /// <summary>Executor runs that carried more than one session (ONNX Runtime batches sessions at the same position), over all served stages.</summary>
+    public long ExecutorBatchedRuns => _span.Stages.OfType<OrtStageExecutor>().Sum(s => s.BatchedRuns);
+
+    /// <summary>Session steps those executor runs carried.</summary>
+    public long ExecutorBatchedRows => _span.Stages.OfType<OrtStageExecutor>().Sum(s => s.BatchedRows);
 
     /// <summary>Batches by size: element i counts batches of 2^i .. 2^(i+1) − 1 steps, the last element everything above.</summary>
     public long[] BatchSizeCounts() => _batcher?.BatchSizeCounts() ?? new long[StepBatcher.SizeBuckets];

@@ -377,20 +377,22 @@ public static class BenchCommand
             var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
             // One client holds every session, and a node lets one peer hold KvSharePerPeer (half) of its sessions.
             var maxSessions = Math.Max(64, 2 * counts.Max());
-            var measured = settings.ToDictionary(b => b, _ => counts.ToDictionary(c => c, _ => (Rates: new List<double>(), Latencies: new List<double>())));
+            var measured = settings.ToDictionary(b => b, _ => counts.ToDictionary(c => c, _ => (Rates: new List<double>(), Latencies: new List<double>(), Batch: new List<double>(), Run: new List<double>())));
             console.Out.WriteLine($"model {directory}, {nodeCount} nodes on loopback (chained), {positions} positions per greedy generation, median of {parse.GetValue(rounds)} rounds alternating --max-batch {string.Join('/', settings)}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
             console.Out.WriteLine();
             for (var round = 0; round < parse.GetValue(rounds); round++)
                 foreach (var batch in settings)
                 {
                     var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-bench-{Guid.NewGuid():N}");
-                    var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, "0", "ort", maxSessions, 1024, parse.GetValue(threads), Replicas: 1, MaxBatch: batch), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
+                    var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, "0", "ort", maxSessions, 1024, parse.GetValue(threads), Replicas: 1, Metrics: true, MaxBatch: batch), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
                     try
                     {
                         await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state }, cancellation);
                         await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
+                        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
                         foreach (var count in counts)
                         {
+                            var before = await ScrapeAsync(http, swarm, cancellation);
                             var watch = Stopwatch.StartNew();
                             var perSession = await Task.WhenAll(Enumerable.Range(0, count).Select(async _ =>
                             {
@@ -400,6 +402,10 @@ public static class BenchCommand
                             }));
                             measured[batch][count].Rates.Add(count * positions / watch.Elapsed.TotalSeconds);
                             measured[batch][count].Latencies.Add(Statistics.Median(perSession));
+                            var after = await ScrapeAsync(http, swarm, cancellation);
+                            double Delta(string name) => after.GetValueOrDefault(name) - before.GetValueOrDefault(name);
+                            measured[batch][count].Batch.Add(Delta("inferencemesh_node_batched_steps_total") / Math.Max(1, Delta("inferencemesh_node_batches_total")));
+                            measured[batch][count].Run.Add(Delta("inferencemesh_node_executor_batched_rows_total") / Math.Max(1, Delta("inferencemesh_node_executor_batched_runs_total")));
                         }
                     }
                     finally
@@ -408,21 +414,40 @@ public static class BenchCommand
                         Directory.Delete(state, recursive: true);
                     }
                 }
-            console.Out.WriteLine($"| sessions | {string.Join(" | ", settings.Select(b => $"--max-batch {b}: tokens/s (× 1 session) | ms/token per session"))} |");
-            console.Out.WriteLine($"|---:|{string.Concat(settings.Select(_ => "---:|---:|"))}");
+            console.Out.WriteLine($"| sessions | {string.Join(" | ", settings.Select(b => $"--max-batch {b}: tokens/s (× 1 session) | ms/token per session | steps per round / per batched run"))} |");
+            console.Out.WriteLine($"|---:|{string.Concat(settings.Select(_ => "---:|---:|---:|"))}");
             foreach (var count in counts)
             {
                 var cells = settings.Select(b =>
                 {
                     var rate = Statistics.Median(measured[b][count].Rates);
                     var single = Statistics.Median(measured[b][counts[0]].Rates);
-                    return $"{rate:F1} ({rate / single:F1}×) | {Statistics.Median(measured[b][count].Latencies):F2}";
+                    return $"{rate:F1} ({rate / single:F1}×) | {Statistics.Median(measured[b][count].Latencies):F2} | {Statistics.Median(measured[b][count].Batch):F1} / {Statistics.Median(measured[b][count].Run):F1}";
                 });
                 console.Out.WriteLine($"| {count} | {string.Join(" | ", cells)} |");
             }
             return (int)ExitCode.Ok;
         });
         return command;
+    }
+
+    /// <summary>The unlabelled counters and gauges of every node of the swarm, summed over nodes.</summary>
+    private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient http, SwarmState swarm, CancellationToken cancellation)
+    {
+        var sums = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var node in swarm.Nodes)
+        {
+            if (node.MetricsUrl is null) continue;
+            var text = await http.GetStringAsync(node.MetricsUrl, cancellation);
+            foreach (var line in text.Split('\n'))
+            {
+                var parts = line.Split(' ');
+                if (parts.Length == 2 && !line.StartsWith('#') && !parts[0].Contains('{')
+                    && double.TryParse(parts[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var value))
+                    sums[parts[0]] = sums.GetValueOrDefault(parts[0]) + value;
+            }
+        }
+        return sums;
     }
 
     private static double Median(int runs, Action run)
