@@ -81,6 +81,8 @@ public static class NodeCommand
                     console.Out.Flush();
                 }
             }
+            if (parse.GetValue(maxBatch) < 1 || parse.GetValue(prefillChunk) < 1)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"--max-batch ({parse.GetValue(maxBatch)}) and --prefill-chunk ({parse.GetValue(prefillChunk)}) must be at least 1");
             var autonatEvery = parse.GetValue(autonatInterval)!;
             var listenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList();
             var mapping = PortMapping(parse.GetValue(portMap)!, listenAddresses, Durations.Parse(parse.GetValue(portMapLifetime)!), Durations.Parse(parse.GetValue(portMapRenew)!));
