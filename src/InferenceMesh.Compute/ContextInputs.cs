@@ -31,6 +31,9 @@ public static class ContextInputs
     /// <summary>The names this class can compute.</summary>
     public static IReadOnlyList<string> Known { get; } = [PositionIds, AttentionMask, SeqLensK, TotalSequenceLength, CachePosition, PastSequenceLength];
 
+    /// <summary>Whether context input <paramref name="name"/> has one row per sequence of a batch (positions, mask, lengths), not one value for all.</summary>
+    public static bool IsPerRow(string name) => name is PositionIds or AttentionMask or SeqLensK;
+
     /// <summary>Whether <paramref name="name"/> is a context input this class computes.</summary>
     public static bool IsKnown(string name) => Known.Contains(name, StringComparer.Ordinal);
 

@@ -19,6 +19,33 @@ public interface IStageExecutor : IDisposable
     /// </summary>
     TensorData Run(string sessionId, TensorData activation, int startPosition);
 
+    /// <summary>
+    /// Runs one step for each of several different sessions as <see cref="Run"/> would, each at its own position and
+    /// on its own KV cache, and returns one result per item in order. An item that fails (a bad shape, a position that
+    /// does not follow on, a session named twice) gets its <see cref="MeshException"/> and leaves the others running.
+    /// A session's outputs are byte-identical to what <see cref="Run"/> would give it alone. This default runs the items
+    /// one after the other; an executor that can read its weights once for all of them overrides it.
+    /// </summary>
+    StageBatchResult[] RunBatch(IReadOnlyList<StageBatchItem> items)
+    {
+        var results = new StageBatchResult[items.Count];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < items.Count; i++)
+        {
+            try
+            {
+                results[i] = seen.Add(items[i].SessionId)
+                    ? new StageBatchResult(Run(items[i].SessionId, items[i].Activation, items[i].StartPosition), null)
+                    : new StageBatchResult(null, StageBatch.Twice(items[i].SessionId));
+            }
+            catch (MeshException e)
+            {
+                results[i] = new StageBatchResult(null, e);
+            }
+        }
+        return results;
+    }
+
     /// <summary>Number of positions cached for the session (0 if unknown).</summary>
     int CachedLength(string sessionId);
 

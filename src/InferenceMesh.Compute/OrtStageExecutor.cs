@@ -23,6 +23,9 @@ public sealed class OrtStageExecutor : IStageExecutor
     private readonly long? _staticCacheLength;
     private readonly TensorElementType[] _contextTypes;
     private readonly DType _activationType;
+    private readonly int[] _pastBatchAxes;
+    private long _batchedRuns;
+    private long _batchedRows;
 
     /// <param name="model">The stage's ONNX bytes.</param>
     /// <param name="externalDataDirectory">The directory that external-data locations in <paramref name="model"/> are relative to (the stage file's); null when its weights are inline.</param>
@@ -52,6 +55,7 @@ public sealed class OrtStageExecutor : IStageExecutor
         _inputNames = [stage.ActivationInput, .. stage.ContextInputs, .. stage.State.Select(s => s.Past)];
         _outputNames = [stage.ActivationOutput, .. stage.State.Select(s => s.Present)];
         _pastShapes = stage.State.Select(s => EmptyPastShape(stage.Inputs.Single(i => i.Name == s.Past))).ToArray();
+        _pastBatchAxes = stage.State.Select(s => FirstSymbolic(stage.Inputs.Single(i => i.Name == s.Past).Shape)).ToArray();
         _staticCacheLength = stage.State.Select(s => StaticCacheLength(stage.Inputs.Single(i => i.Name == s.Past))).DefaultIfEmpty(null).Min();
         _pastTypes = stage.State.Select(s => ElementType(stage.Inputs.Single(i => i.Name == s.Past).Type)).ToArray();
         _contextInfos = stage.ContextInputs.Select(c => stage.Inputs.Single(i => i.Name == c)).ToArray();
@@ -59,6 +63,9 @@ public sealed class OrtStageExecutor : IStageExecutor
         foreach (var context in _contextInfos)
             ContextInputs.For(context.Name, context.Shape, 0, 1);
         _activationType = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Type;
+        Batchable = FirstSymbolic(stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape) == 0
+            && _pastBatchAxes.All(a => a >= 0)
+            && _contextInfos.Where(c => ContextInputs.IsPerRow(c.Name)).All(c => FirstSymbolic(c.Shape) == 0);
         ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
     }
 
@@ -74,17 +81,8 @@ public sealed class OrtStageExecutor : IStageExecutor
 
     public TensorData Run(string sessionId, TensorData activation, int startPosition)
     {
-        ValidateActivation(activation);
+        var cache = Prepare(sessionId, activation, startPosition);
         var steps = (int)activation.Shape[1];
-        var cache = Stage.State.Count == 0 ? null : _caches.GetOrAdd(sessionId, _ => _caches.Count >= _options.MaxSessions
-            ? throw new MeshException(MeshErrorCode.LimitExceeded, $"stage {Stage.File} already holds {_options.MaxSessions} sessions")
-            : new SessionCache());
-        if (cache is not null && cache.Length != startPosition)
-            throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cache.Length} cached positions; a step at position {startPosition} does not follow on");
-        if (startPosition + steps > _options.MaxSequence)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {_options.MaxSequence}");
-        if (startPosition + steps > _staticCacheLength)
-            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; stage {Stage.File}'s static cache holds {_staticCacheLength}");
 
         // Cached pasts belong to the session cache; everything else built here is disposed after the run.
         var inputs = new OrtValue[_inputNames.Length];
@@ -129,6 +127,193 @@ public sealed class OrtStageExecutor : IStageExecutor
         }
     }
 
+    /// <summary>
+    /// Runs the items whose sessions are at the same position with the same step length as one ONNX Runtime call of
+    /// batch size b (their pasts stacked along the graph's batch axis, the presents split back per session), so the
+    /// weights are read once for the group; items at other positions form groups of their own. Sessions at different
+    /// lengths are not padded into one call: a padded softmax row sums its terms in a different order (and this
+    /// project's llama graph masks causally by position id, which a left-padded key index does not follow), so a
+    /// session's output would depend on its neighbours. Without padding every row computes exactly what it would alone.
+    /// </summary>
+    public StageBatchResult[] RunBatch(IReadOnlyList<StageBatchItem> items)
+    {
+        var results = new StageBatchResult[items.Count];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var groups = new Dictionary<(int Start, int Steps), List<int>>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            try
+            {
+                if (!seen.Add(item.SessionId)) throw StageBatch.Twice(item.SessionId);
+                Prepare(item.SessionId, item.Activation, item.StartPosition);
+                var key = (item.StartPosition, (int)item.Activation.Shape[1]);
+                if (!groups.TryGetValue(key, out var rows)) groups[key] = rows = [];
+                rows.Add(i);
+            }
+            catch (MeshException e)
+            {
+                results[i] = new StageBatchResult(null, e);
+            }
+        }
+        foreach (var rows in groups.Values)
+        {
+            if (rows.Count == 1 || !Batchable)
+            {
+                foreach (var row in rows)
+                {
+                    try
+                    {
+                        results[row] = new StageBatchResult(Run(items[row].SessionId, items[row].Activation, items[row].StartPosition), null);
+                    }
+                    catch (MeshException e)
+                    {
+                        results[row] = new StageBatchResult(null, e);
+                    }
+                }
+                continue;
+            }
+            RunGroup(items, rows, results);
+            Interlocked.Increment(ref _batchedRuns);
+            Interlocked.Add(ref _batchedRows, rows.Count);
+        }
+        return results;
+    }
+
+    /// <summary>Whether this stage's graph has a symbolic batch dimension on every input, so that sessions can share a run.</summary>
+    public bool Batchable { get; }
+
+    /// <summary>ONNX Runtime runs that carried more than one session, since the executor was created.</summary>
+    public long BatchedRuns => Interlocked.Read(ref _batchedRuns);
+
+    /// <summary>Session steps those runs carried together.</summary>
+    public long BatchedRows => Interlocked.Read(ref _batchedRows);
+
+    /// <summary>Checks a step against the session's cache and the limits, creating the cache of a new session; returns it (null for a stateless stage).</summary>
+    private SessionCache? Prepare(string sessionId, TensorData activation, int startPosition)
+    {
+        ValidateActivation(activation);
+        var steps = (int)activation.Shape[1];
+        var cache = Stage.State.Count == 0 ? null : _caches.GetOrAdd(sessionId, _ => _caches.Count >= _options.MaxSessions
+            ? throw new MeshException(MeshErrorCode.LimitExceeded, $"stage {Stage.File} already holds {_options.MaxSessions} sessions")
+            : new SessionCache());
+        if (cache is not null && cache.Length != startPosition)
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {sessionId} has {cache.Length} cached positions; a step at position {startPosition} does not follow on");
+        if (startPosition + steps > _options.MaxSequence)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; the limit is {_options.MaxSequence}");
+        if (startPosition + steps > _staticCacheLength)
+            throw new MeshException(MeshErrorCode.ContextOverflow, $"session {sessionId} would reach {startPosition + steps} positions; stage {Stage.File}'s static cache holds {_staticCacheLength}");
+        return cache;
+    }
+
+    /// <summary>One run for sessions that all stand at the same position with the same step length (checked by <see cref="Prepare"/>).</summary>
+    private void RunGroup(IReadOnlyList<StageBatchItem> items, List<int> rows, StageBatchResult[] results)
+    {
+        var batch = rows.Count;
+        var first = items[rows[0]];
+        var steps = (int)first.Activation.Shape[1];
+        var start = first.StartPosition;
+        var caches = rows.Select(r => Stage.State.Count == 0 ? null : _caches[items[r].SessionId]).ToArray();
+        var inputs = new OrtValue[_inputNames.Length];
+        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
+        try
+        {
+            inputs[0] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType(first.Activation.Type), [batch, .. first.Activation.Shape[1..]]);
+            var activations = inputs[0].GetTensorMutableDataAsSpan<byte>();
+            var rowBytes = first.Activation.Bytes.Length;
+            for (var k = 0; k < batch; k++) items[rows[k]].Activation.Bytes.Span.CopyTo(activations.Slice(k * rowBytes, rowBytes));
+            var index = 1;
+            for (var c = 0; c < _contextInfos.Length; c++)
+            {
+                var value = ContextInputs.For(_contextInfos[c].Name, _contextInfos[c].Shape, start, steps);
+                // Positions, mask and lengths are per row (every row has the same ones here); scalars and cache positions are shared.
+                var perRow = value.Shape.Length > 0 && ContextInputs.IsPerRow(_contextInfos[c].Name);
+                var perRowCount = (int)TensorData.ElementCount(value.Shape);
+                inputs[index++] = perRow
+                    ? IntTensor(_contextTypes[c], [batch, .. value.Shape[1..]], i => value.ValueAt(i % perRowCount))
+                    : IntTensor(_contextTypes[c], value.Shape, value.ValueAt);
+            }
+            for (var s = 0; s < Stage.State.Count; s++)
+                inputs[index++] = StackPasts(s, caches);
+
+            using var runOptions = new RunOptions();
+            outputs = _session.Run(runOptions, _inputNames, inputs, _outputNames);
+            var activationOut = outputs[0];
+            var info = activationOut.GetTensorTypeAndShape();
+            var bytes = activationOut.GetTensorDataAsSpan<byte>();
+            var outRowBytes = bytes.Length / batch;
+            var type = DTypeOf(info.ElementDataType);
+            long[] outShape = [1, .. info.Shape[1..]];
+            var presents = new OrtValue[batch][];
+            for (var k = 0; k < batch; k++) presents[k] = new OrtValue[Stage.State.Count];
+            for (var s = 0; s < Stage.State.Count; s++) SplitPresent(s, outputs[s + 1], presents);
+            for (var k = 0; k < batch; k++)
+            {
+                caches[k]?.Replace(presents[k], start + steps);
+                results[rows[k]] = new StageBatchResult(TensorData.CopyToPooled(type, outShape, bytes.Slice(k * outRowBytes, outRowBytes)), null);
+            }
+        }
+        catch (OnnxRuntimeException e)
+        {
+            foreach (var row in rows)
+                results[row] = new StageBatchResult(null, new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} failed on a batch of {batch}: {e.Message}", e));
+        }
+        finally
+        {
+            foreach (var input in inputs) input?.Dispose();
+            outputs?.Dispose();
+        }
+    }
+
+    /// <summary>The sessions' pasts of state <paramref name="state"/> stacked along the batch axis into one new value.</summary>
+    private OrtValue StackPasts(int state, SessionCache?[] caches)
+    {
+        var axis = _pastBatchAxes[state];
+        var rowShape = caches[0]!.Past?[state].GetTensorTypeAndShape().Shape ?? _pastShapes[state];
+        long[] shape = [.. rowShape];
+        shape[axis] = caches.Length;
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _pastTypes[state], shape);
+        var target = value.GetTensorMutableDataAsSpan<byte>();
+        var outer = 1L;
+        for (var d = 0; d < axis; d++) outer *= shape[d];
+        var inner = outer == 0 ? 0 : target.Length / (int)(outer * caches.Length);
+        if (caches[0]!.Past is null)
+        {
+            // First steps: empty growing pasts, or a static cache's zeroed buffer for each row.
+            target.Clear();
+            return value;
+        }
+        for (var k = 0; k < caches.Length; k++)
+        {
+            var source = caches[k]!.Past![state].GetTensorDataAsSpan<byte>();
+            for (var o = 0; o < outer; o++)
+                source.Slice(o * inner, inner).CopyTo(target.Slice((int)((o * caches.Length + k) * inner), inner));
+        }
+        return value;
+    }
+
+    /// <summary>A batched present of state <paramref name="state"/> split along the batch axis into one new value per row.</summary>
+    private void SplitPresent(int state, OrtValue present, OrtValue[][] rows)
+    {
+        var axis = _pastBatchAxes[state];
+        var shape = present.GetTensorTypeAndShape().Shape;
+        var source = present.GetTensorDataAsSpan<byte>();
+        var batch = rows.Length;
+        var outer = 1L;
+        for (var d = 0; d < axis; d++) outer *= shape[d];
+        var inner = outer == 0 ? 0 : source.Length / (int)(outer * batch);
+        long[] rowShape = [.. shape];
+        rowShape[axis] = 1;
+        for (var k = 0; k < batch; k++)
+        {
+            var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _pastTypes[state], rowShape);
+            var target = value.GetTensorMutableDataAsSpan<byte>();
+            for (var o = 0; o < outer; o++)
+                source.Slice((int)((o * batch + k) * inner), inner).CopyTo(target.Slice((int)(o * inner), inner));
+            rows[k][state] = value;
+        }
+    }
+
     public void CloseSession(string sessionId)
     {
         if (_caches.TryRemove(sessionId, out var cache)) cache.Dispose();
@@ -155,10 +340,16 @@ public sealed class OrtStageExecutor : IStageExecutor
     /// <summary>The graph's declared dimensions, the first symbolic one (the batch) 1 and the others (past length) 0: <c>[1,h,0,d]</c>, stacked <c>[2,1,h,0,d]</c>.</summary>
     private static long[] EmptyPastShape(TensorInfo info)
     {
-        var firstSymbolic = -1;
-        for (var i = 0; i < info.Shape.Count && firstSymbolic < 0; i++)
-            if (!long.TryParse(info.Shape[i], out _)) firstSymbolic = i;
+        var firstSymbolic = FirstSymbolic(info.Shape);
         return info.Shape.Select((d, i) => long.TryParse(d, out var value) ? value : i == firstSymbolic ? 1 : 0).ToArray();
+    }
+
+    /// <summary>The index of the first dimension that is not a number (the batch, by the exporters' convention), or -1.</summary>
+    private static int FirstSymbolic(IReadOnlyList<string> shape)
+    {
+        for (var i = 0; i < shape.Count; i++)
+            if (!long.TryParse(shape[i], out _)) return i;
+        return -1;
     }
 
     /// <summary>
@@ -200,7 +391,10 @@ public sealed class OrtStageExecutor : IStageExecutor
     private static TensorData FromOrtValue(OrtValue value)
     {
         var info = value.GetTensorTypeAndShape();
-        var type = info.ElementDataType switch
+        return TensorData.CopyToPooled(DTypeOf(info.ElementDataType), info.Shape, value.GetTensorDataAsSpan<byte>());
+    }
+
+    private static DType DTypeOf(TensorElementType type) => type switch
         {
             TensorElementType.Float => DType.Float32,
             TensorElementType.Float16 => DType.Float16,
@@ -208,8 +402,6 @@ public sealed class OrtStageExecutor : IStageExecutor
             TensorElementType.Int32 => DType.Int32,
             var other => throw new MeshException(MeshErrorCode.ShapeMismatch, $"stage produced unsupported element type {other}"),
         };
-        return TensorData.CopyToPooled(type, info.Shape, value.GetTensorDataAsSpan<byte>());
-    }
 
     private static TensorElementType ElementType(DType type) => type switch
     {

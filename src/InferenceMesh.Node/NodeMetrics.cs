@@ -27,6 +27,11 @@ public sealed class NodeMetrics
         var steps = factory.CreateCounter("inferencemesh_node_steps_total", "Steps computed through the served stages.");
         var positions = factory.CreateCounter("inferencemesh_node_positions_total", "Positions (tokens) those steps carried.");
         var compute = factory.CreateCounter("inferencemesh_node_compute_seconds_total", "Time spent inside the executors.");
+        var batches = factory.CreateCounter("inferencemesh_node_batches_total", "Batched executor rounds (continuous batching); batched_steps_total over this is the mean batch size.");
+        var batched = factory.CreateCounter("inferencemesh_node_batched_steps_total", "Steps and prefill chunks the batched rounds carried.");
+        var bySize = factory.CreateCounter("inferencemesh_node_batches_by_size_total", "Batched rounds by size bucket (lower bound of 1, 2-3, 4-7, ...).", "size_from");
+        var executorRuns = factory.CreateCounter("inferencemesh_node_executor_batched_runs_total", "Executor runs that carried more than one session (sessions at the same position).");
+        var executorRows = factory.CreateCounter("inferencemesh_node_executor_batched_rows_total", "Session steps those executor runs carried.");
         var sent = factory.CreateCounter("inferencemesh_node_stage_bytes_sent_total", "Stage-protocol bytes (whole frames) sent to clients and next hops.");
         var received = factory.CreateCounter("inferencemesh_node_stage_bytes_received_total", "Stage-protocol bytes (whole frames) received from clients and previous hops.");
         var pending = factory.CreateGauge("inferencemesh_p2p_pending_inbound_connections", "Inbound connections accepted and not yet upgraded (multistream, Noise, Yamux).");
@@ -57,6 +62,12 @@ public sealed class NodeMetrics
                 steps.IncTo(server.StepsRun);
                 positions.IncTo(server.PositionsRun);
                 compute.IncTo(server.ComputeTime.TotalSeconds);
+                batches.IncTo(server.BatchesRun);
+                executorRuns.IncTo(server.ExecutorBatchedRuns);
+                executorRows.IncTo(server.ExecutorBatchedRows);
+                batched.IncTo(server.BatchedSteps);
+                var counts = server.BatchSizeCounts();
+                for (var i = 0; i < counts.Length; i++) bySize.WithLabels((1 << i).ToString(System.Globalization.CultureInfo.InvariantCulture)).IncTo(counts[i]);
             }
             sent.IncTo(traffic.BytesSent);
             received.IncTo(traffic.BytesReceived);

@@ -34,6 +34,7 @@ public sealed class StageServer : IAsyncDisposable
     private readonly ConcurrentDictionary<string, Lazy<Task<NextHop>>> _nextHops = new(StringComparer.Ordinal);
     private readonly List<Task> _relays = [];
     private readonly SemaphoreSlim _compute;
+    private readonly StepBatcher? _batcher;
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationToken _stoppingToken;
     private readonly Task _expiry;
@@ -63,6 +64,12 @@ public sealed class StageServer : IAsyncDisposable
         _log = log ?? (_ => { });
         _timeProvider = timeProvider ?? TimeProvider.System;
         _compute = new SemaphoreSlim(options.MaxConcurrentSteps, options.MaxConcurrentSteps);
+        if (options.MaxBatchSize < 1 || options.PrefillChunk < 1)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"max batch size {options.MaxBatchSize} and prefill chunk {options.PrefillChunk} must be at least 1");
+        // A fault injector runs its own loop over the stages, one session at a time. One batch runs at a time: a second
+        // round beside the first would split the steps that are ready into two smaller batches, each reading every weight.
+        if (options.MaxBatchSize > 1 && fault is null)
+            _batcher = new StepBatcher(options.MaxBatchSize, options.PrefillChunk, maxRounds: 1, _log);
         _stoppingToken = _stopping.Token;
         _expiry = ExpireIdleSessionsAsync();
     }
@@ -83,8 +90,26 @@ public sealed class StageServer : IAsyncDisposable
     /// <summary>Positions (tokens) those steps carried.</summary>
     public long PositionsRun => Interlocked.Read(ref _positionsRun);
 
-    /// <summary>Time spent inside the executors for those steps.</summary>
-    public TimeSpan ComputeTime => TimeSpan.FromTicks(Interlocked.Read(ref _computeTicks));
+    /// <summary>Time spent inside the executors for those steps (a batch counted once, however many steps it carried).</summary>
+    public TimeSpan ComputeTime => TimeSpan.FromTicks(Interlocked.Read(ref _computeTicks)) + (_batcher?.ComputeTime ?? TimeSpan.Zero);
+
+    /// <summary>Whether steps of different sessions run batched (<see cref="NodeOptions.MaxBatchSize"/> above 1).</summary>
+    public bool Batching => _batcher is not null;
+
+    /// <summary>Batches run (0 with batching off): one per round of ready steps and span of stages.</summary>
+    public long BatchesRun => _batcher?.Batches ?? 0;
+
+    /// <summary>Steps and prefill chunks those batches carried; over <see cref="BatchesRun"/>, the mean batch size.</summary>
+    public long BatchedSteps => _batcher?.BatchedSteps ?? 0;
+
+    /// <summary>Executor runs that carried more than one session (ONNX Runtime batches sessions at the same position), over all served stages.</summary>
+    public long ExecutorBatchedRuns => _span.Stages.OfType<OrtStageExecutor>().Sum(s => s.BatchedRuns);
+
+    /// <summary>Session steps those executor runs carried.</summary>
+    public long ExecutorBatchedRows => _span.Stages.OfType<OrtStageExecutor>().Sum(s => s.BatchedRows);
+
+    /// <summary>Batches by size: element i counts batches of 2^i .. 2^(i+1) − 1 steps, the last element everything above.</summary>
+    public long[] BatchSizeCounts() => _batcher?.BatchSizeCounts() ?? new long[StepBatcher.SizeBuckets];
 
     /// <summary>
     /// Serves one inbound stage stream until the peer closes it or sends something malformed (that closes only
@@ -261,6 +286,7 @@ public sealed class StageServer : IAsyncDisposable
     /// <summary>Runs the step through the session's stages, or tells the session's client why not and returns null.</summary>
     private async Task<TensorData?> ComputeAsync(ServerSession session, Step step)
     {
+        if (_batcher is not null) return await ComputeBatchedAsync(session, step).ConfigureAwait(false);
         try
         {
             await _compute.WaitAsync(session.Closing).ConfigureAwait(false);
@@ -305,6 +331,34 @@ public sealed class StageServer : IAsyncDisposable
         finally
         {
             _compute.Release();
+        }
+        await SendQuietlyAsync(session.Owner, refusal).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>Runs the step in a batch with whatever other sessions' steps are ready (<see cref="StepBatcher"/>).</summary>
+    private async Task<TensorData?> ComputeBatchedAsync(ServerSession session, Step step)
+    {
+        StageError refusal;
+        try
+        {
+            var output = await _batcher!.RunAsync(session.Blocks, session.Stages, session.Id, step.Activation, step.StartPosition, session.Closing).ConfigureAwait(false);
+            Interlocked.Increment(ref _stepsRun);
+            Interlocked.Add(ref _positionsRun, step.Activation.Shape.Length > 1 ? step.Activation.Shape[1] : 1);
+            return output;
+        }
+        catch (OperationCanceledException)
+        {
+            refusal = ClosedBeforeRun(session, step);
+        }
+        catch (MeshException e)
+        {
+            refusal = new StageError(step.StepId, session.Id, ErrorCode(e.Code), e.Message);
+        }
+        catch (Exception e)
+        {
+            _log($"session {session.Id} step {step.StepId} failed: {e}");
+            refusal = new StageError(step.StepId, session.Id, StageErrorCode.Internal, $"the stage failed: {e.Message}");
         }
         await SendQuietlyAsync(session.Owner, refusal).ConfigureAwait(false);
         return null;
@@ -466,6 +520,7 @@ public sealed class StageServer : IAsyncDisposable
         _stopping.Cancel();
         await Task.WhenAll(_sessions.Values.Select(CloseSessionAsync)).ConfigureAwait(false);
         await _expiry.ConfigureAwait(false);
+        if (_batcher is not null) await _batcher.DrainAsync().ConfigureAwait(false);
         Task[] relays;
         lock (_relays) relays = [.. _relays];
         await Task.WhenAll(relays).ConfigureAwait(false);

@@ -77,6 +77,12 @@ public sealed class CliTests
         AssertOneLineError(await Run("generate", "--model", TestModels.Stories260K, "--message", "robot: Hi"), "role system, user or assistant");
     }
 
+    [Theory]
+    [InlineData("--max-batch", "0")]
+    [InlineData("--prefill-chunk", "-1")]
+    public async Task NodeRefusesABatchSizeOrPrefillChunkBelowOne(string option, string value) =>
+        AssertOneLineError(await Run("node", option, value), "must be at least 1");
+
     [Fact]
     public async Task NodeRefusesAFaultUnlessTheEnvironmentAllowsFaults()
     {

@@ -34,6 +34,9 @@ internal sealed class GatedExecutor(IStageExecutor inner) : IStageExecutor
 
     public void Release() => _release.Release();
 
+    /// <summary>Every run, in the order they started (the items of one batch in batch order).</summary>
+    public IReadOnlyList<(string Session, int StartPosition)> Runs => _runs.ToList();
+
     public IReadOnlyList<int> RunsOf(string sessionId) => _runs.Where(r => r.Session == sessionId).Select(r => r.StartPosition).ToList();
 
     public bool WasClosed(string sessionId) => _closed.ContainsKey(sessionId);
@@ -55,6 +58,30 @@ internal sealed class GatedExecutor(IStageExecutor inner) : IStageExecutor
         finally
         {
             _running.AddOrUpdate(sessionId, 0, (_, n) => n - 1);
+        }
+    }
+
+    /// <summary>Records and gates a batch as one call and hands it to the wrapped executor's own batched path.</summary>
+    public StageBatchResult[] RunBatch(IReadOnlyList<StageBatchItem> items)
+    {
+        foreach (var item in items)
+        {
+            if (_closed.ContainsKey(item.SessionId)) _violations.Enqueue($"Run of {item.SessionId} at {item.StartPosition} after its CloseSession");
+            _running.AddOrUpdate(item.SessionId, 1, (_, n) => n + 1);
+        }
+        try
+        {
+            foreach (var item in items) _runs.Enqueue((item.SessionId, item.StartPosition));
+            if (Interlocked.Exchange(ref _armed, 0) == 1)
+            {
+                _entered.Writer.TryWrite(items[0].SessionId);
+                if (!_release.Wait(LongestGate)) _violations.Enqueue($"Run of {items[0].SessionId} was never released");
+            }
+            return inner.RunBatch(items);
+        }
+        finally
+        {
+            foreach (var item in items) _running.AddOrUpdate(item.SessionId, 0, (_, n) => n - 1);
         }
     }
 

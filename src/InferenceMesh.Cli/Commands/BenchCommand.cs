@@ -20,6 +20,7 @@ public static class BenchCommand
         command.Subcommands.Add(Generate(console));
         command.Subcommands.Add(Stage(console));
         command.Subcommands.Add(Mesh(console));
+        command.Subcommands.Add(Batching(console));
         command.Subcommands.Add(Soak(console));
         command.Subcommands.Add(SoakVerdict(console));
         command.Subcommands.Add(Quantize(console));
@@ -391,6 +392,99 @@ public static class BenchCommand
             return (int)ExitCode.Ok;
         });
         return command;
+    }
+
+    private static Command Batching(ICliConsole console)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Imported model directory (model.onnx)", Required = true };
+        var nodes = new Option<int>("--nodes") { Description = "Serving nodes in the loopback swarm", DefaultValueFactory = _ => 3 };
+        var tokens = new Option<int>("--tokens") { Description = "Positions per generation", DefaultValueFactory = _ => 32 };
+        var sessions = new Option<string>("--sessions") { Description = "Concurrent session counts", DefaultValueFactory = _ => "1,4,16,64" };
+        var batches = new Option<string>("--max-batch") { Description = "Comma-separated node --max-batch settings to compare (1: batching off)", DefaultValueFactory = _ => "1,64" };
+        var rounds = new Option<int>("--rounds") { Description = "Times each setting is measured, alternating between settings (median reported)", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int>("--node-threads") { Description = "ONNX Runtime threads per stage run on each node (0: one per core)", DefaultValueFactory = _ => 1 };
+        var command = new Command("batching", "Aggregate tokens/s and per-session latency of concurrent greedy sessions through a loopback swarm, with each node's continuous batching at several --max-batch settings, side by side") { model, nodes, tokens, sessions, batches, rounds, threads };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var directory = parse.GetValue(model)!;
+            var positions = parse.GetValue(tokens);
+            var nodeCount = parse.GetValue(nodes);
+            var counts = parse.GetValue(sessions)!.Split(',').Select(int.Parse).ToList();
+            var settings = parse.GetValue(batches)!.Split(',').Select(int.Parse).ToList();
+            var options = new GenerationOptions(positions, 0f, StopAtEndOfText: false, MaxPositions: positions);
+            // One client holds every session, and a node lets one peer hold KvSharePerPeer (half) of its sessions.
+            var maxSessions = Math.Max(64, 2 * counts.Max());
+            var measured = settings.ToDictionary(b => b, _ => counts.ToDictionary(c => c, _ => (Rates: new List<double>(), Latencies: new List<double>(), Batch: new List<double>(), Run: new List<double>())));
+            console.Out.WriteLine($"model {directory}, {nodeCount} nodes on loopback (chained), {positions} positions per greedy generation, median of {parse.GetValue(rounds)} rounds alternating --max-batch {string.Join('/', settings)}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+            console.Out.WriteLine();
+            for (var round = 0; round < parse.GetValue(rounds); round++)
+                foreach (var batch in settings)
+                {
+                    var state = Path.Combine(Path.GetTempPath(), $"inferencemesh-bench-{Guid.NewGuid():N}");
+                    var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, "0", "ort", maxSessions, 1024, parse.GetValue(threads), Replicas: 1, Metrics: true, MaxBatch: batch), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
+                    try
+                    {
+                        await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state }, cancellation);
+                        await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
+                        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+                        foreach (var count in counts)
+                        {
+                            var before = await ScrapeAsync(http, swarm, cancellation);
+                            var watch = Stopwatch.StartNew();
+                            var perSession = await Task.WhenAll(Enumerable.Range(0, count).Select(async _ =>
+                            {
+                                var own = Stopwatch.StartNew();
+                                await client.GenerateAsync("", options, cancellation).CountAsync(cancellation);
+                                return own.Elapsed.TotalMilliseconds / positions;
+                            }));
+                            measured[batch][count].Rates.Add(count * positions / watch.Elapsed.TotalSeconds);
+                            measured[batch][count].Latencies.Add(Statistics.Median(perSession));
+                            var after = await ScrapeAsync(http, swarm, cancellation);
+                            double Delta(string name) => after.GetValueOrDefault(name) - before.GetValueOrDefault(name);
+                            measured[batch][count].Batch.Add(Delta("inferencemesh_node_batched_steps_total") / Math.Max(1, Delta("inferencemesh_node_batches_total")));
+                            measured[batch][count].Run.Add(Delta("inferencemesh_node_executor_batched_rows_total") / Math.Max(1, Delta("inferencemesh_node_executor_batched_runs_total")));
+                        }
+                    }
+                    finally
+                    {
+                        await LocalSwarm.StopAsync(state);
+                        Directory.Delete(state, recursive: true);
+                    }
+                }
+            console.Out.WriteLine($"| sessions | {string.Join(" | ", settings.Select(b => $"--max-batch {b}: tokens/s (× 1 session) | ms/token per session | steps per round / per batched run"))} |");
+            console.Out.WriteLine($"|---:|{string.Concat(settings.Select(_ => "---:|---:|---:|"))}");
+            foreach (var count in counts)
+            {
+                var cells = settings.Select(b =>
+                {
+                    var rate = Statistics.Median(measured[b][count].Rates);
+                    var single = Statistics.Median(measured[b][counts[0]].Rates);
+                    return $"{rate:F1} ({rate / single:F1}×) | {Statistics.Median(measured[b][count].Latencies):F2} | {Statistics.Median(measured[b][count].Batch):F1} / {Statistics.Median(measured[b][count].Run):F1}";
+                });
+                console.Out.WriteLine($"| {count} | {string.Join(" | ", cells)} |");
+            }
+            return (int)ExitCode.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>The unlabelled counters and gauges of every node of the swarm, summed over nodes.</summary>
+    private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient http, SwarmState swarm, CancellationToken cancellation)
+    {
+        var sums = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var node in swarm.Nodes)
+        {
+            if (node.MetricsUrl is null) continue;
+            var text = await http.GetStringAsync(node.MetricsUrl, cancellation);
+            foreach (var line in text.Split('\n'))
+            {
+                var parts = line.Split(' ');
+                if (parts.Length == 2 && !line.StartsWith('#') && !parts[0].Contains('{')
+                    && double.TryParse(parts[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var value))
+                    sums[parts[0]] = sums.GetValueOrDefault(parts[0]) + value;
+            }
+        }
+        return sums;
     }
 
     private static double Median(int runs, Action run)

@@ -31,6 +31,8 @@ public static class NodeCommand
         var linkDelay = new Option<string>("--link-delay") { Description = "Emulated one-way delay added to every stage stream this node sends on, e.g. 20ms", DefaultValueFactory = _ => "0" };
         var maxSessions = new Option<int>("--max-sessions") { Description = "Sessions served at once", DefaultValueFactory = _ => 64 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per stage run (0: one per core); 1 suits several nodes on one machine", DefaultValueFactory = _ => 1 };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Steps of different sessions run as one executor call (continuous batching); 1 turns batching off", DefaultValueFactory = _ => 64 };
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "With batching, longer steps run in chunks of this many positions between other sessions' steps", DefaultValueFactory = _ => 64 };
         var metricsUrl = new Option<string?>("--metrics-url") { Description = "Serve Prometheus metrics at this URL, e.g. http://127.0.0.1:9464/metrics/" };
         var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV-cache memory all sessions may reserve, in MiB", DefaultValueFactory = _ => 1024 };
         var kvShare = new Option<double>("--kv-share-per-peer") { Description = "Fraction of the KV budget one remote peer's sessions may reserve (0-1]", DefaultValueFactory = _ => 0.5 };
@@ -48,7 +50,7 @@ public static class NodeCommand
         var portMapRenew = new Option<string>("--port-map-renew") { Description = "Time between lease renewals (shorter than the lease)", DefaultValueFactory = _ => "20s" };
         var autonatInterval = new Option<string>("--autonat-interval") { Description = "How often to ask peers with AutoNAT whether this node is publicly reachable (a reachability line on each change), or off", DefaultValueFactory = _ => "60s" };
         var autonatConfirmations = new Option<int>("--autonat-confirmations") { Description = "Agreeing AutoNAT answers needed to call the node public or private", DefaultValueFactory = _ => 3 };
-        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault, relay, relayCircuitMb, relayCircuitTime, relayMaxCircuits, isPrivate, relayVia, noHolePunch, portMap, portMapLifetime, portMapRenew, autonatInterval, autonatConfirmations };
+        var command = new Command("node", "Run a mesh peer; with --model, serve blocks of it") { listen, identity, bootstrap, model, blocks, numBlocks, executor, linkDelay, maxSessions, maxBatch, prefillChunk, kvBudget, kvShare, threads, metricsUrl, announceTtl, fault, relay, relayCircuitMb, relayCircuitTime, relayMaxCircuits, isPrivate, relayVia, noHolePunch, portMap, portMapLifetime, portMapRenew, autonatInterval, autonatConfirmations };
         command.SetAction(async (parse, cancellation) =>
         {
             // Address lines learned before the ready line is out wait for it, so "ready" is always the first line.
@@ -79,6 +81,8 @@ public static class NodeCommand
                     console.Out.Flush();
                 }
             }
+            if (parse.GetValue(maxBatch) < 1 || parse.GetValue(prefillChunk) < 1)
+                throw new MeshException(MeshErrorCode.InvalidArgument, $"--max-batch ({parse.GetValue(maxBatch)}) and --prefill-chunk ({parse.GetValue(prefillChunk)}) must be at least 1");
             var autonatEvery = parse.GetValue(autonatInterval)!;
             var listenAddresses = parse.GetValue(listen)!.Select(Multiaddr.Parse).ToList();
             var mapping = PortMapping(parse.GetValue(portMap)!, listenAddresses, Durations.Parse(parse.GetValue(portMapLifetime)!), Durations.Parse(parse.GetValue(portMapRenew)!));
@@ -98,7 +102,7 @@ public static class NodeCommand
                 Executor = ExecutorKinds.Parse(parse.GetValue(executor)!),
                 Threads = parse.GetValue(threads),
                 LinkDelay = Durations.Parse(parse.GetValue(linkDelay)!),
-                Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20), KvSharePerPeer: parse.GetValue(kvShare)),
+                Limits = new NodeOptions(parse.GetValue(maxSessions), parse.GetValue(kvBudget) * (1L << 20), KvSharePerPeer: parse.GetValue(kvShare), MaxBatchSize: parse.GetValue(maxBatch), PrefillChunk: parse.GetValue(prefillChunk)),
                 MetricsUrl = parse.GetValue(metricsUrl) is { } url ? new Uri(url) : null,
                 AnnounceTtl = Durations.Parse(parse.GetValue(announceTtl)!),
                 Relay = parse.GetValue(relay)

@@ -32,7 +32,7 @@ public static class LocalSwarm
                 var name = $"node-{i}";
                 var identity = Identity(state, i);
                 string[] arguments = ["--identity", identity, "--bootstrap", bootstrap.DialAddress, "--model", split, "--blocks", $"{blocks.Start}:{blocks.End}",
-                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString(), "--threads", settings.Threads.ToString(),
+                    "--executor", settings.Executor, "--link-delay", settings.LinkDelay, "--max-sessions", settings.MaxSessions.ToString(), "--kv-budget-mb", settings.KvBudgetMb.ToString(), "--threads", settings.Threads.ToString(), "--max-batch", settings.MaxBatch.ToString(),
                     "--announce-ttl", settings.AnnounceTtl, .. settings.Metrics ? ["--metrics-url", $"http://127.0.0.1:{FreeLoopbackPort()}/metrics/"] : Array.Empty<string>()];
                 started.Add(await Progress.RunAsync(console, $"starting {name} serving {blocks}", () => NodeLauncher.StartAsync(name, arguments, Path.Combine(state, $"{name}.log"), identity, $"{blocks.Start}:{blocks.End}", TimeSpan.FromSeconds(120), cancellation)));
             }

@@ -1,0 +1,140 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using InferenceMesh.Compute;
+using InferenceMesh.Core;
+using InferenceMesh.Onnx;
+using InferenceMesh.Onnx.Split;
+using InferenceMesh.Tests.Shared;
+using Onnx;
+
+namespace InferenceMesh.Compute.Tests;
+
+public sealed class RunBatchTests
+{
+    private const int DecodeSteps = 24;
+
+    /// <summary>A wider synthetic model, so ONNX Runtime's matrix products take their blocked, multi-threaded paths.</summary>
+    private static readonly ModelConfig Wide = new(512, 1408, 2, 8, 8, 512, 256, 1e-5f, 10000f);
+
+    public static TheoryData<string> Models() => new() { "stories260K", "synthetic", "synthetic-512" };
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void SessionsRunInBatchesGiveByteIdenticalLogitsAndGreedyTokensToRunningAlone(string which)
+    {
+        var (model, vocab) = Load(which);
+        // Three prompts of one length batch together at every step; the fourth is at other positions throughout.
+        var prompts = new Dictionary<string, long[]>
+        {
+            ["a"] = [1, 203, 207, 261, 178],
+            ["b"] = [1, 42, 7, 11, 250],
+            ["c"] = [1, 5, 6, 7, 8],
+            ["d"] = [1, 9, 10],
+        };
+        var alone = prompts.ToDictionary(p => p.Key, p =>
+        {
+            var stages = Executors(model);
+            try
+            {
+                return Generate(stages, new Dictionary<string, long[]> { [p.Key] = p.Value }, vocab)[p.Key];
+            }
+            finally
+            {
+                foreach (var stage in stages) stage.Dispose();
+            }
+        });
+
+        var shared = Executors(model);
+        try
+        {
+            var batched = Generate(shared, prompts, vocab);
+            foreach (var session in prompts.Keys)
+            {
+                Assert.Equal(alone[session].Tokens, batched[session].Tokens);
+                for (var step = 0; step < alone[session].Logits.Count; step++)
+                    Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
+            }
+            // Prefill and every decode step ran a, b and c together on every stage.
+            Assert.All(shared, stage => Assert.Equal(DecodeSteps + 1, stage.BatchedRuns));
+            Assert.All(shared, stage => Assert.Equal(3 * (DecodeSteps + 1), stage.BatchedRows));
+        }
+        finally
+        {
+            foreach (var stage in shared) stage.Dispose();
+        }
+    }
+
+    [Fact]
+    public void AnItemThatDoesNotFollowOnFailsAloneAndTheOthersRun()
+    {
+        var (model, _) = Load("stories260K");
+        var stages = Executors(model);
+        try
+        {
+            var blocks = stages[1];
+            using var first = TensorData.FromFloats([1, 2, 64], Enumerable.Range(0, 128).Select(i => i * 0.01f).ToArray());
+            Assert.All(blocks.RunBatch([new("x", first, 0), new("y", first, 0)]), r => r.Output!.Dispose());
+            using var next = TensorData.FromFloats([1, 1, 64], Enumerable.Range(0, 64).Select(i => i * 0.02f).ToArray());
+            var results = blocks.RunBatch([new("x", next, 2), new("y", next, 5), new("x", next, 3), new("z", next, 0)]);
+            Assert.True(results[0].Succeeded);
+            Assert.Equal(MeshErrorCode.ShapeMismatch, results[1].Error?.Code);
+            Assert.Equal(MeshErrorCode.InvalidArgument, results[2].Error?.Code);
+            Assert.True(results[3].Succeeded);
+            Assert.Equal(3, blocks.CachedLength("x"));
+            Assert.Equal(2, blocks.CachedLength("y"));
+            Assert.Equal(1, blocks.CachedLength("z"));
+            foreach (var result in results) result.Output?.Dispose();
+        }
+        finally
+        {
+            foreach (var stage in stages) stage.Dispose();
+        }
+    }
+
+    /// <summary>Greedy generation of every session, all sessions' steps of a position passed to each stage as one batch.</summary>
+    private static Dictionary<string, (List<long> Tokens, List<byte[]> Logits)> Generate(OrtStageExecutor[] stages, Dictionary<string, long[]> prompts, int vocab)
+    {
+        var state = prompts.ToDictionary(p => p.Key, p => (Next: p.Value, Position: 0, Tokens: new List<long>(), Logits: new List<byte[]>()));
+        for (var step = 0; step <= DecodeSteps; step++)
+        {
+            var ids = state.Keys.ToList();
+            var current = ids.Select(id => TensorData.FromInt64s([1, state[id].Next.Length], state[id].Next)).ToArray();
+            foreach (var stage in stages)
+            {
+                var results = stage.RunBatch(ids.Select((id, k) => new StageBatchItem(id, current[k], state[id].Position)).ToList());
+                for (var k = 0; k < ids.Count; k++)
+                {
+                    Assert.Null(results[k].Error);
+                    current[k].Dispose();
+                    current[k] = results[k].Output!;
+                }
+            }
+            for (var k = 0; k < ids.Count; k++)
+            {
+                var s = state[ids[k]];
+                var last = current[k].AsFloats()[^vocab..];
+                long token = Sampler.ArgMax(last);
+                s.Logits.Add(MemoryMarshal.AsBytes(last).ToArray());
+                s.Tokens.Add(token);
+                state[ids[k]] = (new[] { token }, s.Position + s.Next.Length, s.Tokens, s.Logits);
+                current[k].Dispose();
+            }
+        }
+        return state.ToDictionary(s => s.Key, s => (s.Value.Tokens, s.Value.Logits));
+    }
+
+    private static OrtStageExecutor[] Executors(ModelProto model)
+    {
+        var analysis = new GraphAnalysis(model);
+        return GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, 2))
+            .Select(s => new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray()))
+            .ToArray();
+    }
+
+    private static (ModelProto Model, int Vocab) Load(string which) => which switch
+    {
+        "stories260K" => (OnnxModelFile.Load(Path.Combine(TestModels.Stories260K, ModelStore.ModelFile)), 512),
+        "synthetic-512" => (Onnx.Import.LlamaOnnxBuilder.Build(Onnx.Import.LlamaWeights.Synthetic(Wide, 1), "wide"), Wide.Vocab),
+        _ => (OnnxModelFile.Load(Path.Combine(TestModels.SmallSynthetic, ModelStore.ModelFile)), TestModels.SmallSyntheticConfig.Vocab),
+    };
+}
