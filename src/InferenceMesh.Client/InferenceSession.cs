@@ -52,6 +52,12 @@ public sealed partial class InferenceSession : IAsyncDisposable
     /// <summary>Servers replaced so far.</summary>
     public int Recoveries { get; private set; }
 
+    /// <summary>
+    /// Bytes of activations this session has received in step results (payloads only, framing and commitments not counted):
+    /// every hop's output of every step, stale ones, recovery replays and checks' validator replays included.
+    /// </summary>
+    public long ActivationBytesReceived { get; private set; }
+
     /// <summary>The route now: each hop's server, blocks, steps and mean latency.</summary>
     public IReadOnlyList<HopReport> Route => _hops.Select(h => h.Report()).ToList();
 
@@ -181,6 +187,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
     {
         var hop = next.Hop;
         // A replaced hop's last words (its stream closing, a late error) concern nobody now.
+        if (next.Message is StepResult received) ActivationBytesReceived += received.Activation.Bytes.Length;
         if (hop.IsDisposed) return null;
         switch (next.Message)
         {

@@ -298,9 +298,9 @@ public static class BenchCommand
                 single.Generate("", options with { MaxTokens = 8, MaxPositions = 8 }).ToList();
                 local = Median(runs, () => single.Generate("", options).Count()) / positions;
             }
-            console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor |");
-            console.Out.WriteLine("|---|---:|---:|---:|---:|");
-            console.Out.WriteLine($"| one process (unsplit) | – | {local:F3} | – | – |");
+            console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor | client bytes received per token |");
+            console.Out.WriteLine("|---|---:|---:|---:|---:|---:|");
+            console.Out.WriteLine($"| one process (unsplit) | – | {local:F3} | – | – | – |");
 
             foreach (var delayText in parse.GetValue(delays)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
@@ -316,6 +316,7 @@ public static class BenchCommand
                         await using (var probe = await client.OpenSessionAsync(8, cancellation)) routeLength = probe.Route.Count;
                         await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
                         // Route planning and session opening happen once per generation; time the steps alone.
+                        var receivedBefore = client.Traffic.BytesReceived;
                         var perToken = await MedianAsync(runs, async () =>
                         {
                             await using var session = await client.OpenSessionAsync(positions, cancellation);
@@ -323,11 +324,13 @@ public static class BenchCommand
                             await new TextGenerator(client.Tokenizer, positions).GenerateAsync("", options, session.StepAsync, cancellation).CountAsync(cancellation);
                             return watch.Elapsed.TotalMilliseconds;
                         }) / positions;
+                        // Whole frames (commitments included) over the timed generations, session opening and closing included.
+                        var receivedPerToken = (double)(client.Traffic.BytesReceived - receivedBefore) / (runs * positions);
                         var hops = mode == RouteMode.Chained ? routeLength + 1 : 2 * routeLength;
                         var floor = local + hops * delay.TotalMilliseconds;
-                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% |");
+                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% | {receivedPerToken:F0} |");
                         if (delay == TimeSpan.Zero)
-                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – |");
+                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – | – |");
                     }
                     if (delay == TimeSpan.Zero)
                     {
