@@ -12,8 +12,9 @@ namespace InferenceMesh.Client;
 /// <param name="FinishReason">Whether the model stopped or the token budget ran out.</param>
 /// <param name="Verification">Checks run, their cost and verdicts, over every restart; null where nothing reported it.</param>
 /// <param name="TimeToFirstToken">From the generation's start (the session's opening included) to its first new token; null when none came.</param>
+/// <param name="ActivationBytesReceived">Activation bytes the client received in the last attempt's session (<see cref="InferenceSession.ActivationBytesReceived"/>).</param>
 public sealed record GenerationResult(string Text, int PromptTokens, int GeneratedTokens, TimeSpan Elapsed, IReadOnlyList<HopReport> Route, int Recoveries, RouteMode Mode,
-    string Completion, FinishReason FinishReason, VerificationReport? Verification = null, TimeSpan? TimeToFirstToken = null)
+    string Completion, FinishReason FinishReason, VerificationReport? Verification = null, TimeSpan? TimeToFirstToken = null, long ActivationBytesReceived = 0)
 {
     /// <summary>New tokens per second over <see cref="Elapsed"/>.</summary>
     public double TokensPerSecond => GeneratedTokens / Math.Max(Elapsed.TotalSeconds, 1e-9);

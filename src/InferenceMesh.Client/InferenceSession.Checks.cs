@@ -29,6 +29,8 @@ public sealed partial class InferenceSession
             var input = state.InputAt(hop.Blocks.Start)!;
             var output = state.Outputs[hop.Blocks.End];
             var commitment = state.Commitments.GetValueOrDefault(hop.Blocks.End);
+            Hold(input);
+            Hold(output);
             hop.Keep(input, output, commitment);
             if (commitment is null)
             {
@@ -96,7 +98,6 @@ public sealed partial class InferenceSession
         var input = Concatenate(hop.Inputs);
         var output = Concatenate(hop.Outputs);
         if (input.Shape[1] != Positions || output.Shape[1] != Positions) return;
-        var tolerance = _client.Options.CheckTolerance;
         // A validator on the route could have seen the hop's output (the next hop) or be the hop itself after a recovery.
         var exclude = _hops.Select(h => h.Server.Peer).ToHashSet();
         var candidates = (await _client.Routes.ValidatorsAsync(hop.Blocks, exclude, cancellation).ConfigureAwait(false)).ToArray();
@@ -108,6 +109,22 @@ public sealed partial class InferenceSession
             candidates = (await _client.Routes.ValidatorsAsync(hop.Blocks, exclude, cancellation).ConfigureAwait(false)).ToArray();
         }
         _checkRandom.Shuffle(candidates);
+        var replays = new List<TensorData>();
+        try
+        {
+            await CheckOnAsync(hop, candidates, input, output, replays, started, cancellation).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The validators' outputs are compared and done with (evidence holds copies of its own).
+            foreach (var replay in replays) replay.Dispose();
+        }
+    }
+
+    /// <summary>Replays on <paramref name="candidates"/> in turn until a verdict, and acts on it; every replay received goes to <paramref name="replays"/>.</summary>
+    private async Task CheckOnAsync(Hop hop, ServerInfo[] candidates, TensorData input, TensorData output, List<TensorData> replays, long started, CancellationToken cancellation)
+    {
+        var tolerance = _client.Options.CheckTolerance;
         var validators = new List<ServerInfo>();
         var deviations = new List<double>();
         SignedReplay? firstReplay = null;
@@ -118,6 +135,7 @@ public sealed partial class InferenceSession
             var signed = await SignedReplayOnAsync(candidate, hop.Blocks, input, cancellation).ConfigureAwait(false);
             if (signed is null) continue;
             var replay = signed.Output;
+            replays.Add(replay);
             _tally.ReplayedPositions += Positions;
             var (deviation, bad) = Compare(output, replay, tolerance);
             validators.Add(candidate);
@@ -149,8 +167,8 @@ public sealed partial class InferenceSession
                 if (firstReplay!.Commitment is { } validatorCommitment)
                 {
                     // The lying validator signed its replay like any step: the same evidence convicts it in others' eyes.
-                    var evidence = new FraudEvidence(validators[0].Peer.ToString(), _client.Manifest.ModelId, firstReplay.SessionId, hop.Blocks, [validatorCommitment], input,
-                        firstReplay.Output, record);
+                    var evidence = new FraudEvidence(validators[0].Peer.ToString(), _client.Manifest.ModelId, firstReplay.SessionId, hop.Blocks, [validatorCommitment], Detached(input),
+                        Detached(firstReplay.Output), record);
                     _tally.Evidence.Add(evidence);
                     if (await _client.PublishAsync(evidence, cancellation).ConfigureAwait(false)) _tally.ReportsPublished.Add(evidence.Server);
                 }
@@ -159,7 +177,7 @@ public sealed partial class InferenceSession
                 if (hop.Commitments.All(c => c is not null))
                 {
                     var evidence = new FraudEvidence(hop.Server.Peer.ToString(), _client.Manifest.ModelId, hop.SessionId, hop.Blocks,
-                        hop.Commitments.Select(c => c!).ToList(), input, output, record);
+                        hop.Commitments.Select(c => c!).ToList(), Detached(input), Detached(output), record);
                     _tally.Evidence.Add(evidence);
                     if (await _client.PublishAsync(evidence.Trimmed(firstBad!.Value), cancellation).ConfigureAwait(false)) _tally.ReportsPublished.Add(evidence.Server);
                 }
@@ -173,6 +191,9 @@ public sealed partial class InferenceSession
                 throw new VerificationFailedException($"server {hop.Server.Peer}: {why}");
         }
     }
+
+    /// <summary>A copy over an array of its own, for evidence that outlives the session's pooled buffers.</summary>
+    private static TensorData Detached(TensorData tensor) => new(tensor.Type, tensor.Shape, tensor.Bytes.ToArray());
 
     /// <summary>Runs <paramref name="input"/> from position 0 on <paramref name="server"/>'s <paramref name="blocks"/> in a fresh session, as a check does; null when the server fails.</summary>
     internal Task<TensorData?> ReplayAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation) =>

@@ -24,6 +24,8 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private readonly int _maxLength;
     private readonly List<Hop> _hops = [];
     private readonly Dictionary<int, List<TensorData>> _inputsByBlock = [];
+    // Every tensor kept for replays and checks (several lists may share one): their pooled buffers go back when the session ends.
+    private readonly HashSet<TensorData> _held = new(ReferenceEqualityComparer.Instance);
     private readonly Channel<HopEvent> _events = Channel.CreateBounded<HopEvent>(new BoundedChannelOptions(EventCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly CancellationTokenSource _closing = new();
     private readonly List<Task> _readers = [];
@@ -51,6 +53,12 @@ public sealed partial class InferenceSession : IAsyncDisposable
 
     /// <summary>Servers replaced so far.</summary>
     public int Recoveries { get; private set; }
+
+    /// <summary>
+    /// Bytes of activations this session has received in step results (payloads only, framing and commitments not counted):
+    /// every hop's output of every step, stale ones, recovery replays and checks' validator replays included.
+    /// </summary>
+    public long ActivationBytesReceived { get; private set; }
 
     /// <summary>The route now: each hop's server, blocks, steps and mean latency.</summary>
     public IReadOnlyList<HopReport> Route => _hops.Select(h => h.Report()).ToList();
@@ -88,14 +96,21 @@ public sealed partial class InferenceSession : IAsyncDisposable
 
         foreach (var hop in _hops)
         {
+            Hold(state.InputAt(hop.Blocks.Start)!);
             InputsAt(hop.Blocks.Start).Add(state.InputAt(hop.Blocks.Start)!);
             hop.Record(state.Latency(hop.Blocks, Time));
         }
         if (Verifying) VerifyCommitments(state, start, tokens.Length);
         Positions = start + tokens.Length;
         if (Verifying) await CheckWindowAsync(final: false, cancellation).ConfigureAwait(false);
-        return _client.Tail.Run(Id, state.Outputs[BlockCount], start).LastRowAsFloats();
+        using var logits = _client.Tail.Run(Id, state.Outputs[BlockCount], start);
+        // Outputs not kept (the last hop's when no check needs it, those of hops replaced during the step) are done with.
+        foreach (var output in state.Outputs.Values)
+            if (!_held.Contains(output)) output.Dispose();
+        return logits.LastRowAsFloats();
     }
+
+    private void Hold(TensorData tensor) => _held.Add(tensor);
 
     private async Task<int?> RunChainedAsync(StepState state, int start, CancellationToken cancellation)
     {
@@ -118,6 +133,16 @@ public sealed partial class InferenceSession : IAsyncDisposable
         {
             var hop = _hops[i];
             var input = state.InputAt(hop.Blocks.Start);
+            if (input is null && i > 0)
+            {
+                // A chained step's hop before pushes on before it sends the client its copy: that copy may still be on its
+                // way when this hop fails or is replaced, so it is awaited unless the hop before fails as well.
+                var before = _hops[i - 1];
+                var failedBefore = await WaitAsync(() => state.Outputs.ContainsKey(hop.Blocks.Start) || before.IsBroken || state.FailedHops.Contains(before),
+                    state, cancellation, only: before).ConfigureAwait(false);
+                if (failedBefore is not null) return failedBefore;
+                input = state.InputAt(hop.Blocks.Start);
+            }
             if (input is null) return Math.Max(i - 1, 0);
             state.SentAt[hop.Blocks.Start] = Time.GetTimestamp();
             if (!await TrySendAsync(hop, new Step(state.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)) return i;
@@ -181,7 +206,12 @@ public sealed partial class InferenceSession : IAsyncDisposable
     {
         var hop = next.Hop;
         // A replaced hop's last words (its stream closing, a late error) concern nobody now.
-        if (hop.IsDisposed) return null;
+        if (next.Message is StepResult received) ActivationBytesReceived += received.Activation.Bytes.Length;
+        if (hop.IsDisposed)
+        {
+            (next.Message as StepResult)?.Activation.Dispose();
+            return null;
+        }
         switch (next.Message)
         {
             case SessionOpened when hop.Refusal is null:
@@ -191,6 +221,8 @@ public sealed partial class InferenceSession : IAsyncDisposable
                 hop.Refusal = $"{error.Code}: {error.Message}";
                 return null;
             case StepResult result when state is not null && result.StepId == state.Id:
+                // A step re-run after a recovery may bring a span's output again; the first copy is dropped unless kept.
+                if (state.Outputs.GetValueOrDefault(result.BlockEnd) is { } earlier && !_held.Contains(earlier) && !ReferenceEquals(earlier, state.Head)) earlier.Dispose();
                 state.Outputs[result.BlockEnd] = result.Activation;
                 state.Commitments[result.BlockEnd] = result.Commitment;
                 state.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
@@ -207,6 +239,10 @@ public sealed partial class InferenceSession : IAsyncDisposable
                 if (!hop.IsOpen) hop.Refusal ??= "connection closed";
                 _lastFailure = next.Ended ?? "its stream ended";
                 return state is null ? null : Blamed(hop);
+            case StepResult stale:
+                // A result of an earlier step (one given up on): nothing waits for it.
+                stale.Activation.Dispose();
+                return null;
             default:
                 return null;
         }
@@ -280,6 +316,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
                 || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
                 || !replay.Outputs.ContainsKey(hop.Blocks.End))
                 throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
+            Hold(replay.Outputs[hop.Blocks.End]);
             if (Verifying) hop.Keep(input, replay.Outputs[hop.Blocks.End], replay.Commitments.GetValueOrDefault(hop.Blocks.End));
             input = replay.Outputs[hop.Blocks.End];
             if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [input];
@@ -381,6 +418,12 @@ public sealed partial class InferenceSession : IAsyncDisposable
         _events.Writer.TryComplete();
         await Task.WhenAll(_readers).ConfigureAwait(false);
         _closing.Dispose();
+        while (_events.Reader.TryRead(out var left))
+            (left.Message as StepResult)?.Activation.Dispose();
+        foreach (var tensor in _held) tensor.Dispose();
+        _held.Clear();
+        foreach (var hop in _hops) hop.Forget();
+        _inputsByBlock.Clear();
     }
 
     /// <param name="Message">Null when the stream ended, for the reason <paramref name="Ended"/> gives.</param>
@@ -413,6 +456,14 @@ public sealed partial class InferenceSession : IAsyncDisposable
             Inputs.Add(input);
             Outputs.Add(output);
             Commitments.Add(commitment);
+        }
+
+        /// <summary>Drops the kept history (the session has returned its buffers).</summary>
+        public void Forget()
+        {
+            Inputs.Clear();
+            Outputs.Clear();
+            Commitments.Clear();
         }
 
         public void Record(TimeSpan latency)

@@ -459,7 +459,7 @@ public sealed partial class MeshClient : IAsyncDisposable
         var limit = TextGenerator.PositionLimit(promptTokens, options, Manifest.Config!.MaxSequence);
         var finish = !stopped && generated >= limit - promptTokens + 1 ? FinishReason.Length : FinishReason.Stop;
         return new GenerationResult(promptText.ToString() + completion, promptTokens, generated, TimeSpan.Zero, session.Route, session.Recoveries, session.Mode,
-            completion.ToString(), finish, tally.Report() with { Judgements = Judgements }, firstToken);
+            completion.ToString(), finish, tally.Report() with { Judgements = Judgements }, firstToken, session.ActivationBytesReceived);
     }
 
     /// <summary>Where the first stop sequence begins in <paramref name="text"/>, looking only from <paramref name="from"/> (earlier text was searched already); -1 if none.</summary>

@@ -58,6 +58,38 @@ public static class ModelComparison
     public static QuantizationQuality Compare(LocalModel reference, LocalModel candidate, IReadOnlyList<string> prompts, int newTokens) =>
         Compare(reference, candidate, prompts.Select(p => TextGenerator.EncodePrompt(reference.Tokenizer, p)).ToList(), newTokens);
 
+    /// <summary>
+    /// The perplexity of <paramref name="model"/> on <paramref name="sequences"/> of token ids (each run as one prefill in a fresh
+    /// session): exp of the mean negative log-likelihood of every token after each sequence's first.
+    /// </summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> when no sequence has two tokens, or one is longer than the model's context.</exception>
+    public static HeldOutPerplexity Perplexity(LocalModel model, IReadOnlyList<IReadOnlyList<int>> sequences)
+    {
+        var scored = sequences.Where(s => s.Count >= 2).ToList();
+        if (scored.Count == 0)
+            throw new MeshException(MeshErrorCode.InvalidArgument, "perplexity needs at least one sequence of two or more tokens");
+        if (scored.FirstOrDefault(s => s.Count > model.Config.MaxSequence) is { } tooLong)
+            throw new MeshException(MeshErrorCode.InvalidArgument, $"a sequence of {tooLong.Count} tokens is longer than the model's context of {model.Config.MaxSequence}");
+        var vocab = model.Config.Vocab;
+        double nll = 0;
+        long tokens = 0;
+        foreach (var sequence in scored)
+        {
+            var ids = sequence.ToArray();
+            var logits = Logits(model, ids);
+            for (var p = 0; p < ids.Length - 1; p++)
+            {
+                nll -= LogSoftmax(logits.AsSpan(p * vocab, vocab))[ids[p + 1]];
+                tokens++;
+            }
+        }
+        return new HeldOutPerplexity(scored.Count, (int)tokens, nll / tokens, Math.Exp(nll / tokens));
+    }
+
+    /// <summary><see cref="Perplexity(LocalModel, IReadOnlyList{IReadOnlyList{int}})"/> over texts, each encoded with the model's tokenizer as a prompt is (BOS first where the tokenizer adds one).</summary>
+    public static HeldOutPerplexity Perplexity(LocalModel model, IReadOnlyList<string> texts) =>
+        Perplexity(model, texts.Select(t => TextGenerator.EncodePrompt(model.Tokenizer, t)).ToList());
+
     /// <summary>KL(p ‖ q) of the softmax distributions of two logit rows, in nats.</summary>
     public static double KlDivergence(ReadOnlySpan<float> p, ReadOnlySpan<float> q)
     {

@@ -12,9 +12,17 @@ namespace InferenceMesh.Core;
 /// </summary>
 public sealed class TensorData : IDisposable
 {
+    private static long _rents;
+    private static long _returns;
     private readonly ReadOnlyMemory<byte> _bytes;
     private byte[]? _rented;
     private bool _returned;
+
+    /// <summary>Buffers pooled tensors have rented, process-wide, since the process started (with <see cref="PoolReturns"/>: a leak check).</summary>
+    public static long PoolRents => Interlocked.Read(ref _rents);
+
+    /// <summary>Buffers pooled tensors have given back by <see cref="Dispose"/>, process-wide; a buffer left to the collector is never counted.</summary>
+    public static long PoolReturns => Interlocked.Read(ref _returns);
 
     public TensorData(DType type, long[] shape, byte[] bytes)
         : this(type, shape, bytes, rented: null)
@@ -89,6 +97,7 @@ public sealed class TensorData : IDisposable
         if (rented is null) return;
         _returned = true;
         ArrayPool<byte>.Shared.Return(rented);
+        Interlocked.Increment(ref _returns);
     }
 
     /// <summary>The values as float32, converting float16 (fp16 exports give fp16 logits and activations); a fresh array.</summary>
@@ -124,6 +133,8 @@ public sealed class TensorData : IDisposable
         if (ElementCount(shape) * type.ByteSize() != length)
             throw new MeshException(MeshErrorCode.ShapeMismatch,
                 $"tensor of shape [{string.Join(',', shape)}] {type} needs {ElementCount(shape) * type.ByteSize()} bytes, got {length}");
-        return ArrayPool<byte>.Shared.Rent(length);
+        var rented = ArrayPool<byte>.Shared.Rent(length);
+        Interlocked.Increment(ref _rents);
+        return rented;
     }
 }

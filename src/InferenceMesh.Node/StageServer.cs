@@ -255,11 +255,12 @@ public sealed class StageServer : IAsyncDisposable
             try
             {
                 if ((output = await ComputeAsync(session, step).ConfigureAwait(false)) is null) continue;
-                // The client keeps every span's output as the next span's replay input, even when the step goes on.
-                // It is sent before the next hop's step so that, on the client's stream, it always precedes a
-                // NextHopFailed error about this step: recovery then finds the failed hop's input and blames the right server.
+                // The client keeps every span's output as the next span's replay input and for checks, even when the step goes
+                // on. The next hop gets it first: the client's copy leaves the critical path. A NextHopFailed error about this
+                // step still follows the copy on the client's stream, so recovery finds the failed hop's input.
+                var forwardFailure = step.Route.Count > 0 ? await ForwardAsync(session, step, output).ConfigureAwait(false) : null;
                 await SendQuietlyAsync(session.Owner, new StepResult(step.StepId, session.Id, session.Blocks.End, output, Commit(session, step, output))).ConfigureAwait(false);
-                if (step.Route.Count > 0) await ForwardAsync(session, step, output).ConfigureAwait(false);
+                if (forwardFailure is not null) await SendQuietlyAsync(session.Owner, forwardFailure).ConfigureAwait(false);
             }
             finally
             {
@@ -369,9 +370,9 @@ public sealed class StageServer : IAsyncDisposable
 
     /// <summary>
     /// Sends the step's output to the first hop of its route as a step of that hop's session. Whatever goes wrong
-    /// there (the connector is pluggable) is the next hop's failure, reported to the session's client.
+    /// there (the connector is pluggable) is the next hop's failure: the error for the session's client is returned, null when sent.
     /// </summary>
-    private async Task ForwardAsync(ServerSession session, Step step, TensorData output)
+    private async Task<StageError?> ForwardAsync(ServerSession session, Step step, TensorData output)
     {
         var hop = step.Route[0];
         var entry = _nextHops.GetOrAdd(hop.PeerId, static (peer, state) => new Lazy<Task<NextHop>>(() => state.Server.ConnectNextHopAsync(peer, state.Addresses)), (Server: this, hop.Addresses));
@@ -385,11 +386,12 @@ public sealed class StageServer : IAsyncDisposable
                 throw new IOException("the stream to it has closed");
             }
             await next.Channel.SendAsync(new Step(step.StepId, hop.SessionId, step.StartPosition, output, step.Route.Skip(1).ToList())).ConfigureAwait(false);
+            return null;
         }
         catch (Exception e)
         {
             _nextHops.TryRemove(KeyValuePair.Create(hop.PeerId, entry));
-            await SendQuietlyAsync(session.Owner, new StageError(step.StepId, session.Id, StageErrorCode.NextHopFailed, $"next hop {hop.PeerId} failed: {e.Message}")).ConfigureAwait(false);
+            return new StageError(step.StepId, session.Id, StageErrorCode.NextHopFailed, $"next hop {hop.PeerId} failed: {e.Message}");
         }
         finally
         {

@@ -75,7 +75,7 @@ public sealed class QuantizeCommandTests
     }
 
     [Fact]
-    public async Task BenchQuantizePrintsSpeedMemoryAndQualityOfEachModelAgainstTheFirst()
+    public async Task BenchQuantizePrintsSpeedMemoryQualityAndHeldOutPerplexityOfEachModelAgainstTheFirst()
     {
         var parent = TestModels.NewTempDirectory("cli-bench-quantize");
         try
@@ -86,7 +86,7 @@ public sealed class QuantizeCommandTests
             // The real executable: the bench measures memory in a fresh process of itself per model.
             var cli = Path.Combine(AppContext.BaseDirectory, "inferencemesh.dll");
             var start = new ProcessStartInfo("dotnet", [cli, "bench", "quantize", "--models", $"fp32={TestModels.Stories260K},int8={int8}", "--tokens", "8", "--repeat", "1",
-                "--prompts", "2", "--compare-tokens", "4"]) { RedirectStandardError = true, RedirectStandardOutput = true };
+                "--prompts", "2", "--compare-tokens", "4", "--held-out", Path.Combine(TestModels.RepositoryRoot, "models", "held-out", "stories.txt")]) { RedirectStandardError = true, RedirectStandardOutput = true };
             using var process = Process.Start(start)!;
             var error = process.StandardError.ReadToEndAsync();
             var output = await process.StandardOutput.ReadToEndAsync();
@@ -94,6 +94,10 @@ public sealed class QuantizeCommandTests
             Assert.True(process.ExitCode == 0, await error);
             Assert.Matches(@"\| fp32 \| exact \| 1,090,474 \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", output);
             Assert.Matches(@"\| int8 \| int8 block 32 MatMulNBits accuracy 4 \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ – [\d.]+ \| [\d.]+ % \|", output);
+            // Perplexity on our held-out stories closes each model's row (fp32 5.79, int8 5.79 when measured).
+            Assert.Matches(@"\| fp32 \| exact \|.* \| 5\.\d+ \|\r?\n", output);
+            Assert.Matches(@"\| int8 \| int8 .* \| 5\.\d+ \|\r?\n", output);
+            Assert.Contains("perplexity over the 8 passages of", output);
         }
         finally
         {

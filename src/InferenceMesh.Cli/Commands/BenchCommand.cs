@@ -119,10 +119,14 @@ public static class BenchCommand
         var compared = new Option<int>("--compare-tokens") { Description = "Greedy tokens continued per prompt in the quality comparison", DefaultValueFactory = _ => 32 };
         var runC = new Option<string?>("--run-c") { Description = "llama2.c's run.c source: built with gcc -Ofast -fopenmp -march=native and run on --llama2c's checkpoint, OpenMP on every core, as the C reference" };
         var checkpoint = new Option<string?>("--llama2c") { Description = "The first model's weights as a llama2.c checkpoint (model synth --llama2c-out), for --run-c" };
-        var memoryOf = new Option<string?>("--memory-of") { Description = "Internal: open this one model, generate --tokens positions and print the process's working set as JSON", Hidden = true };
-        var command = new Command("quantize", "Exact against quantized models in one process: tokens/s, bytes on disk, working set, and quality against the first (greedy agreement, KL, logit error)")
+        var heldOut = new Option<string?>("--held-out")
         {
-            models, tokens, repeat, prompts, compared, runC, checkpoint, memoryOf,
+            Description = "Text file of held-out passages, one per non-empty line, for each model's perplexity (encoded with each model's tokenizer); without it, 8 seeded sequences of 64 token ids",
+        };
+        var memoryOf = new Option<string?>("--memory-of") { Description = "Internal: open this one model, generate --tokens positions and print the process's working set as JSON", Hidden = true };
+        var command = new Command("quantize", "Exact against quantized models in one process: tokens/s, bytes on disk, working set, and quality against the first (greedy agreement, KL, logit error), and perplexity on held-out text")
+        {
+            models, tokens, repeat, prompts, compared, runC, checkpoint, heldOut, memoryOf,
         };
         command.SetAction(async (parse, cancellation) =>
         {
@@ -176,14 +180,20 @@ public static class BenchCommand
                 var random = new Random(1);
                 var promptIds = Enumerable.Range(0, parse.GetValue(prompts))
                     .Select(i => (IReadOnlyList<int>)Enumerable.Range(0, 4 + i % 5).Select(_ => random.Next(3, vocab)).ToList()).ToList();
-                console.Out.WriteLine($"| model | weights | bytes on disk | working set after a run | peak working set | tokens/s | ms/token (median) | min – max | top-1 agreement | greedy prefix kept | mean KL (nats) | max KL | max logit error | mean logit error |");
-                console.Out.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                var passages = parse.GetValue(heldOut) is { } heldOutFile
+                    ? File.ReadAllLines(heldOutFile).Select(l => l.Trim()).Where(l => l.Length > 0).ToList()
+                    : null;
+                var seededIds = Enumerable.Range(0, 8).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 64).Select(_ => random.Next(3, vocab)).ToList()).ToList();
+                HeldOutPerplexity PerplexityOf(LocalModel local) =>
+                    passages is null ? ModelComparison.Perplexity(local, seededIds) : ModelComparison.Perplexity(local, passages);
+                console.Out.WriteLine($"| model | weights | bytes on disk | working set after a run | peak working set | tokens/s | ms/token (median) | min – max | top-1 agreement | greedy prefix kept | mean KL (nats) | max KL | max logit error | mean logit error | perplexity |");
+                console.Out.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
                 for (var m = 0; m < opened.Count; m++)
                 {
                     var perToken = Statistics.Median(times[m]);
                     var quality = m == 0 ? "– | – | – | – | – | –" : Format(ModelComparison.Compare(opened[0], opened[m], promptIds, parse.GetValue(compared)));
                     var weights = Onnx.ModelStore.TryReadDescription(entries[m].Directory)?.Quantization ?? "exact";
-                    console.Out.WriteLine($"| {entries[m].Label} | {weights} | {memory[m].Disk:N0} | {memory[m].Figures.WorkingSet:N0} | {memory[m].Figures.PeakWorkingSet:N0} | {1000 / perToken:F1} | {perToken:F3} | {times[m].Min():F3} – {times[m].Max():F3} | {quality} |");
+                    console.Out.WriteLine($"| {entries[m].Label} | {weights} | {memory[m].Disk:N0} | {memory[m].Figures.WorkingSet:N0} | {memory[m].Figures.PeakWorkingSet:N0} | {1000 / perToken:F1} | {perToken:F3} | {times[m].Min():F3} – {times[m].Max():F3} | {quality} | {PerplexityOf(opened[m]).Perplexity:G5} |");
                 }
                 if (parse.GetValue(runC) is { } source)
                 {
@@ -192,11 +202,15 @@ public static class BenchCommand
                     var rates = new List<double>();
                     for (var r = 0; r < runs; r++) rates.Add(await RunLlama2c(source, weights, tokenizer, positions, cancellation));
                     var median = Statistics.Median(rates);
-                    console.Out.WriteLine($"| run.c (llama2.c, gcc -Ofast -fopenmp -march=native, {Environment.ProcessorCount} OpenMP threads) | fp32 | {new FileInfo(weights).Length:N0} | – | – | {median:F1} | {1000 / median:F3} | {1000 / rates.Max():F3} – {1000 / rates.Min():F3} | – | – | – | – | – | – |");
+                    console.Out.WriteLine($"| run.c (llama2.c, gcc -Ofast -fopenmp -march=native, {Environment.ProcessorCount} OpenMP threads) | fp32 | {new FileInfo(weights).Length:N0} | – | – | {median:F1} | {1000 / median:F3} | {1000 / rates.Max():F3} – {1000 / rates.Min():F3} | – | – | – | – | – | – | – |");
                 }
                 console.Out.WriteLine();
                 console.Out.WriteLine($"quality over {promptIds.Count} seeded prompts of 4–8 token ids, {parse.GetValue(compared)} greedy tokens each, against {entries[0].Label}; "
                     + "memory measured in a fresh process per model (open, one run of --tokens positions)");
+                var scored = PerplexityOf(opened[0]);
+                console.Out.WriteLine(passages is null
+                    ? $"perplexity over {scored.Sequences} seeded sequences of 64 token ids ({scored.Tokens} predicted tokens)"
+                    : $"perplexity over the {scored.Sequences} passages of {parse.GetValue(heldOut)} ({scored.Tokens} predicted tokens, {entries[0].Label}'s tokenizer)");
             }
             finally
             {
@@ -336,9 +350,9 @@ public static class BenchCommand
                 single.Generate("", options with { MaxTokens = 8, MaxPositions = 8 }).ToList();
                 local = Median(runs, () => single.Generate("", options).Count()) / positions;
             }
-            console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor |");
-            console.Out.WriteLine("|---|---:|---:|---:|---:|");
-            console.Out.WriteLine($"| one process (unsplit) | – | {local:F3} | – | – |");
+            console.Out.WriteLine("| configuration | link delay (one way) | ms/token | floor ms/token | over floor | client bytes received per token |");
+            console.Out.WriteLine("|---|---:|---:|---:|---:|---:|");
+            console.Out.WriteLine($"| one process (unsplit) | – | {local:F3} | – | – | – |");
 
             foreach (var delayText in parse.GetValue(delays)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
@@ -354,6 +368,7 @@ public static class BenchCommand
                         await using (var probe = await client.OpenSessionAsync(8, cancellation)) routeLength = probe.Route.Count;
                         await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
                         // Route planning and session opening happen once per generation; time the steps alone.
+                        var receivedBefore = client.Traffic.BytesReceived;
                         var perToken = await MedianAsync(runs, async () =>
                         {
                             await using var session = await client.OpenSessionAsync(positions, cancellation);
@@ -361,11 +376,13 @@ public static class BenchCommand
                             await new TextGenerator(client.Tokenizer, positions).GenerateAsync("", options, session.StepAsync, cancellation).CountAsync(cancellation);
                             return watch.Elapsed.TotalMilliseconds;
                         }) / positions;
+                        // Whole frames (commitments included) over the timed generations, session opening and closing included.
+                        var receivedPerToken = (double)(client.Traffic.BytesReceived - receivedBefore) / (runs * positions);
                         var hops = mode == RouteMode.Chained ? routeLength + 1 : 2 * routeLength;
                         var floor = local + hops * delay.TotalMilliseconds;
-                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% |");
+                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% | {receivedPerToken:F0} |");
                         if (delay == TimeSpan.Zero)
-                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – |");
+                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – | – |");
                     }
                     if (delay == TimeSpan.Zero)
                     {

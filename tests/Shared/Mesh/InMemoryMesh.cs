@@ -10,7 +10,8 @@ namespace InferenceMesh.Tests.Shared;
 /// connector; its node list (dead nodes included, as the DHT keeps them until they expire) is the directory. <see cref="Kill"/> cuts a node off as SIGKILL would: its
 /// streams break mid-frame and new connections are refused, while the directory still lists it.
 /// </summary>
-public sealed class InMemoryMesh : IAsyncDisposable
+/// <param name="recordFrames">Whether every node decodes a copy of each frame it reads into <see cref="MeshNode.Received"/>; off for tests that count pooled buffers (the copies are never returned).</param>
+public sealed class InMemoryMesh(bool recordFrames = true) : IAsyncDisposable
 {
     private readonly List<MeshNode> _nodes = [];
     private readonly List<Link> _links = [];
@@ -91,7 +92,8 @@ public sealed class InMemoryMesh : IAsyncDisposable
         _ = PumpAsync(serverOutput.Reader, backward.Writer, target);
         var received = new List<StageMessage>();
         lock (_gate) target.Received.Add(received);
-        _ = target.Server.ServeAsync(new StageChannel(new RecordingPipe(new DuplexPipe(forward.Reader, serverOutput.Writer), received, _gate)));
+        var serverPipe = new DuplexPipe(forward.Reader, serverOutput.Writer);
+        _ = target.Server.ServeAsync(new StageChannel(recordFrames ? new RecordingPipe(serverPipe, received, _gate) : serverPipe));
         var callerOutput = new Pipe();
         var caller = _nodes.SingleOrDefault(n => n.PeerId == from);
         if (caller is null) return new DuplexPipe(backward.Reader, forward.Writer);
