@@ -507,13 +507,18 @@ public sealed partial class InferenceSession : IAsyncDisposable
 
         public TensorData? InputAt(int block) => block == 0 ? Head : Outputs.GetValueOrDefault(block);
 
-        /// <summary>From the hop's input leaving here (or, chained, arriving here from the hop before) to its output arriving.</summary>
+        /// <summary>
+        /// From the hop's input leaving here to its output arriving; chained, from the last thing this client saw of the
+        /// step before that output (the step leaving, or an earlier hop's copy arriving). A chained server sends the client
+        /// its copy only after pushing the step on, so the next hop's output may arrive first: counting from the hop
+        /// before's copy would then give a negative time.
+        /// </summary>
         public TimeSpan Latency(BlockRange blocks, TimeProvider time)
         {
             if (!ArrivedAt.TryGetValue(blocks.End, out var arrived)) return TimeSpan.Zero;
-            var from = SentAt.TryGetValue(blocks.Start, out var sent) ? sent
-                : ArrivedAt.TryGetValue(blocks.Start, out var before) ? before
-                : started;
+            if (SentAt.TryGetValue(blocks.Start, out var sent)) return time.GetElapsedTime(sent, arrived);
+            var earlierArrivals = ArrivedAt.Where(a => a.Key <= blocks.Start).Select(a => a.Value);
+            var from = SentAt.Values.Concat(earlierArrivals).Where(t => t <= arrived).Append(started).Max();
             return time.GetElapsedTime(from, arrived);
         }
     }

@@ -97,6 +97,14 @@ public sealed class SoakRunnerTests
     }
 
     [Fact]
+    public void AClientStartedLongBeforeTheSoakIsStillJudged()
+    {
+        // The CI soak's client is the test process, minutes old when the soak starts: its ages begin far past the warm-up.
+        var checks = SoakRunner.CheckGrowth(Series("client", _ => (140, 140, 17), startedAt: -500), Options);
+        Assert.All(checks, c => Assert.True(c.Judged && !c.Grew, $"{c.Resource}: judged {c.Judged}, {c.SecondThirdMedian} -> {c.LastThirdMedian}"));
+    }
+
+    [Fact]
     public void AProcessWithTooFewWarmSamplesIsNotJudged()
     {
         var checks = SoakRunner.CheckGrowth(Series("node-3", t => (100, 100, 10 + (int)t), from: 580), Options);

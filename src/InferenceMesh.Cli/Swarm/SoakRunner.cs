@@ -61,7 +61,7 @@ public static class SoakRunner
 
     /// <summary>
     /// The flatness rule: for each process name and resource, leave out samples younger than <see cref="SoakOptions.WarmUp"/>,
-    /// split the rest by the sampled process's age into thirds of <c>[WarmUp, oldest age seen]</c>, and take the median of
+    /// split the rest by the sampled process's age into thirds of <c>[youngest, oldest]</c> warm age seen, and take the median of
     /// the second and the last third; RSS or threads grew when the last is above <c>second × (1 + GrowthFraction) + slack</c>,
     /// open files when it is above <c>second + FdSlack</c>. By age, not by the run's clock, because a leak grows with the
     /// life of the process that leaks, and a node restarted every few minutes is a new process: thirds of the run's clock
@@ -85,13 +85,16 @@ public static class SoakRunner
         {
             var warmUp = options.WarmUp.TotalSeconds;
             var warm = samples.Where(s => s.Process == process && s.AgeSeconds >= warmUp).ToList();
-            var third = warm.Count == 0 ? 0 : (warm.Max(s => s.AgeSeconds) - warmUp) / 3;
+            // From the youngest warm sample, not from the warm-up: a process started long before the soak (the client
+            // inside a test run) has no samples at young ages, and thirds from the warm-up would leave its second third empty.
+            var youngest = warm.Count == 0 ? warmUp : warm.Min(s => s.AgeSeconds);
+            var third = warm.Count == 0 ? 0 : (warm.Max(s => s.AgeSeconds) - youngest) / 3;
             foreach (var (name, value, fraction, slack) in resources)
             {
                 // The node's own counters exist only for processes that serve metrics (not the bootstrap or the client).
                 if (!samples.Any(s => s.Process == process && value(s) is not null)) continue;
-                var second = warm.Where(s => s.AgeSeconds >= warmUp + third && s.AgeSeconds < warmUp + 2 * third).Select(value).OfType<double>().ToList();
-                var last = warm.Where(s => s.AgeSeconds >= warmUp + 2 * third).Select(value).OfType<double>().ToList();
+                var second = warm.Where(s => s.AgeSeconds >= youngest + third && s.AgeSeconds < youngest + 2 * third).Select(value).OfType<double>().ToList();
+                var last = warm.Where(s => s.AgeSeconds >= youngest + 2 * third).Select(value).OfType<double>().ToList();
                 var judged = second.Count >= 3 && last.Count >= 3;
                 var before = judged ? Statistics.Median(second) : 0;
                 var after = judged ? Statistics.Median(last) : 0;
