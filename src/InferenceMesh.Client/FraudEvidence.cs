@@ -207,7 +207,7 @@ public sealed record FraudEvidence(string Server, string ModelId, string Session
     /// server's) or one whose evidence re-runs honestly is rejected, so a report alone can never get an honest server banned.
     /// </summary>
     /// <param name="rerun">Runs the blocks over <c>[1, positions, dim]</c> from position 0 on a fresh session (the caller's own stages).</param>
-    /// <param name="tolerance">The honest tolerance, as in <see cref="MeshClientOptions.CheckTolerance"/>.</param>
+    /// <param name="tolerance">The honest tolerance for the output's type, as <see cref="MeshClientOptions.CheckToleranceFor"/> gives it.</param>
     public bool Confirm(Func<TensorData, TensorData> rerun, double tolerance)
     {
         ArgumentNullException.ThrowIfNull(rerun);

@@ -124,7 +124,7 @@ public sealed partial class InferenceSession
     /// <summary>Replays on <paramref name="candidates"/> in turn until a verdict, and acts on it; every replay received goes to <paramref name="replays"/>.</summary>
     private async Task CheckOnAsync(Hop hop, ServerInfo[] candidates, TensorData input, TensorData output, List<TensorData> replays, long started, CancellationToken cancellation)
     {
-        var tolerance = _client.Options.CheckTolerance;
+        var tolerance = _client.Options.CheckToleranceFor(output.Type);
         var validators = new List<ServerInfo>();
         var deviations = new List<double>();
         SignedReplay? firstReplay = null;

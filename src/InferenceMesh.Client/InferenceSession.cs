@@ -60,6 +60,9 @@ public sealed partial class InferenceSession : IAsyncDisposable
     /// </summary>
     public long ActivationBytesReceived { get; private set; }
 
+    /// <summary>What verification has done in this session so far: commitments checked, replays and their deviations, bans.</summary>
+    public VerificationReport Verification => _tally.Report();
+
     /// <summary>The route now: each hop's server, blocks, steps and mean latency.</summary>
     public IReadOnlyList<HopReport> Route => _hops.Select(h => h.Report()).ToList();
 

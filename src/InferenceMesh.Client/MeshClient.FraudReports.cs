@@ -86,7 +86,7 @@ public sealed partial class MeshClient
         if (PeerId.TryParse(report.Reporter, out var reporter)) exclude.Add(reporter!);
         var candidates = (await Routes.ValidatorsAsync(evidence.Blocks, exclude, cancellation).ConfigureAwait(false)).ToArray();
         Random.Shared.Shuffle(candidates);
-        var tolerance = Options.CheckTolerance;
+        var tolerance = Options.CheckToleranceFor(evidence.Output.Type);
         var positions = (int)evidence.Input.Shape[1];
         var validators = new List<string>();
         var deviations = new List<double>();

@@ -1,3 +1,4 @@
+using InferenceMesh.Core;
 using InferenceMesh.Onnx.Tokenizer;
 using InferenceMesh.P2P;
 using InferenceMesh.P2P.Transport;
@@ -67,10 +68,20 @@ public sealed record MeshClientOptions
     public int CheckWindow { get; init; } = 32;
 
     /// <summary>
-    /// The largest honest deviation of a hop's output from a validator's replay, as max |Δ| over a position's row divided by the row's
-    /// RMS. Calibrated on honest executors (ONNX Runtime and ILGPU, thread counts, decode against prefill): see <c>docs/VERIFICATION.md</c>.
+    /// The largest honest deviation of a hop's float32 output from a validator's replay, as max |Δ| over a position's row divided by the
+    /// row's RMS. Calibrated on honest executors (ONNX Runtime and ILGPU, thread counts, decode against prefill): see <c>docs/VERIFICATION.md</c>.
     /// </summary>
     public double CheckTolerance { get; init; } = 2e-4;
+
+    /// <summary>
+    /// As <see cref="CheckTolerance"/>, for a hop whose output is float16 (exports that keep activations in half precision): one
+    /// rounding step of float16 is already 1e-3 of a value, so honest replays differ by far more than float32's tolerance.
+    /// Calibrated on the ONNX Runtime GenAI builder's fp16 export: see <c>docs/VERIFICATION.md</c>.
+    /// </summary>
+    public double CheckToleranceFloat16 { get; init; } = 2e-2;
+
+    /// <summary>The tolerance a check applies to outputs of <paramref name="type"/>: <see cref="CheckToleranceFloat16"/> for float16 (never below <see cref="CheckTolerance"/>), else <see cref="CheckTolerance"/>.</summary>
+    public double CheckToleranceFor(DType type) => type == DType.Float16 ? Math.Max(CheckTolerance, CheckToleranceFloat16) : CheckTolerance;
 
     /// <summary>Seeds which windows are checked and which validators are asked (each session draws from seed + its number); null draws at random.</summary>
     public int? CheckSeed { get; init; }

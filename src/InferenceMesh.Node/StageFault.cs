@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using InferenceMesh.Core;
@@ -127,22 +128,31 @@ public sealed record StageFault(StageFault.FaultKind Kind, double Amount = 0, do
     }
 
     /// <summary>The stage's output with this fault applied at the tampered positions: a new tensor, or <paramref name="output"/> itself when the fault does not touch this stage.</summary>
-    private TensorData Tamper(TensorData output, TensorData stageInput, BlockRange blocks, bool[] tampered) => Kind switch
+    private TensorData Tamper(TensorData output, TensorData stageInput, BlockRange blocks, bool[] tampered)
     {
-        FaultKind.SkipBlock when Amount >= blocks.Start && Amount < blocks.End => PerPosition(output, tampered, (row, p) => stageInput.AsFloats().Slice(p * row.Length, row.Length).CopyTo(row)),
-        FaultKind.WeightsFp16 => PerPosition(output, tampered, (row, _) => { for (var i = 0; i < row.Length; i++) row[i] = (float)(Half)row[i]; }),
-        FaultKind.WeightsInt8 => PerPosition(output, tampered, QuantiseInt8),
-        FaultKind.WeightsOtherSeed => PerPosition(output, tampered, (row, p) => PermuteUpdate(row, stageInput.AsFloats().Slice(p * row.Length, row.Length), blocks.Start)),
-        _ => output,
-    };
+        float[]? inputs = null;
+        Span<float> InputRow(int position, int width) => (inputs ??= stageInput.ToFloatArray()).AsSpan(position * width, width);
+        return Kind switch
+        {
+            FaultKind.SkipBlock when Amount >= blocks.Start && Amount < blocks.End => PerPosition(output, tampered, (row, p) => InputRow(p, row.Length).CopyTo(row)),
+            FaultKind.WeightsFp16 => PerPosition(output, tampered, (row, _) => { for (var i = 0; i < row.Length; i++) row[i] = (float)(Half)row[i]; }),
+            FaultKind.WeightsInt8 => PerPosition(output, tampered, QuantiseInt8),
+            FaultKind.WeightsOtherSeed => PerPosition(output, tampered, (row, p) => PermuteUpdate(row, InputRow(p, row.Length), blocks.Start)),
+            _ => output,
+        };
+    }
 
+    /// <summary>A copy of <paramref name="tensor"/> (float32 or float16, kept as it is) with <paramref name="change"/> applied to the tampered positions' rows.</summary>
     private static TensorData PerPosition(TensorData tensor, bool[] tampered, RowAction change)
     {
-        var values = tensor.AsFloats().ToArray();
+        var values = tensor.ToFloatArray();
         var width = values.Length / tampered.Length;
         for (var p = 0; p < tampered.Length; p++)
             if (tampered[p]) change(values.AsSpan(p * width, width), p);
-        return TensorData.FromFloats(tensor.Shape, values);
+        if (tensor.Type != DType.Float16) return TensorData.FromFloats(tensor.Shape, values);
+        var halves = new Half[values.Length];
+        for (var i = 0; i < values.Length; i++) halves[i] = (Half)values[i];
+        return new TensorData(DType.Float16, tensor.Shape, MemoryMarshal.AsBytes(halves.AsSpan()).ToArray());
     }
 
     private delegate void RowAction(Span<float> row, int position);

@@ -28,6 +28,72 @@ public sealed class VerificationTests(ITestOutputHelper output)
     internal static MeshClient Client(InMemoryMesh mesh, MeshClientOptions options, string? preferred = null) =>
         MeshClient.Open(MeshModels.Stories260KPerBlock, mesh.DialerFor("client"), new MeshDirectory(mesh, preferred ?? mesh.Nodes[0].PeerId), options);
 
+    /// <summary>
+    /// Float16 outputs differ between honest replays by a few float16 rounding steps, ten times float32's tolerance: checked
+    /// with <see cref="MeshClientOptions.CheckToleranceFloat16"/>, honest servers of every thread count and split pass every
+    /// check in strict mode, while a server adding noise is still convicted in every session it serves.
+    /// </summary>
+    [Fact]
+    public async Task Float16OutputsAreCheckedWithTheirOwnToleranceHonestServersPassAndALiarIsConvicted()
+    {
+        var split = MeshModels.LlamaGenAiFp16PerBlock;
+        var options = new MeshClientOptions { Verify = VerifyMode.Strict, CheckWindow = 8 };
+        var tolerance = options.CheckToleranceFor(DType.Float16);
+        Assert.Equal(options.CheckTolerance, options.CheckToleranceFor(DType.Float32));
+        await using (var mesh = Float16Swarm(split, fault: null))
+        {
+            var deviations = new List<double>();
+            for (var seed = 0; seed < 24; seed++)
+            {
+                await using var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh, mesh.Nodes[seed % mesh.Nodes.Count].PeerId),
+                    options with { CheckSeed = seed, Mode = seed % 2 == 0 ? RouteMode.Chained : RouteMode.Relayed });
+                await using var session = await client.OpenSessionAsync(64);
+                await RandomWalkAsync(session, seed, 64);
+                var report = session.Verification;
+                Assert.Empty(report.Banned);
+                Assert.NotEmpty(report.Checks);
+                Assert.All(report.Checks, c => Assert.Equal(CheckVerdict.Passed, c.Verdict));
+                deviations.AddRange(report.Checks.SelectMany(c => c.Deviations));
+            }
+            var overFloat32 = deviations.Count(d => d > options.CheckTolerance);
+            output.WriteLine($"fp16 honest: {deviations.Count} replays, largest deviation {deviations.Max():G3} × RMS (tolerance {tolerance}); {overFloat32} would fail float32's {options.CheckTolerance}");
+            Assert.True(deviations.Max() < tolerance / 4, $"honest fp16 deviation {deviations.Max()} is within a factor 4 of the tolerance {tolerance}");
+        }
+        await using (var mesh = Float16Swarm(split, StageFault.Parse(["noise=0.05"])))
+        {
+            var liar = mesh.Nodes[0].PeerId;
+            for (var seed = 0; seed < 4; seed++)
+            {
+                await using var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh, liar), options with { CheckSeed = seed });
+                await using var session = await client.OpenSessionAsync(64);
+                var caught = await Assert.ThrowsAnyAsync<MeshException>(() => RandomWalkAsync(session, seed, 64));
+                Assert.Equal(MeshErrorCode.IntegrityMismatch, caught.Code);
+                Assert.Contains(liar, caught.Message);
+                Assert.Contains(liar, session.Verification.Banned);
+            }
+        }
+    }
+
+    /// <summary>Five servers of the fp16 export: three of both blocks (1, 2 and 3 threads, the first faulty when given), one of each block.</summary>
+    private static InMemoryMesh Float16Swarm(string split, StageFault? fault)
+    {
+        var mesh = new InMemoryMesh();
+        mesh.AddNode(split, new BlockRange(0, 2), fault: fault);
+        mesh.AddNode(split, new BlockRange(0, 2), threads: 2);
+        mesh.AddNode(split, new BlockRange(0, 2), threads: 3);
+        mesh.AddNode(split, new BlockRange(0, 1), threads: 2);
+        mesh.AddNode(split, new BlockRange(1, 2));
+        return mesh;
+    }
+
+    /// <summary>Steps <paramref name="session"/> through a 4-token prompt and seeded random tokens up to <paramref name="length"/> positions.</summary>
+    private static async Task RandomWalkAsync(InferenceSession session, int seed, int length)
+    {
+        var random = new Random(seed);
+        var logits = await session.StepAsync([1, 5, 9, 13], 0);
+        for (var position = 4; position < length; position++) logits = await session.StepAsync([random.Next(logits.Length)], position);
+    }
+
     public static TheoryData<string> Faults() => ["noise=0.05", "skip-block=2", "weights=fp16", "weights=int8", "weights=other-seed", "noise=1,rate=0.01"];
 
     [Theory]
