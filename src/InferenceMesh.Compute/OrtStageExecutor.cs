@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using InferenceMesh.Core;
+using InferenceMesh.Onnx.Import;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -8,7 +9,10 @@ namespace InferenceMesh.Compute;
 /// <summary>
 /// Runs one stage graph on ONNX Runtime (CPU) and keeps each session's KV cache as the ONNX Runtime
 /// values the stage returned, fed back on the next step without a copy. The activation is read in place (pinned);
-/// the output is one copy into a pooled tensor that the caller owns.
+/// the output is one copy into a pooled tensor that the caller owns. For a graph that takes padded pasts
+/// (<see cref="LlamaOnnxBuilder.PastPaddingKey"/>), each session's cache is instead a buffer of a multiple of the padding
+/// block, zeros after its length, fed as it is and given the step's new keys and values after each run; then sessions
+/// at any positions share a run (<see cref="RunBatch"/>).
 /// </summary>
 public sealed class OrtStageExecutor : IStageExecutor
 {
@@ -24,6 +28,7 @@ public sealed class OrtStageExecutor : IStageExecutor
     private readonly TensorElementType[] _contextTypes;
     private readonly DType _activationType;
     private readonly int[] _pastBatchAxes;
+    private readonly int _pastPadding;
     private long _batchedRuns;
     private long _batchedRows;
 
@@ -67,6 +72,26 @@ public sealed class OrtStageExecutor : IStageExecutor
             && _pastBatchAxes.All(a => a >= 0)
             && _contextInfos.Where(c => ContextInputs.IsPerRow(c.Name)).All(c => FirstSymbolic(c.Shape) == 0);
         ActivationWidth = stage.Inputs.Single(i => i.Name == stage.ActivationInput).Shape.Select(d => long.TryParse(d, out var v) ? v : 0).LastOrDefault();
+        _pastPadding = Batchable ? PastPaddingOf(_session, stage, _staticCacheLength) : 0;
+    }
+
+    /// <summary>
+    /// The block this stage's pasts are padded to a multiple of (positions), or 0 when they are fed at their length: the
+    /// graph must declare it (<see cref="LlamaOnnxBuilder.PastPaddingKey"/>), keep growing <c>[b,h,past,d]</c> caches and
+    /// take no context input but positions and mask, which are all that padding changes.
+    /// </summary>
+    public int PastPadding => _pastPadding;
+
+    private static int PastPaddingOf(InferenceSession session, StageDescriptor stage, long? staticCacheLength)
+    {
+        if (!session.ModelMetadata.CustomMetadataMap.TryGetValue(LlamaOnnxBuilder.PastPaddingKey, out var text)
+            || !int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var block) || block < 1)
+            return 0;
+        var usable = stage.State.Count > 0 && staticCacheLength is null
+            && stage.ContextInputs.All(c => c is ContextInputs.PositionIds or ContextInputs.AttentionMask)
+            && stage.ContextInputs.Contains(ContextInputs.AttentionMask)
+            && stage.State.All(s => stage.Inputs.Single(i => i.Name == s.Past).Shape.Count == 4);
+        return usable ? block : 0;
     }
 
     public StageDescriptor Stage { get; }
@@ -81,6 +106,14 @@ public sealed class OrtStageExecutor : IStageExecutor
 
     public TensorData Run(string sessionId, TensorData activation, int startPosition)
     {
+        if (_pastPadding > 0)
+        {
+            var item = new StageBatchItem(sessionId, activation, startPosition);
+            Prepare(sessionId, activation, startPosition);
+            var result = new StageBatchResult[1];
+            RunPadded([item], [0], result);
+            return result[0].Output ?? throw result[0].Error!;
+        }
         var cache = Prepare(sessionId, activation, startPosition);
         var steps = (int)activation.Shape[1];
 
@@ -128,12 +161,12 @@ public sealed class OrtStageExecutor : IStageExecutor
     }
 
     /// <summary>
-    /// Runs the items whose sessions are at the same position with the same step length as one ONNX Runtime call of
-    /// batch size b (their pasts stacked along the graph's batch axis, the presents split back per session), so the
-    /// weights are read once for the group; items at other positions form groups of their own. Sessions at different
-    /// lengths are not padded into one call: a padded softmax row sums its terms in a different order (and this
-    /// project's llama graph masks causally by position id, which a left-padded key index does not follow), so a
-    /// session's output would depend on its neighbours. Without padding every row computes exactly what it would alone.
+    /// Runs the items with the same step length as one ONNX Runtime call of batch size b (their pasts stacked along the
+    /// graph's batch axis, the presents split back per session), so the weights are read once for the group. For a graph
+    /// that takes padded pasts (<see cref="PastPadding"/>) the sessions may stand at any positions: every past is padded
+    /// at its end to a multiple of the block, alone or batched, and a row then computes the same bits either way. For
+    /// other graphs only sessions at the same position share a call: padding a past to a neighbour's length changes the
+    /// order in which its softmax sums its terms, so its output would depend on its neighbours.
     /// </summary>
     public StageBatchResult[] RunBatch(IReadOnlyList<StageBatchItem> items)
     {
@@ -147,7 +180,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             {
                 if (!seen.Add(item.SessionId)) throw StageBatch.Twice(item.SessionId);
                 Prepare(item.SessionId, item.Activation, item.StartPosition);
-                var key = (item.StartPosition, (int)item.Activation.Shape[1]);
+                var key = (_pastPadding > 0 ? 0 : item.StartPosition, (int)item.Activation.Shape[1]);
                 if (!groups.TryGetValue(key, out var rows)) groups[key] = rows = [];
                 rows.Add(i);
             }
@@ -158,6 +191,14 @@ public sealed class OrtStageExecutor : IStageExecutor
         }
         foreach (var rows in groups.Values)
         {
+            if (_pastPadding > 0)
+            {
+                RunPadded(items, rows, results);
+                if (rows.Count == 1) continue;
+                Interlocked.Increment(ref _batchedRuns);
+                Interlocked.Add(ref _batchedRows, rows.Count);
+                continue;
+            }
             if (rows.Count == 1 || !Batchable)
             {
                 foreach (var row in rows)
@@ -262,6 +303,141 @@ public sealed class OrtStageExecutor : IStageExecutor
         {
             foreach (var input in inputs) input?.Dispose();
             outputs?.Dispose();
+        }
+    }
+
+    /// <summary>A past length padded up to a multiple of the block, at least one block (so a first step pads as later ones do).</summary>
+    private int Padded(int length) => Math.Max(1, (length + _pastPadding - 1) / _pastPadding) * _pastPadding;
+
+    /// <summary>
+    /// One run for sessions with the same step length at any positions, each past padded at its end to the longest's
+    /// padded length (<see cref="Padded"/>), the padding masked; each session's new keys and values are then written
+    /// into its buffer after its length. A lone session's buffer is fed as it is, without a copy.
+    /// </summary>
+    private void RunPadded(IReadOnlyList<StageBatchItem> items, List<int> rows, StageBatchResult[] results)
+    {
+        var batch = rows.Count;
+        var first = items[rows[0]];
+        var steps = (int)first.Activation.Shape[1];
+        var caches = rows.Select(r => _caches[items[r].SessionId]).ToArray();
+        var padded = caches.Max(c => Padded(c.Length));
+        var inputs = new OrtValue[_inputNames.Length];
+        var owned = new bool[_inputNames.Length];
+        using var pinned = batch == 1 ? first.Activation.Bytes.Pin() : default;
+        var rented = new List<RentedInput>(Stage.State.Count);
+        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
+        try
+        {
+            if (batch == 1) inputs[0] = PinnedOrtValue(first.Activation, pinned);
+            else
+            {
+                inputs[0] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType(first.Activation.Type), [batch, .. first.Activation.Shape[1..]]);
+                var activations = inputs[0].GetTensorMutableDataAsSpan<byte>();
+                var rowBytes = first.Activation.Bytes.Length;
+                for (var k = 0; k < batch; k++) items[rows[k]].Activation.Bytes.Span.CopyTo(activations.Slice(k * rowBytes, rowBytes));
+            }
+            owned[0] = true;
+            var index = 1;
+            for (var c = 0; c < _contextInfos.Length; c++)
+            {
+                owned[index] = true;
+                inputs[index++] = _contextInfos[c].Name == ContextInputs.PositionIds
+                    ? IntTensor(_contextTypes[c], [batch, steps], i => caches[i / steps].Length + i % steps)
+                    : IntTensor(_contextTypes[c], [batch, padded + steps], i =>
+                    {
+                        var key = i % (padded + steps);
+                        return key >= padded || key < caches[i / (padded + steps)].Length ? 1 : 0;
+                    });
+            }
+            for (var s = 0; s < Stage.State.Count; s++)
+            {
+                var own = caches[0].Past?[s];
+                owned[index] = !(batch == 1 && own is not null && own.GetTensorTypeAndShape().Shape[2] == padded);
+                inputs[index++] = owned[index - 1] ? PaddedPasts(s, caches, padded, rented) : own!;
+            }
+
+            using var runOptions = new RunOptions();
+            outputs = _session.Run(runOptions, _inputNames, inputs, _outputNames);
+            var activationOut = outputs[0];
+            var info = activationOut.GetTensorTypeAndShape();
+            var bytes = activationOut.GetTensorDataAsSpan<byte>();
+            var outRowBytes = bytes.Length / batch;
+            var type = DTypeOf(info.ElementDataType);
+            long[] outShape = [1, .. info.Shape[1..]];
+            for (var k = 0; k < batch; k++)
+            {
+                for (var s = 0; s < Stage.State.Count; s++) caches[k].Append(s, Stage.State.Count, outputs[s + 1], k, padded, steps, _pastTypes[s], _pastPadding);
+                caches[k].Grow(steps);
+                results[rows[k]] = new StageBatchResult(TensorData.CopyToPooled(type, outShape, bytes.Slice(k * outRowBytes, outRowBytes)), null);
+            }
+        }
+        catch (OnnxRuntimeException e)
+        {
+            foreach (var row in rows)
+                results[row] = new StageBatchResult(null, new MeshException(MeshErrorCode.ShapeMismatch, $"stage {Stage.File} failed on a batch of {batch}: {e.Message}", e));
+        }
+        finally
+        {
+            for (var i = 0; i < inputs.Length; i++)
+                if (owned[i]) inputs[i]?.Dispose();
+            foreach (var input in rented) input.Dispose();
+            outputs?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The sessions' buffers of state <paramref name="state"/> stacked into a <c>[b, h, padded, d]</c> value, zeros after each
+    /// one's length, over a pooled array (added to <paramref name="rented"/>): a fresh native buffer of this size for every
+    /// run costs its pages' faults each time, which on this project's VMs made a batch's run up to seven times slower.
+    /// </summary>
+    private OrtValue PaddedPasts(int state, SessionCache[] caches, int padded, List<RentedInput> rented)
+    {
+        var declared = _pastShapes[state];
+        long[] shape = [caches.Length, declared[1], padded, declared[3]];
+        var heads = (int)declared[1];
+        var rowBytes = (int)declared[3] * (_pastTypes[state] == TensorElementType.Float16 ? 2 : 4);
+        var input = new RentedInput(caches.Length * heads * padded * rowBytes);
+        rented.Add(input);
+        var target = input.Bytes;
+        for (var k = 0; k < caches.Length; k++)
+        {
+            var buffer = caches[k].Past?[state];
+            var source = buffer is null ? default : buffer.GetTensorDataAsSpan<byte>();
+            var capacity = buffer is null ? 0 : (int)buffer.GetTensorTypeAndShape().Shape[2];
+            var length = buffer is null ? 0 : caches[k].Length;
+            for (var h = 0; h < heads; h++)
+            {
+                var row = target.Slice((k * heads + h) * padded * rowBytes, padded * rowBytes);
+                source.Slice(h * capacity * rowBytes, length * rowBytes).CopyTo(row);
+                row[(length * rowBytes)..].Clear();
+            }
+        }
+        return input.Value(_pastTypes[state], shape);
+    }
+
+    /// <summary>A pooled array pinned for one run and the ONNX Runtime value over it; disposing returns the array.</summary>
+    private sealed class RentedInput : IDisposable
+    {
+        private readonly byte[] _array;
+        private readonly int _length;
+        private System.Buffers.MemoryHandle _pin;
+
+        public RentedInput(int length)
+        {
+            _length = length;
+            _array = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+            _pin = _array.AsMemory(0, length).Pin();
+        }
+
+        public Span<byte> Bytes => _array.AsSpan(0, _length);
+
+        public unsafe OrtValue Value(TensorElementType type, long[] shape) =>
+            OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, (IntPtr)_pin.Pointer, _length);
+
+        public void Dispose()
+        {
+            _pin.Dispose();
+            System.Buffers.ArrayPool<byte>.Shared.Return(_array);
         }
     }
 
@@ -416,6 +592,44 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         public OrtValue[]? Past { get; private set; }
         public int Length { get; private set; }
+
+        /// <summary>
+        /// Copies row <paramref name="row"/>'s new keys or values (positions <paramref name="padded"/>.. of a padded run's
+        /// <paramref name="present"/>) into this session's buffer of state <paramref name="state"/> after its length, first
+        /// moving to a larger buffer (a multiple of <paramref name="block"/>, zeros after the length) when it is full.
+        /// </summary>
+        public void Append(int state, int states, OrtValue present, int row, int padded, int steps, TensorElementType type, int block)
+        {
+            var shape = present.GetTensorTypeAndShape().Shape;
+            var (batch, heads, width) = ((int)shape[0], (int)shape[1], (int)shape[2]);
+            var source = present.GetTensorDataAsSpan<byte>();
+            var rowBytes = source.Length / (batch * heads * width);
+            Past ??= new OrtValue[states];
+            var needed = Length + steps;
+            var buffer = Past[state];
+            var capacity = buffer is null ? 0 : (int)buffer.GetTensorTypeAndShape().Shape[2];
+            if (buffer is null || needed > capacity)
+            {
+                var grown = (needed + block - 1) / block * block;
+                var larger = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, [1, heads, grown, shape[3]]);
+                var target = larger.GetTensorMutableDataAsSpan<byte>();
+                target.Clear();
+                if (buffer is not null)
+                {
+                    var old = buffer.GetTensorDataAsSpan<byte>();
+                    for (var h = 0; h < heads; h++) old.Slice(h * capacity * rowBytes, Length * rowBytes).CopyTo(target.Slice(h * grown * rowBytes, Length * rowBytes));
+                    buffer.Dispose();
+                }
+                Past[state] = buffer = larger;
+                capacity = grown;
+            }
+            var into = buffer.GetTensorMutableDataAsSpan<byte>();
+            for (var h = 0; h < heads; h++)
+                source.Slice(((row * heads + h) * width + padded) * rowBytes, steps * rowBytes).CopyTo(into.Slice((h * capacity + Length) * rowBytes, steps * rowBytes));
+        }
+
+        /// <summary>Counts <paramref name="steps"/> more positions as held, once every state's buffer has them.</summary>
+        public void Grow(int steps) => Length += steps;
 
         public void Replace(OrtValue[] presents, int length)
         {

@@ -3,6 +3,7 @@ using Google.Protobuf;
 using InferenceMesh.Compute;
 using InferenceMesh.Core;
 using InferenceMesh.Onnx;
+using InferenceMesh.Onnx.Import;
 using InferenceMesh.Onnx.Split;
 using InferenceMesh.Tests.Shared;
 using Onnx;
@@ -54,13 +55,89 @@ public sealed class RunBatchTests
                 for (var step = 0; step < alone[session].Logits.Count; step++)
                     Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
             }
-            // Prefill and every decode step ran a, b and c together on every stage.
-            Assert.All(shared, stage => Assert.Equal(DecodeSteps + 1, stage.BatchedRuns));
-            Assert.All(shared, stage => Assert.Equal(3 * (DecodeSteps + 1), stage.BatchedRows));
+            // The prefill ran a, b and c together (d's prompt is shorter); every decode step ran all four together on every
+            // stage, d at other positions than the rest (its past padded like theirs).
+            var blocks = shared.Where(stage => stage.Stage.State.Count > 0).ToList();
+            Assert.Equal(2, blocks.Count);
+            Assert.All(blocks, stage => Assert.Equal(LlamaOnnxBuilder.PastPadding, stage.PastPadding));
+            Assert.All(blocks, stage => Assert.Equal(DecodeSteps + 1, stage.BatchedRuns));
+            Assert.All(blocks, stage => Assert.Equal(3 + 4 * DecodeSteps, stage.BatchedRows));
         }
         finally
         {
             foreach (var stage in shared) stage.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Sessions whose pasts differ by whole padding blocks (1 to 200 positions), run together at every decode step, give
+    /// the bits each gives alone, on one ONNX Runtime thread and on two; a past padded this way changes no key's place.
+    /// </summary>
+    [Theory]
+    [InlineData("stories260K", 1)]
+    [InlineData("synthetic-512", 1)]
+    [InlineData("synthetic-512", 2)]
+    public void SessionsAtDifferentPositionsShareEveryDecodeRunAndGiveTheBitsEachGivesAlone(string which, int threads)
+    {
+        var (model, vocab) = Load(which);
+        var random = new Random(7);
+        var prompts = new[] { 1, 5, 15, 16, 17, 33, 63, 64, 65, 140, 200 }.ToDictionary(n => $"p{n}", n => new[] { 1L }.Concat(Enumerable.Range(1, n - 1).Select(_ => (long)random.Next(3, vocab))).ToArray());
+        var options = new OrtExecutorOptions { IntraOpThreads = threads };
+        var alone = prompts.ToDictionary(p => p.Key, p =>
+        {
+            var stages = Executors(model, options);
+            try
+            {
+                return Generate(stages, new Dictionary<string, long[]> { [p.Key] = p.Value }, vocab)[p.Key];
+            }
+            finally
+            {
+                foreach (var stage in stages) stage.Dispose();
+            }
+        });
+        var shared = Executors(model, options);
+        try
+        {
+            var batched = Generate(shared, prompts, vocab);
+            foreach (var session in prompts.Keys)
+            {
+                Assert.Equal(alone[session].Tokens, batched[session].Tokens);
+                for (var step = 0; step < alone[session].Logits.Count; step++)
+                    Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
+            }
+            // Prompts of different lengths prefill alone; every decode step ran all six sessions as one run per block stage.
+            var blocks = shared.Where(stage => stage.Stage.State.Count > 0).ToList();
+            Assert.Equal(2, blocks.Count);
+            Assert.All(blocks, stage => Assert.Equal(DecodeSteps, stage.BatchedRuns));
+            Assert.All(blocks, stage => Assert.Equal(prompts.Count * DecodeSteps, stage.BatchedRows));
+        }
+        finally
+        {
+            foreach (var stage in shared) stage.Dispose();
+        }
+    }
+
+    /// <summary>The same graph without the padding declaration (as a model imported before it, or another tool's export): only sessions at one position share a run.</summary>
+    [Fact]
+    public void AGraphThatDoesNotDeclarePaddedPastsBatchesOnlySessionsAtTheSamePosition()
+    {
+        var (model, _) = Load("stories260K");
+        model.MetadataProps.Clear();
+        var stages = Executors(model);
+        try
+        {
+            var blocks = stages[1];
+            Assert.Equal(0, blocks.PastPadding);
+            TensorData Row(int positions) => TensorData.FromFloats([1, positions, 64], Enumerable.Range(0, positions * 64).Select(i => (i % 5) * 0.1f).ToArray());
+            foreach (var result in blocks.RunBatch([new("x", Row(2), 0), new("y", Row(3), 0), new("z", Row(2), 0)])) result.Output!.Dispose();
+            Assert.Equal(1, blocks.BatchedRuns);
+            foreach (var result in blocks.RunBatch([new("x", Row(1), 2), new("y", Row(1), 3), new("z", Row(1), 2)])) result.Output!.Dispose();
+            Assert.Equal(2, blocks.BatchedRuns);
+            Assert.Equal(4, blocks.BatchedRows);
+        }
+        finally
+        {
+            foreach (var stage in stages) stage.Dispose();
         }
     }
 
@@ -123,11 +200,11 @@ public sealed class RunBatchTests
         return state.ToDictionary(s => s.Key, s => (s.Value.Tokens, s.Value.Logits));
     }
 
-    private static OrtStageExecutor[] Executors(ModelProto model)
+    private static OrtStageExecutor[] Executors(ModelProto model, OrtExecutorOptions? options = null)
     {
         var analysis = new GraphAnalysis(model);
         return GraphSplitter.Split(model, analysis, BlockRange.SplitEvenly(analysis.BlockCount, 2))
-            .Select(s => new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray()))
+            .Select(s => new OrtStageExecutor(s.Descriptor, s.Model.ToByteArray(), options))
             .ToArray();
     }
 

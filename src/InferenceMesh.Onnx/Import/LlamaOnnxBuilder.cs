@@ -26,6 +26,18 @@ public static class LlamaOnnxBuilder
     public static string PresentKey(int layer) => $"present.{layer}.key";
     public static string PresentValue(int layer) => $"present.{layer}.value";
 
+    /// <summary>
+    /// Metadata key of the graphs written here: their attention takes a past padded at its end (zeros, marked 0 in
+    /// <c>attention_mask</c>), and the value is the block, in positions, that an executor pads every past to a multiple
+    /// of. With every past padded so, a session's row computes the same bits whatever the other rows of its batch hold
+    /// (ONNX Runtime's softmax and products sum in blocks that divide it; measured in <c>RunBatchTests</c>), so sessions
+    /// at different positions can share a run.
+    /// </summary>
+    public const string PastPaddingKey = "inferencemesh.past_padding";
+
+    /// <summary>The block pasts are padded to a multiple of (the value of <see cref="PastPaddingKey"/>), in positions.</summary>
+    public const int PastPadding = 16;
+
     /// <summary>Rows read from a weight source at a time when transposing a matrix: bounds the reading buffer.</summary>
     private const int BandBytes = 8 << 20;
 
@@ -77,7 +89,7 @@ public static class LlamaOnnxBuilder
         if (weights.Has(LlamaTensor.Classifier) && options.Quantization is not null)
         {
             w.QuantizedLinear(normed, LlamaTensor.Classifier, 0, "lm_head", Logits);
-            return g.ToModel(Opset, "inferencemesh");
+            return Finish(g);
         }
         if (weights.Has(LlamaTensor.Classifier))
             classifier = w.Matrix(LlamaTensor.Classifier, 0, "lm_head.weight_t");
@@ -87,7 +99,14 @@ public static class LlamaOnnxBuilder
             classifier = g.Node("Transpose", "lm_head.weight_t", [table], AttrInts("perm", 1L, 0L));
         }
         g.NodeNamed("MatMul", Logits, [normed, classifier]);
-        return g.ToModel(Opset, "inferencemesh");
+        return Finish(g);
+    }
+
+    private static ModelProto Finish(OnnxGraphBuilder g)
+    {
+        var model = g.ToModel(Opset, "inferencemesh");
+        model.MetadataProps.Add(new StringStringEntryProto { Key = PastPaddingKey, Value = PastPadding.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        return model;
     }
 
     /// <summary>cos/sin of position × inverse frequency, shaped <c>[batch, 1, sequence, head_size/2, 1]</c> to broadcast over heads and pairs.</summary>
@@ -103,14 +122,23 @@ public static class LlamaOnnxBuilder
         return (cos, sin);
     }
 
-    /// <summary>An additive mask <c>[batch, 1, sequence, total_sequence]</c>: 0 where key position ≤ query position and the mask is 1, else −max.</summary>
+    /// <summary>
+    /// An additive mask <c>[batch, 1, sequence, total_sequence]</c>: 0 where the key is a past one or a new one at or before
+    /// the query, and the mask is 1; else −max. Causality among the new keys is by their index after the past, not by
+    /// position id, so a past padded at its end (zeros marked 0 in <c>attention_mask</c>) keeps every key where it was.
+    /// </summary>
     private static string CausalMask(OnnxGraphBuilder g)
     {
         var maskShape = g.Node("Shape", "mask_shape", [AttentionMask]);
         var total = g.Node("Gather", "total_sequence", [maskShape, g.ScalarInt64("one", 1)], Attr("axis", 0L));
-        var keyPositions = g.Node("Range", "key_positions", [g.ScalarInt64("zero", 0), total, g.ScalarInt64("step", 1)]);
-        var queryPositions = g.Node("Unsqueeze", "query_positions", [PositionIds, g.Int64s("mask_axes_q", [1, 3], 2)]);
-        var causal = g.Node("LessOrEqual", "causal", [keyPositions, queryPositions]);
+        var idsShape = g.Node("Shape", "ids_shape", [PositionIds]);
+        var steps = g.Node("Gather", "step_sequence", [idsShape, g.ScalarInt64("one_s", 1)], Attr("axis", 0L));
+        var pastLength = g.Node("Sub", "past_sequence", [total, steps]);
+        var keyIndex = g.Node("Range", "key_index", [g.ScalarInt64("zero", 0), total, g.ScalarInt64("step", 1)]);
+        var queryIndex = g.Node("Unsqueeze", "query_index", [g.Node("Range", "query_index_row", [g.ScalarInt64("zero_q", 0), steps, g.ScalarInt64("step_q", 1)]), g.Int64s("mask_axes_q", [1], 1)]);
+        var isPast = g.Node("Less", "key_is_past", [keyIndex, pastLength]);
+        var newNotAfter = g.Node("LessOrEqual", "key_not_after", [g.Node("Sub", "key_new_index", [keyIndex, pastLength]), queryIndex]);
+        var causal = g.Node("Or", "causal", [isPast, newNotAfter]);
         var present = g.Node("Cast", "mask_present", [g.Node("Unsqueeze", "mask_keys", [AttentionMask, g.Int64s("mask_axes_k", [1, 2], 2)])], Attr("to", (long)DType.Bool));
         var allowed = g.Node("And", "allowed", [causal, present]);
         return g.Node("Where", "attention_bias", [allowed, g.ScalarFloat("zero_f", 0f), g.ScalarFloat("neg_max", float.MinValue)]);

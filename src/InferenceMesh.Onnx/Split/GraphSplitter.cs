@@ -63,6 +63,8 @@ public static class GraphSplitter
 
         var model = new ModelProto { IrVersion = source.IrVersion, ProducerName = source.ProducerName, ProducerVersion = source.ProducerVersion, Graph = graph };
         model.OpsetImport.AddRange(source.OpsetImport.Select(o => o.Clone()));
+        // What the source says of its graph (LlamaOnnxBuilder's past padding) holds for each part of it.
+        model.MetadataProps.AddRange(source.MetadataProps.Select(p => p.Clone()));
 
         var state = BindState(analysis, extracted.Inputs, extracted.Outputs, file);
         var context = extracted.Inputs.Where(i => i != extracted.ActivationInput && state.All(s => s.Past != i)).ToList();

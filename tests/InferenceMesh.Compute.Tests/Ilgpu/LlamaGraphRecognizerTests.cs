@@ -87,7 +87,8 @@ public sealed class LlamaGraphRecognizerTests(IlgpuBackends backends, ITestOutpu
         switch (mutation)
         {
             case "rope sign":
-                var sub = graph.Node.First(n => n.OpType == "Sub");
+                // The rotation's Sub takes two products (the mask's Subs take lengths and indices).
+                var sub = graph.Node.First(n => n.OpType == "Sub" && n.Input.All(i => graph.Node.Any(m => m.OpType == "Mul" && m.Output.Contains(i))));
                 (sub.Input[0], sub.Input[1]) = (sub.Input[1], sub.Input[0]);
                 break;
             case "tanh for sigmoid":
