@@ -279,12 +279,8 @@ public sealed class OrtStageExecutor : IStageExecutor
 
             using var runOptions = new RunOptions();
             outputs = _session.Run(runOptions, _inputNames, inputs, _outputNames);
-            var activationOut = outputs[0];
-            var info = activationOut.GetTensorTypeAndShape();
-            var bytes = activationOut.GetTensorDataAsSpan<byte>();
-            var outRowBytes = bytes.Length / batch;
-            var type = DTypeOf(info.ElementDataType);
-            long[] outShape = [1, .. info.Shape[1..]];
+            var (type, outShape, outRowBytes) = RowsOf(outputs[0], batch);
+            var bytes = outputs[0].GetTensorDataAsSpan<byte>();
             var presents = new OrtValue[batch][];
             for (var k = 0; k < batch; k++) presents[k] = new OrtValue[Stage.State.Count];
             for (var s = 0; s < Stage.State.Count; s++) SplitPresent(s, outputs[s + 1], presents);
@@ -358,12 +354,8 @@ public sealed class OrtStageExecutor : IStageExecutor
 
             using var runOptions = new RunOptions();
             outputs = _session.Run(runOptions, _inputNames, inputs, _outputNames);
-            var activationOut = outputs[0];
-            var info = activationOut.GetTensorTypeAndShape();
-            var bytes = activationOut.GetTensorDataAsSpan<byte>();
-            var outRowBytes = bytes.Length / batch;
-            var type = DTypeOf(info.ElementDataType);
-            long[] outShape = [1, .. info.Shape[1..]];
+            var (type, outShape, outRowBytes) = RowsOf(outputs[0], batch);
+            var bytes = outputs[0].GetTensorDataAsSpan<byte>();
             for (var k = 0; k < batch; k++)
             {
                 for (var s = 0; s < Stage.State.Count; s++) caches[k].Append(s, Stage.State.Count, outputs[s + 1], k, padded, steps, _pastTypes[s], _pastPadding);
@@ -439,6 +431,13 @@ public sealed class OrtStageExecutor : IStageExecutor
             _pin.Dispose();
             System.Buffers.ArrayPool<byte>.Shared.Return(_array);
         }
+    }
+
+    /// <summary>A batched activation output's element type, the shape of one row of it (<c>[1, …]</c>) and the bytes of one row.</summary>
+    private static (DType Type, long[] RowShape, int RowBytes) RowsOf(OrtValue output, int batch)
+    {
+        var info = output.GetTensorTypeAndShape();
+        return (DTypeOf(info.ElementDataType), [1, .. info.Shape[1..]], output.GetTensorDataAsSpan<byte>().Length / batch);
     }
 
     /// <summary>The sessions' pasts of state <paramref name="state"/> stacked along the batch axis into one new value.</summary>

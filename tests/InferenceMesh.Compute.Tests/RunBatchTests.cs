@@ -32,41 +32,12 @@ public sealed class RunBatchTests
             ["c"] = [1, 5, 6, 7, 8],
             ["d"] = [1, 9, 10],
         };
-        var alone = prompts.ToDictionary(p => p.Key, p =>
-        {
-            var stages = Executors(model);
-            try
-            {
-                return Generate(stages, new Dictionary<string, long[]> { [p.Key] = p.Value }, vocab)[p.Key];
-            }
-            finally
-            {
-                foreach (var stage in stages) stage.Dispose();
-            }
-        });
-
-        var shared = Executors(model);
-        try
-        {
-            var batched = Generate(shared, prompts, vocab);
-            foreach (var session in prompts.Keys)
-            {
-                Assert.Equal(alone[session].Tokens, batched[session].Tokens);
-                for (var step = 0; step < alone[session].Logits.Count; step++)
-                    Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
-            }
-            // The prefill ran a, b and c together (d's prompt is shorter); every decode step ran all four together on every
-            // stage, d at other positions than the rest (its past padded like theirs).
-            var blocks = shared.Where(stage => stage.Stage.State.Count > 0).ToList();
-            Assert.Equal(2, blocks.Count);
-            Assert.All(blocks, stage => Assert.Equal(LlamaOnnxBuilder.PastPadding, stage.PastPadding));
-            Assert.All(blocks, stage => Assert.Equal(DecodeSteps + 1, stage.BatchedRuns));
-            Assert.All(blocks, stage => Assert.Equal(3 + 4 * DecodeSteps, stage.BatchedRows));
-        }
-        finally
-        {
-            foreach (var stage in shared) stage.Dispose();
-        }
+        var blocks = BatchedRunsGiveTheBitsOfRunsAlone(model, prompts, vocab);
+        // The prefill ran a, b and c together (d's prompt is shorter); every decode step ran all four together on every
+        // stage, d at other positions than the rest (its past padded like theirs).
+        Assert.All(blocks, stage => Assert.Equal(LlamaOnnxBuilder.PastPadding, stage.Padding));
+        Assert.All(blocks, stage => Assert.Equal(DecodeSteps + 1, stage.Runs));
+        Assert.All(blocks, stage => Assert.Equal(3 + 4 * DecodeSteps, stage.Rows));
     }
 
     /// <summary>
@@ -82,39 +53,10 @@ public sealed class RunBatchTests
         var (model, vocab) = Load(which);
         var random = new Random(7);
         var prompts = new[] { 1, 5, 15, 16, 17, 33, 63, 64, 65, 140, 200 }.ToDictionary(n => $"p{n}", n => new[] { 1L }.Concat(Enumerable.Range(1, n - 1).Select(_ => (long)random.Next(3, vocab))).ToArray());
-        var options = new OrtExecutorOptions { IntraOpThreads = threads };
-        var alone = prompts.ToDictionary(p => p.Key, p =>
-        {
-            var stages = Executors(model, options);
-            try
-            {
-                return Generate(stages, new Dictionary<string, long[]> { [p.Key] = p.Value }, vocab)[p.Key];
-            }
-            finally
-            {
-                foreach (var stage in stages) stage.Dispose();
-            }
-        });
-        var shared = Executors(model, options);
-        try
-        {
-            var batched = Generate(shared, prompts, vocab);
-            foreach (var session in prompts.Keys)
-            {
-                Assert.Equal(alone[session].Tokens, batched[session].Tokens);
-                for (var step = 0; step < alone[session].Logits.Count; step++)
-                    Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
-            }
-            // Prompts of different lengths prefill alone; every decode step ran all six sessions as one run per block stage.
-            var blocks = shared.Where(stage => stage.Stage.State.Count > 0).ToList();
-            Assert.Equal(2, blocks.Count);
-            Assert.All(blocks, stage => Assert.Equal(DecodeSteps, stage.BatchedRuns));
-            Assert.All(blocks, stage => Assert.Equal(prompts.Count * DecodeSteps, stage.BatchedRows));
-        }
-        finally
-        {
-            foreach (var stage in shared) stage.Dispose();
-        }
+        var blocks = BatchedRunsGiveTheBitsOfRunsAlone(model, prompts, vocab, new OrtExecutorOptions { IntraOpThreads = threads });
+        // Prompts of different lengths prefill alone; every decode step ran every session in one run per block stage.
+        Assert.All(blocks, stage => Assert.Equal(DecodeSteps, stage.Runs));
+        Assert.All(blocks, stage => Assert.Equal(prompts.Count * DecodeSteps, stage.Rows));
     }
 
     /// <summary>The same graph without the padding declaration (as a model imported before it, or another tool's export): only sessions at one position share a run.</summary>
@@ -165,6 +107,44 @@ public sealed class RunBatchTests
         finally
         {
             foreach (var stage in stages) stage.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Generates every prompt alone (fresh executors each) and all together (one set, each stage given every session's
+    /// step as one batch), asserts byte-identical logits and tokens, and returns the shared block stages' batching counters.
+    /// </summary>
+    private static List<(long Runs, long Rows, int Padding)> BatchedRunsGiveTheBitsOfRunsAlone(ModelProto model, Dictionary<string, long[]> prompts, int vocab, OrtExecutorOptions? options = null)
+    {
+        var alone = prompts.ToDictionary(p => p.Key, p =>
+        {
+            var stages = Executors(model, options);
+            try
+            {
+                return Generate(stages, new Dictionary<string, long[]> { [p.Key] = p.Value }, vocab)[p.Key];
+            }
+            finally
+            {
+                foreach (var stage in stages) stage.Dispose();
+            }
+        });
+        var shared = Executors(model, options);
+        try
+        {
+            var batched = Generate(shared, prompts, vocab);
+            foreach (var session in prompts.Keys)
+            {
+                Assert.Equal(alone[session].Tokens, batched[session].Tokens);
+                for (var step = 0; step < alone[session].Logits.Count; step++)
+                    Assert.True(alone[session].Logits[step].AsSpan().SequenceEqual(batched[session].Logits[step]), $"session {session}'s logits differ at step {step}");
+            }
+            var blocks = shared.Where(stage => stage.Stage.State.Count > 0).Select(stage => (stage.BatchedRuns, stage.BatchedRows, stage.PastPadding)).ToList();
+            Assert.Equal(2, blocks.Count);
+            return blocks;
+        }
+        finally
+        {
+            foreach (var stage in shared) stage.Dispose();
         }
     }
 
