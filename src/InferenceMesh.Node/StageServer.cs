@@ -244,7 +244,10 @@ public sealed class StageServer : IAsyncDisposable
             refusal = session.IsClosing
                 ? ClosedBeforeRun(session, step)
                 : new StageError(step.StepId, step.SessionId, StageErrorCode.Overloaded, $"session {step.SessionId} already has {_options.MaxQueuedStepsPerSession} steps queued");
-        if (refusal is not null) await SendQuietlyAsync(channel, refusal).ConfigureAwait(false);
+        if (refusal is null) return;
+        // A refused step never reaches a worker, whose loop returns the pooled buffers of the steps it takes.
+        step.Activation.Dispose();
+        await SendQuietlyAsync(channel, refusal).ConfigureAwait(false);
     }
 
     private async Task RunSessionAsync(ServerSession session)
