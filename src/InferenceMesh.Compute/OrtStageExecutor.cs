@@ -108,10 +108,9 @@ public sealed class OrtStageExecutor : IStageExecutor
     {
         if (_pastPadding > 0)
         {
-            var item = new StageBatchItem(sessionId, activation, startPosition);
             Prepare(sessionId, activation, startPosition);
             var result = new StageBatchResult[1];
-            RunPadded([item], [0], result);
+            RunPadded([new StageBatchItem(sessionId, activation, startPosition)], [0], result);
             return result[0].Output ?? throw result[0].Error!;
         }
         var cache = Prepare(sessionId, activation, startPosition);
@@ -194,9 +193,11 @@ public sealed class OrtStageExecutor : IStageExecutor
             if (_pastPadding > 0)
             {
                 RunPadded(items, rows, results);
-                if (rows.Count == 1) continue;
-                Interlocked.Increment(ref _batchedRuns);
-                Interlocked.Add(ref _batchedRows, rows.Count);
+                if (rows.Count > 1)
+                {
+                    Interlocked.Increment(ref _batchedRuns);
+                    Interlocked.Add(ref _batchedRows, rows.Count);
+                }
                 continue;
             }
             if (rows.Count == 1 || !Batchable)
@@ -358,7 +359,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             var bytes = outputs[0].GetTensorDataAsSpan<byte>();
             for (var k = 0; k < batch; k++)
             {
-                for (var s = 0; s < Stage.State.Count; s++) caches[k].Append(s, Stage.State.Count, outputs[s + 1], k, padded, steps, _pastTypes[s], _pastPadding);
+                for (var s = 0; s < Stage.State.Count; s++) caches[k].Append(s, Stage.State.Count, outputs[s + 1], k, padded, steps, _pastPadding);
                 caches[k].Grow(steps);
                 results[rows[k]] = new StageBatchResult(TensorData.CopyToPooled(type, outShape, bytes.Slice(k * outRowBytes, outRowBytes)), null);
             }
@@ -387,7 +388,7 @@ public sealed class OrtStageExecutor : IStageExecutor
         var declared = _pastShapes[state];
         long[] shape = [caches.Length, declared[1], padded, declared[3]];
         var heads = (int)declared[1];
-        var rowBytes = (int)declared[3] * (_pastTypes[state] == TensorElementType.Float16 ? 2 : 4);
+        var rowBytes = (int)declared[3] * DTypeOf(_pastTypes[state]).ByteSize();
         var input = new RentedInput(caches.Length * heads * padded * rowBytes);
         rented.Add(input);
         var target = input.Bytes;
@@ -597,9 +598,10 @@ public sealed class OrtStageExecutor : IStageExecutor
         /// <paramref name="present"/>) into this session's buffer of state <paramref name="state"/> after its length, first
         /// moving to a larger buffer (a multiple of <paramref name="block"/>, zeros after the length) when it is full.
         /// </summary>
-        public void Append(int state, int states, OrtValue present, int row, int padded, int steps, TensorElementType type, int block)
+        public void Append(int state, int states, OrtValue present, int row, int padded, int steps, int block)
         {
-            var shape = present.GetTensorTypeAndShape().Shape;
+            var info = present.GetTensorTypeAndShape();
+            var shape = info.Shape;
             var (batch, heads, width) = ((int)shape[0], (int)shape[1], (int)shape[2]);
             var source = present.GetTensorDataAsSpan<byte>();
             var rowBytes = source.Length / (batch * heads * width);
@@ -610,7 +612,7 @@ public sealed class OrtStageExecutor : IStageExecutor
             if (buffer is null || needed > capacity)
             {
                 var grown = (needed + block - 1) / block * block;
-                var larger = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, [1, heads, grown, shape[3]]);
+                var larger = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, info.ElementDataType, [1, heads, grown, shape[3]]);
                 var target = larger.GetTensorMutableDataAsSpan<byte>();
                 target.Clear();
                 if (buffer is not null)

@@ -11,14 +11,12 @@ public sealed class SessionBufferTests
 {
     private static readonly GenerationOptions Greedy = new(Temperature: 0f, MaxPositions: 256);
 
-    private static long Outstanding => TensorData.PoolRents - TensorData.PoolReturns;
-
     [Theory]
     [InlineData(RouteMode.Chained, false)]
     [InlineData(RouteMode.Relayed, true)]
     public async Task EveryPooledBufferASessionKeptForReplaysAndChecksGoesBackToThePoolWhenItEnds(RouteMode mode, bool killARouteNode)
     {
-        var baseline = Outstanding;
+        var baseline = PooledBuffers.Outstanding;
         var rentsBefore = TensorData.PoolRents;
         var split = MeshModels.Stories260KPerBlock;
         // No frame recording: the recorder's decoded copies are never returned. The routes prefer the first node; a second server of each span gives checks a validator
@@ -43,7 +41,7 @@ public sealed class SessionBufferTests
         }
         // Hundreds of activations were rented on both sides of every hop; after the session and the servers, none is left out.
         Assert.True(TensorData.PoolRents - rentsBefore > 500, $"only {TensorData.PoolRents - rentsBefore} buffers were rented");
-        await Poll.UntilAsync(() => Task.FromResult(Outstanding <= baseline), "every pooled buffer to be returned", detail: () => $"{Outstanding - baseline} buffers still out");
-        Assert.True(Outstanding <= baseline);
+        await Poll.UntilAsync(() => Task.FromResult(PooledBuffers.Outstanding <= baseline), "every pooled buffer to be returned", detail: () => $"{PooledBuffers.Outstanding - baseline} buffers still out");
+        Assert.True(PooledBuffers.Outstanding <= baseline);
     }
 }

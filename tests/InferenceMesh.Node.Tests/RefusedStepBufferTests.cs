@@ -11,15 +11,13 @@ public sealed class RefusedStepBufferTests
 {
     private static readonly TimeSpan Reply = TimeSpan.FromSeconds(30);
 
-    private static long Outstanding => TensorData.PoolRents - TensorData.PoolReturns;
-
     [Fact]
     public async Task StepsRefusedOnArrivalGiveTheirDecodedActivationsBackToThePool()
     {
         await using var node = new GatedNode(new NodeOptions(IdleTimeout: TimeSpan.FromHours(1), MaxQueuedStepsPerSession: 1, MaxConcurrentSteps: 1, MaxBatchSize: 1));
         var connection = node.Connect();
         await node.OpenAsync(connection.Client, "held");
-        var baseline = Outstanding;
+        var baseline = PooledBuffers.Outstanding;
         var rentsBefore = TensorData.PoolRents;
 
         // Steps for a session this node does not hold: each is decoded into a pooled buffer, then refused.
@@ -38,6 +36,6 @@ public sealed class RefusedStepBufferTests
         for (var i = 0; i < 2; i++) Assert.IsType<StepResult>(await connection.Client.ReceiveAsync().AsTask().WaitAsync(Reply)).Activation.Dispose();
 
         Assert.True(TensorData.PoolRents - rentsBefore >= 11, $"only {TensorData.PoolRents - rentsBefore} buffers were rented");
-        await Poll.UntilAsync(() => Task.FromResult(Outstanding <= baseline), "every refused step's buffer to be returned", detail: () => $"{Outstanding - baseline} buffers still out");
+        await Poll.UntilAsync(() => Task.FromResult(PooledBuffers.Outstanding <= baseline), "every refused step's buffer to be returned", detail: () => $"{PooledBuffers.Outstanding - baseline} buffers still out");
     }
 }
