@@ -45,6 +45,20 @@ public sealed class InMemoryMesh(bool recordFrames = true) : IAsyncDisposable
         return node;
     }
 
+    /// <summary>
+    /// The frames <paramref name="node"/> received, all streams together, and its record cleared, so the next call
+    /// sees only what came after; safe while frames are still arriving.
+    /// </summary>
+    public IReadOnlyList<StageMessage> TakeReceived(MeshNode node)
+    {
+        lock (_gate)
+        {
+            var frames = node.Received.SelectMany(stream => stream).ToList();
+            foreach (var stream in node.Received) stream.Clear();
+            return frames;
+        }
+    }
+
     /// <summary>The connector a peer uses to open streams to others.</summary>
     public IStageConnector ConnectorFor(string peerId) => new Connector(this, peerId);
 
