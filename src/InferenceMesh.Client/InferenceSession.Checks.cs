@@ -164,10 +164,10 @@ public sealed partial class InferenceSession
             case CheckVerdict.ValidatorLied:
                 hop.CheckedThrough = Positions;
                 Ban(validators[0].Peer, $"validator of blocks {hop.Blocks}: its replay disagreed with the server and with a second validator");
-                if (firstReplay!.Commitment is { } validatorCommitment)
+                if (firstReplay!.Commitments is { } validatorCommitments)
                 {
                     // The lying validator signed its replay like any step: the same evidence convicts it in others' eyes.
-                    var evidence = new FraudEvidence(validators[0].Peer.ToString(), _client.Manifest.ModelId, firstReplay.SessionId, hop.Blocks, [validatorCommitment], Detached(input),
+                    var evidence = new FraudEvidence(validators[0].Peer.ToString(), _client.Manifest.ModelId, firstReplay.SessionId, hop.Blocks, validatorCommitments, Detached(input),
                         Detached(firstReplay.Output), record);
                     _tally.Evidence.Add(evidence);
                     if (await _client.PublishAsync(evidence, cancellation).ConfigureAwait(false)) _tally.ReportsPublished.Add(evidence.Server);
@@ -203,10 +203,10 @@ public sealed partial class InferenceSession
     private async Task<TensorData?> ReplayOnAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation) =>
         (await SignedReplayOnAsync(server, blocks, input, cancellation).ConfigureAwait(false))?.Output;
 
-    /// <summary>A validator's replay with what it signed for it: its session id and its commitment (null when it sent none).</summary>
-    private sealed record SignedReplay(TensorData Output, string SessionId, StepCommitment? Commitment);
+    /// <summary>A validator's replay with what it signed for it: its session id and its commitments, one per replayed step (null when one came without).</summary>
+    private sealed record SignedReplay(TensorData Output, string SessionId, IReadOnlyList<StepCommitment>? Commitments);
 
-    /// <summary>As <see cref="ReplayOnAsync"/>, keeping the validator's commitment, so a validator that lies can be reported like a server.</summary>
+    /// <summary>As <see cref="ReplayOnAsync"/>, keeping the validator's commitments, so a validator that lies can be reported like a server.</summary>
     private async Task<SignedReplay?> SignedReplayOnAsync(ServerInfo server, BlockRange blocks, TensorData input, CancellationToken cancellation)
     {
         Hop validator;
@@ -219,18 +219,19 @@ public sealed partial class InferenceSession
             _client.Options.Log?.Invoke($"validator {e.Message}");
             return null;
         }
+        var results = new List<(TensorData Output, StepCommitment? Commitment)>();
+        var complete = false;
         try
         {
-            var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
-            if (!await TrySendAsync(validator, new Step(replay.Id, validator.SessionId, 0, input, []), cancellation).ConfigureAwait(false)
-                || await WaitAsync(() => replay.Outputs.ContainsKey(blocks.End) || replay.FailedHops.Contains(validator) || validator.IsBroken, replay, cancellation, only: validator).ConfigureAwait(false) is not null)
-                return null;
-            return replay.Outputs.GetValueOrDefault(blocks.End) is { } output
-                ? new SignedReplay(output, validator.SessionId, replay.Commitments.GetValueOrDefault(blocks.End))
-                : null;
+            if (!(complete = await ReplayStepsAsync(validator, ReplaySteps(input), results, cancellation).ConfigureAwait(false))) return null;
+            var commitments = results.All(r => r.Commitment is not null) ? results.Select(r => r.Commitment!).ToList() : null;
+            if (results.Count == 1) return new SignedReplay(results[0].Output, validator.SessionId, commitments);
+            return new SignedReplay(Concatenate(results.Select(r => r.Output).ToList()), validator.SessionId, commitments);
         }
         finally
         {
+            // A replay in pieces is returned as one copy; the pieces, and those of a replay that failed part way, are done with.
+            if (results.Count > 1 || !complete) foreach (var (output, _) in results) output.Dispose();
             await TrySendAsync(validator, new CloseSession(validator.SessionId), CancellationToken.None).ConfigureAwait(false);
             await validator.DisposeAsync().ConfigureAwait(false);
         }

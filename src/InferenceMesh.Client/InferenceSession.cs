@@ -311,19 +311,59 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private async Task ReplayAsync(List<Hop> replacements, BlockRange blocks, CancellationToken cancellation)
     {
         if (Positions == 0) return;
-        var input = Concatenate(InputsAt(blocks.Start));
+        var steps = ReplaySteps(Concatenate(InputsAt(blocks.Start)));
         foreach (var hop in replacements)
         {
-            var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
-            if (!await TrySendAsync(hop, new Step(replay.Id, hop.SessionId, 0, input, []), cancellation).ConfigureAwait(false)
-                || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
-                || !replay.Outputs.ContainsKey(hop.Blocks.End))
-                throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
-            Hold(replay.Outputs[hop.Blocks.End]);
-            if (Verifying) hop.Keep(input, replay.Outputs[hop.Blocks.End], replay.Commitments.GetValueOrDefault(hop.Blocks.End));
-            input = replay.Outputs[hop.Blocks.End];
-            if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [input];
+            var results = new List<(TensorData Output, StepCommitment? Commitment)>();
+            var complete = await ReplayStepsAsync(hop, steps, results, cancellation).ConfigureAwait(false);
+            foreach (var (output, _) in results) Hold(output);
+            if (!complete) throw new HopFailedException(hop.Server, "it failed while its cache was rebuilt");
+            if (Verifying)
+                for (var i = 0; i < steps.Count; i++) hop.Keep(steps[i], results[i].Output, results[i].Commitment);
+            steps = results.Select(r => r.Output).ToList();
+            if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [.. steps];
         }
+    }
+
+    /// <summary>
+    /// <paramref name="history"/> (positions from 0) as the steps a replay sends: one step, or for a model whose steps carry at
+    /// most <see cref="Manifest.MaxStepPositions"/> positions, consecutive pieces of that many. Sent whole, such a model's blocks
+    /// would answer with wrong activations, and a check would accuse every honest server.
+    /// </summary>
+    private List<TensorData> ReplaySteps(TensorData history)
+    {
+        var limit = _client.Manifest.MaxStepPositions;
+        var positions = (int)history.Shape[1];
+        if (positions <= limit) return [history];
+        var rowBytes = history.Bytes.Length / positions;
+        var steps = new List<TensorData>();
+        for (var start = 0; start < positions; start += limit)
+        {
+            var count = Math.Min(limit, positions - start);
+            steps.Add(new TensorData(history.Type, [1, count, history.Shape[2]], history.Bytes.Slice(start * rowBytes, count * rowBytes).ToArray()));
+        }
+        return steps;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="steps"/> (consecutive positions from 0) to <paramref name="hop"/> one after another, each when the
+    /// one before has come back. Every output received, with its commitment, is added to <paramref name="results"/> (the caller
+    /// owns them, also when the hop fails part way); false when the hop failed.
+    /// </summary>
+    private async Task<bool> ReplayStepsAsync(Hop hop, IReadOnlyList<TensorData> steps, List<(TensorData Output, StepCommitment? Commitment)> results, CancellationToken cancellation)
+    {
+        var start = 0;
+        foreach (var input in steps)
+        {
+            var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
+            if (!await TrySendAsync(hop, new Step(replay.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)
+                || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
+                || !replay.Outputs.TryGetValue(hop.Blocks.End, out var output))
+                return false;
+            results.Add((output, replay.Commitments.GetValueOrDefault(hop.Blocks.End)));
+            start += (int)input.Shape[1];
+        }
+        return true;
     }
 
     private List<TensorData> InputsAt(int block)

@@ -9,6 +9,7 @@ namespace InferenceMesh.Client;
 public sealed partial class MeshClient
 {
     private readonly CancellationTokenSource _closing = new();
+    private int _disposed;
     private readonly ConcurrentDictionary<PeerId, (Task Judging, DateTimeOffset At)> _screened = new();
     private readonly ConcurrentQueue<FraudJudgement> _judgements = new();
 

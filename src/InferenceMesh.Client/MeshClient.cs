@@ -327,7 +327,7 @@ public sealed partial class MeshClient : IAsyncDisposable
     /// <see cref="MeshErrorCode.ContextOverflow"/> when the prompt does not fit the model's context.</exception>
     public async IAsyncEnumerable<int> GenerateIdsAsync(IReadOnlyList<int> prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
-        var generator = new TokenGenerator(Manifest.Config!.MaxSequence, Tokenizer.EosIds, TokenGenerator.StepTokens(Manifest.Head));
+        var generator = new TokenGenerator(Manifest.Config!.MaxSequence, Tokenizer.EosIds, Manifest.MaxStepPositions);
         var (session, _) = await OpenForPromptAsync(prompt, options, new VerificationTally(Options.Verify), cancellation).ConfigureAwait(false);
         await using (session.ConfigureAwait(false))
         {
@@ -473,8 +473,10 @@ public sealed partial class MeshClient : IAsyncDisposable
         return first < 0 ? -1 : from + first;
     }
 
+    /// <summary>Stops the client's background work and frees what it holds; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await _closing.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(_screened.Values.Select(s => s.Judging.ContinueWith(_ => { }, TaskScheduler.Default))).ConfigureAwait(false);
         _closing.Dispose();

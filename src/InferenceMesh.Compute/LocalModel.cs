@@ -111,7 +111,7 @@ public sealed class LocalModel : IDisposable
         var sessionId = Guid.NewGuid().ToString("N");
         try
         {
-            var generator = new TokenGenerator(Config.MaxSequence, Tokenizer.EosIds, TokenGenerator.StepTokens(Pipeline.Stages[0].Stage));
+            var generator = new TokenGenerator(Config.MaxSequence, Tokenizer.EosIds, Manifest.MaxStepPositionsOf(Pipeline.Stages[0].Stage));
             foreach (var id in generator.GenerateAsync(prompt, options, (tokens, start, _) => ValueTask.FromResult(Pipeline.LastLogits(sessionId, tokens, start))).ToBlockingEnumerable())
                 yield return id;
         }

@@ -12,16 +12,9 @@ namespace InferenceMesh.Compute;
 /// </summary>
 /// <param name="maxSequence">The model's context in positions.</param>
 /// <param name="stopIds">Ids that end a generation (EOS); they are not yielded.</param>
-/// <param name="maxStepTokens">The most tokens one step may carry (see <see cref="StepTokens"/>).</param>
+/// <param name="maxStepTokens">The most tokens one step may carry (see <see cref="Manifest.MaxStepPositions"/>).</param>
 public sealed class TokenGenerator(int maxSequence, IReadOnlySet<int> stopIds, int maxStepTokens = int.MaxValue)
 {
-    /// <summary>The most tokens a stage taking token ids accepts per step: the numeric last dim of its token input, else no limit.</summary>
-    public static int StepTokens(StageDescriptor head)
-    {
-        var dims = head.Inputs.FirstOrDefault(i => i.Name == head.ActivationInput)?.Shape;
-        return dims is { Count: > 0 } && int.TryParse(dims[^1], out var fixedLength) && fixedLength > 0 ? fixedLength : int.MaxValue;
-    }
-
     /// <summary>Yields the new ids (the prompt's are not repeated).</summary>
     /// <param name="step">Runs ids at a start position and returns the last position's scores as float32; cancelled with the enumeration.</param>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.InvalidArgument"/> for an empty prompt, a negative id or bad limits; <see cref="MeshErrorCode.ContextOverflow"/> for a prompt longer than the context.</exception>

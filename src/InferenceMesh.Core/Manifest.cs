@@ -40,6 +40,20 @@ public sealed record Manifest(
     [JsonIgnore] public StageDescriptor Tail => Stages.Single(s => s.Kind == StageKind.Tail);
     [JsonIgnore] public IEnumerable<StageDescriptor> BlockStages => Stages.Where(s => s.Kind == StageKind.Blocks);
 
+    /// <summary>
+    /// The most positions one step may carry through this model: the numeric last dim of the head's token input, else
+    /// <see cref="int.MaxValue"/>. An export traced with one token (torch.onnx.export's GPT-2 declares <c>input_ids [batch, 1]</c>)
+    /// gives wrong activations, not an error, when its blocks are fed more, so every step, replay and check is cut to this length.
+    /// </summary>
+    [JsonIgnore] public int MaxStepPositions => MaxStepPositionsOf(Head);
+
+    /// <summary><see cref="MaxStepPositions"/> of a model whose head is <paramref name="head"/>.</summary>
+    public static int MaxStepPositionsOf(StageDescriptor head)
+    {
+        var dims = head.Inputs.FirstOrDefault(i => i.Name == head.ActivationInput)?.Shape;
+        return dims is { Count: > 0 } && int.TryParse(dims[^1], out var fixedLength) && fixedLength > 0 ? fixedLength : int.MaxValue;
+    }
+
     public void Save(string directory)
     {
         var document = new ManifestFile(ModelId, this);

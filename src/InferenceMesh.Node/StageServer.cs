@@ -30,6 +30,7 @@ public sealed class StageServer : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly Ed25519KeyPair? _identity;
     private readonly StageFault? _fault;
+    private readonly int _maxStepPositions;
     private readonly ConcurrentDictionary<string, ServerSession> _sessions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<NextHop>>> _nextHops = new(StringComparer.Ordinal);
     private readonly List<Task> _relays = [];
@@ -59,6 +60,7 @@ public sealed class StageServer : IAsyncDisposable
         _identity = identity;
         _fault = fault;
         _span = span;
+        _maxStepPositions = span.Manifest.MaxStepPositions;
         _options = options;
         _connector = connector;
         _log = log ?? (_ => { });
@@ -240,6 +242,9 @@ public sealed class StageServer : IAsyncDisposable
         StageError? refusal = null;
         if (!_sessions.TryGetValue(step.SessionId, out var session) || session.IsClosing)
             refusal = new StageError(step.StepId, step.SessionId, StageErrorCode.UnknownSession, $"no session {step.SessionId} on this node");
+        else if (step.Activation.Shape is [_, var positions, ..] && positions > _maxStepPositions)
+            refusal = new StageError(step.StepId, step.SessionId, StageErrorCode.ShapeMismatch,
+                $"a step of {positions} positions; this model's steps carry at most {_maxStepPositions} (its export declares its token input so)");
         else if (!session.TryEnqueue(step))
             refusal = session.IsClosing
                 ? ClosedBeforeRun(session, step)

@@ -52,6 +52,18 @@ public sealed class MeshGenerationTests
     }
 
     [Fact]
+    public async Task DisposingAClientTwiceIsHarmless()
+    {
+        var (mesh, client) = await Swarm(Parse("0:5"));
+        await using (mesh)
+        {
+            Assert.Equal(TestModels.Stories260KReferenceText, string.Concat(await client.GenerateAsync("", Greedy).ToListAsync()));
+            await client.DisposeAsync();
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task ChatStreamsOnlyTheReplyAndTheTemplateOverrideIsApplied()
     {
         var (mesh, client) = await Swarm(Parse("0:2,2:5"), new MeshClientOptions { ChatTemplate = Onnx.Tokenizer.ChatTemplateFamily.Mistral });
