@@ -56,6 +56,17 @@ public sealed class ServedSpan : IDisposable
         return (long)range.Count * 2 * config.KvDim * sizeof(float);
     }
 
+    /// <summary>
+    /// Bytes of KV cache a session of at most <paramref name="maxLength"/> positions may hold over <paramref name="range"/>:
+    /// its length rounded up to the stages' past padding (<see cref="OrtStageExecutor.PastPadding"/>), since a padded
+    /// cache grows in blocks of that many positions.
+    /// </summary>
+    public long KvBytesForSession(BlockRange range, int maxLength)
+    {
+        var padding = Math.Max(1, _stages.OfType<OrtStageExecutor>().Select(s => s.PastPadding).DefaultIfEmpty(0).Max());
+        return KvBytesPerPosition(range) * ((maxLength + (long)padding - 1) / padding * padding);
+    }
+
     /// <summary>Loads the block stages of <paramref name="blocks"/> from a split directory; the range must fall on stage boundaries.</summary>
     /// <param name="threads">ONNX Runtime threads per stage run (0: one per core).</param>
     public static ServedSpan Load(string directory, BlockRange blocks, ExecutorKind executor = ExecutorKind.Ort, int maxSessions = 64, Action<string>? log = null, int threads = 1)

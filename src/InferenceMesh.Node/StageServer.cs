@@ -197,7 +197,7 @@ public sealed class StageServer : IAsyncDisposable
             (refusal, code) = ($"max length {open.MaxLength} is outside 1..{maxSequence}", StageErrorCode.ContextOverflow);
         else
         {
-            var reservation = _span.KvBytesPerPosition(open.Blocks) * open.MaxLength;
+            var reservation = _span.KvBytesForSession(open.Blocks, open.MaxLength);
             lock (_budgetLock)
             {
                 if (_disposed)

@@ -152,6 +152,8 @@ public sealed class HostileTrafficTests : IAsyncLifetime
         await using var client = await mesh2.ConnectorFor("c").ConnectAsync(small.PeerId, [], default);
         await client.SendAsync(new OpenSession(1, "a", _modelId, new BlockRange(0, 2), 60));
         Assert.IsType<SessionOpened>(await client.ReceiveAsync());
+        // stories260K's stages keep their caches in blocks of 16 positions, so 60 positions may hold 64.
+        Assert.Equal(perPosition * 64, small.Server.ReservedKvBytes);
         await client.SendAsync(new OpenSession(2, "b", _modelId, new BlockRange(0, 2), 60));
         var error = await ExpectError(client, StageErrorCode.LimitExceeded);
         Assert.Contains("KV cache budget", error.Message);
