@@ -73,11 +73,15 @@ public sealed partial class InferenceSession : IAsyncDisposable
         _hops.AddRange(await OpenRouteAsync(new BlockRange(0, BlockCount), cancellation).ConfigureAwait(false));
 
     /// <summary>Runs <paramref name="tokens"/> at positions from <paramref name="start"/> and returns the last position's logits. Not safe to cancel mid-step: the session must then be disposed.</summary>
+    /// <exception cref="MeshException"><see cref="MeshErrorCode.ShapeMismatch"/> for a step that does not start at <see cref="Positions"/>,
+    /// or of more tokens than the model takes per step (<see cref="Manifest.MaxStepPositions"/>).</exception>
     public async ValueTask<float[]> StepAsync(int[] tokens, int start, CancellationToken cancellation = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (start != Positions)
             throw new MeshException(MeshErrorCode.ShapeMismatch, $"session {Id} holds {Positions} positions; a step at {start} does not follow on");
+        if (tokens.Length > _client.Manifest.MaxStepPositions)
+            throw new MeshException(MeshErrorCode.ShapeMismatch, $"a step of {tokens.Length} tokens; this model takes at most {_client.Manifest.MaxStepPositions} per step (its export declares its token input so)");
         var ids = new long[tokens.Length];
         for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
         var embedded = _client.Head.Run(Id, TensorData.FromInt64s([1, ids.Length], ids), start);

@@ -44,6 +44,7 @@ public sealed class OneTokenExportTests(ITestOutputHelper output)
     /// Strict checks after every other position pass on every honest server, and a session whose first server is killed
     /// at position 5 rebuilds its replacement's cache and goes on with the outputs of a session never interrupted.
     /// Replayed in one step, each check differed by 0.229 × RMS and the recovered session's outputs drifted.
+    /// A library user's step of two tokens is refused with a typed error before it leaves the client.
     /// </summary>
     [Fact]
     public async Task ChecksAndARecoveryReplayOnePositionPerStepSoHonestServersPassAndTheOutputsStayTheSame()
@@ -62,6 +63,12 @@ public sealed class OneTokenExportTests(ITestOutputHelper output)
         }
         await using (var client = Client(mesh, mesh.Nodes[0].PeerId, strict))
         {
+            await using (var session = await client.OpenSessionAsync(8))
+            {
+                var tooLong = await Assert.ThrowsAsync<MeshException>(() => session.StepAsync([3, 7], 0).AsTask());
+                Assert.Equal(MeshErrorCode.ShapeMismatch, tooLong.Code);
+                Assert.Contains("at most 1 per step", tooLong.Message);
+            }
             var recovered = await WalkAsync(client, ids, killAt: 5, mesh);
             AssertClose(reference, recovered, "after a recovery");
         }
