@@ -287,7 +287,7 @@ public sealed partial class MeshClient : IAsyncDisposable
                     stepped = true;
                     return session.StepAsync(tokens, start, ct);
                 }
-                var pieces = new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt)
+                var pieces = new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt, Manifest.MaxStepPositions)
                     .GenerateAsync(prompt, options, Step, cancellation).GetAsyncEnumerator(cancellation);
                 await using (pieces.ConfigureAwait(false))
                     while (true)
@@ -432,7 +432,7 @@ public sealed partial class MeshClient : IAsyncDisposable
             if (end > handedOut) onText(completion.ToString(handedOut, end - handedOut));
             handedOut = Math.Max(handedOut, end);
         }
-        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
+        await foreach (var piece in new TextGenerator(Tokenizer, Manifest.Config!.MaxSequence, stops, decodeReplyAlone: !echoPrompt, Manifest.MaxStepPositions).GenerateAsync(prompt, options, Step, cancellation).ConfigureAwait(false))
         {
             // The generator hands out the prompt's text before its first step, and only then new text.
             if (generated == 0)

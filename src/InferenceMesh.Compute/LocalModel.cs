@@ -127,7 +127,7 @@ public sealed class LocalModel : IDisposable
         var stepped = false;
         try
         {
-            foreach (var text in new TextGenerator(Tokenizer, Config.MaxSequence, stops, decodeReplyAlone: !echoPrompt).GenerateAsync(prompt, options, (tokens, start, _) =>
+            foreach (var text in new TextGenerator(Tokenizer, Config.MaxSequence, stops, decodeReplyAlone: !echoPrompt, Manifest.MaxStepPositionsOf(Pipeline.Stages[0].Stage)).GenerateAsync(prompt, options, (tokens, start, _) =>
             {
                 stepped = true;
                 return ValueTask.FromResult(Pipeline.LastLogits(sessionId, tokens, start));

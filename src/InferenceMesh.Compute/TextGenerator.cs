@@ -13,7 +13,8 @@ namespace InferenceMesh.Compute;
 /// <param name="stopIds">More ids that end a generation: a chat template's end-of-turn token.</param>
 /// <param name="decodeReplyAlone">Decode the first new token as the start of a text, as Hugging Face decodes a chat reply
 /// on its own: a SentencePiece reply after <c>[/INST]</c> then does not begin with its word-marker space.</param>
-public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IReadOnlySet<int>? stopIds = null, bool decodeReplyAlone = false)
+/// <param name="maxStepTokens">The most tokens one step may carry (<see cref="Manifest.MaxStepPositions"/>): a longer prompt is prefilled in steps of that many.</param>
+public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IReadOnlySet<int>? stopIds = null, bool decodeReplyAlone = false, int maxStepTokens = int.MaxValue)
 {
     /// <summary>
     /// Positions a generation may reach: the prompt plus <see cref="GenerationOptions.MaxTokens"/> (the token sampled at
@@ -72,7 +73,7 @@ public sealed class TextGenerator(ITextTokenizer tokenizer, int maxSequence, IRe
         var pending = tokens.ToArray();
         while (true)
         {
-            var logits = await step(pending, position, cancellation).ConfigureAwait(false);
+            var logits = await ChunkedSteps.RunAsync(step, pending, position, maxStepTokens, cancellation).ConfigureAwait(false);
             position += pending.Length;
             var next = sampler.Sample(logits);
             if (options.StopAtEndOfText && (tokenizer.IsEndOfText(next) || stopIds?.Contains(next) == true)) yield break;

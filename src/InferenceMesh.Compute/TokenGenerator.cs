@@ -39,13 +39,8 @@ public sealed class TokenGenerator(int maxSequence, IReadOnlySet<int> stopIds, i
         var pending = prompt.ToArray();
         while (true)
         {
-            float[] scores = [];
-            for (var offset = 0; offset < pending.Length; offset += maxStepTokens)
-            {
-                var chunk = pending[offset..Math.Min(pending.Length, offset + maxStepTokens)];
-                scores = await step(chunk, position, cancellation).ConfigureAwait(false);
-                position += chunk.Length;
-            }
+            var scores = await ChunkedSteps.RunAsync(step, pending, position, maxStepTokens, cancellation).ConfigureAwait(false);
+            position += pending.Length;
             var next = sampler.Sample(scores);
             if (options.StopAtEndOfText && stopIds.Contains(next)) yield break;
             yield return next;

@@ -77,6 +77,33 @@ public sealed class GenerationTests
         Assert.StartsWith("[INST] Tell me a story. [/INST]", whole);
     }
 
+    /// <summary>A model whose steps carry at most 3 tokens (<see cref="Manifest.MaxStepPositions"/>) has its prompt prefilled in consecutive steps of 3, and prints the same text.</summary>
+    [Fact]
+    public void APromptLongerThanAStepTakesIsPrefilledInPiecesAndGivesTheSameText()
+    {
+        using var model = LocalModel.Open(TestModels.Stories260K, executor: ExecutorKind.Ort);
+        var options = new GenerationOptions(MaxTokens: 20, Temperature: 0f);
+        string Run(int maxStepTokens, List<(int Tokens, int Start)> steps)
+        {
+            var session = Guid.NewGuid().ToString("N");
+            var text = string.Concat(new TextGenerator(model.Tokenizer, model.Config.MaxSequence, maxStepTokens: maxStepTokens).GenerateAsync("Once upon a time", options, (tokens, start, _) =>
+            {
+                steps.Add((tokens.Length, start));
+                return ValueTask.FromResult(model.Pipeline.LastLogits(session, tokens, start));
+            }).ToBlockingEnumerable());
+            model.Pipeline.CloseSession(session);
+            return text;
+        }
+        var whole = new List<(int Tokens, int Start)>();
+        var pieces = new List<(int Tokens, int Start)>();
+        var expected = Run(int.MaxValue, whole);
+        Assert.Equal(expected, Run(3, pieces));
+        var prompt = whole[0].Tokens;
+        Assert.True(prompt > 3, $"the prompt is {prompt} tokens");
+        Assert.Equal(Enumerable.Range(0, (prompt + 2) / 3).Select(i => (Math.Min(3, prompt - 3 * i), 3 * i)), pieces.Take((prompt + 2) / 3));
+        Assert.Equal(whole.Skip(1), pieces.Skip((prompt + 2) / 3));
+    }
+
     [Fact]
     public void HfTokenizerStopsAtAnyEosIdAndAChatReplyIsDecodedOnItsOwn()
     {
