@@ -24,6 +24,8 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private readonly int _maxLength;
     private readonly List<Hop> _hops = [];
     private readonly Dictionary<int, List<TensorData>> _inputsByBlock = [];
+    // With ServersKeepOutputs, the inputs of a block that the server before keeps: positions after the held ones in _inputsByBlock.
+    private readonly Dictionary<int, KeptInputs> _keptInputs = [];
     // Every tensor kept for replays and checks (several lists may share one): their pooled buffers go back when the session ends.
     private readonly HashSet<TensorData> _held = new(ReferenceEqualityComparer.Instance);
     private readonly Channel<HopEvent> _events = Channel.CreateBounded<HopEvent>(new BoundedChannelOptions(EventCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
@@ -32,6 +34,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private ulong _nextRequestId;
     private int _hopsOpened;
     private string _lastFailure = "";
+    private StepState? _running;
     private bool _disposed;
 
     internal InferenceSession(MeshClient client, string id, int maxLength, VerificationTally tally, Random checkRandom)
@@ -69,6 +72,9 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private int BlockCount => _client.Manifest.BlockCount;
     private TimeProvider Time => _client.Options.Time;
 
+    /// <summary>Whether the route's servers keep the outputs they push on (<see cref="MeshClientOptions.ServersKeepOutputs"/>, chained routes only).</summary>
+    private bool ServersKeep => _client.Options.ServersKeepOutputs && Mode == RouteMode.Chained;
+
     internal async Task OpenAsync(CancellationToken cancellation) =>
         _hops.AddRange(await OpenRouteAsync(new BlockRange(0, BlockCount), cancellation).ConfigureAwait(false));
 
@@ -86,7 +92,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         for (var i = 0; i < ids.Length; i++) ids[i] = tokens[i];
         var embedded = _client.Head.Run(Id, TensorData.FromInt64s([1, ids.Length], ids), start);
 
-        var state = new StepState(++_nextRequestId, embedded, Time.GetTimestamp());
+        var state = _running = new StepState(++_nextRequestId, embedded, Time.GetTimestamp());
         var from = 0;
         var chained = Mode == RouteMode.Chained;
         while (true)
@@ -100,11 +106,21 @@ public sealed partial class InferenceSession : IAsyncDisposable
             from = await RecoverAsync(failed.Value, cancellation).ConfigureAwait(false);
             chained = false;
         }
+        _running = null;
 
-        foreach (var hop in _hops)
+        for (var i = 0; i < _hops.Count; i++)
         {
-            Hold(state.InputAt(hop.Blocks.Start)!);
-            InputsAt(hop.Blocks.Start).Add(state.InputAt(hop.Blocks.Start)!);
+            var hop = _hops[i];
+            var input = state.InputAt(hop.Blocks.Start);
+            // Once the server before keeps a block's inputs, it keeps them all: a copy that came here (a step relayed after a
+            // recovery) is not kept twice.
+            if (i > 0 && ServersKeep && (input is null || _keptInputs.ContainsKey(hop.Blocks.Start)))
+                KeptBy(_hops[i - 1], hop.Blocks.Start, start, tokens.Length);
+            else
+            {
+                Hold(input!);
+                InputsAt(hop.Blocks.Start).Add(input!);
+            }
             hop.Record(state.Latency(hop.Blocks, Time));
         }
         if (Verifying) VerifyCommitments(state, start, tokens.Length);
@@ -128,9 +144,9 @@ public sealed partial class InferenceSession : IAsyncDisposable
         var route = chain.Skip(1).Select(h => new RouteHop(h.Server.Peer.ToString(), h.Server.Addresses.Select(a => a.ToString()).ToList(), h.SessionId)).ToList();
         state.SentAt[0] = Time.GetTimestamp();
         state.Chain = chain;
-        if (!await TrySendAsync(_hops[0], new Step(state.Id, _hops[0].SessionId, start, state.Head, route), cancellation).ConfigureAwait(false)) return 0;
-        // Every hop reports its output; the step is done when all have, so each hop's input is kept for replay.
-        var failed = await WaitAsync(() => chain.All(h => state.Outputs.ContainsKey(h.Blocks.End)), state, cancellation).ConfigureAwait(false);
+        if (!await TrySendAsync(_hops[0], new Step(state.Id, _hops[0].SessionId, start, state.Head!, route), cancellation).ConfigureAwait(false)) return Unsendable(0);
+        // Every hop reports its output (or, keeping it, a receipt); the step is done when all have, so each hop's input is kept for replay.
+        var failed = await WaitAsync(() => chain.All(h => state.Reported(h.Blocks.End)), state, cancellation).ConfigureAwait(false);
         return failed is not null || chainEnd == _hops.Count ? failed : await RunRelayedAsync(state, chainEnd, start, cancellation).ConfigureAwait(false);
     }
 
@@ -145,14 +161,18 @@ public sealed partial class InferenceSession : IAsyncDisposable
                 // A chained step's hop before pushes on before it sends the client its copy: that copy may still be on its
                 // way when this hop fails or is replaced, so it is awaited unless the hop before fails as well.
                 var before = _hops[i - 1];
-                var failedBefore = await WaitAsync(() => state.Outputs.ContainsKey(hop.Blocks.Start) || before.IsBroken || state.FailedHops.Contains(before),
+                var failedBefore = await WaitAsync(() => state.Reported(hop.Blocks.Start) || before.IsBroken || state.FailedHops.Contains(before),
                     state, cancellation, only: before).ConfigureAwait(false);
                 if (failedBefore is not null) return failedBefore;
+                // A receipt: the hop before keeps this step's output, and sends it now that this hop must be given it from here.
+                if (state.InputAt(hop.Blocks.Start) is null && state.Receipts.GetValueOrDefault(hop.Blocks.Start) == before
+                    && await RequestOutputAsync(before, new FetchOutputs(state.Id, before.SessionId, start, (int)state.Head!.Shape[1]), state, cancellation).ConfigureAwait(false) is null)
+                    return i - 1;
                 input = state.InputAt(hop.Blocks.Start);
             }
             if (input is null) return Math.Max(i - 1, 0);
             state.SentAt[hop.Blocks.Start] = Time.GetTimestamp();
-            if (!await TrySendAsync(hop, new Step(state.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)) return i;
+            if (!await TrySendAsync(hop, new Step(state.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)) return Unsendable(i);
             var failed = await WaitAsync(() => state.Outputs.ContainsKey(hop.Blocks.End), state, cancellation).ConfigureAwait(false);
             if (failed is not null) return failed;
         }
@@ -198,13 +218,20 @@ public sealed partial class InferenceSession : IAsyncDisposable
         return null;
     }
 
+    /// <summary>A hop whose stream takes no more: the one to replace.</summary>
+    private int Unsendable(int index)
+    {
+        _lastFailure = "its stream takes no more steps";
+        return index;
+    }
+
     /// <summary>A stall: the first hop without an output is the one that holds the step.</summary>
     private int Stalled(StepState? state)
     {
         if (state is null) return -1;
         _lastFailure = $"no answer within {_client.Options.StepTimeout.TotalSeconds:F0} s";
         for (var i = 0; i < _hops.Count; i++)
-            if (!state.Outputs.ContainsKey(_hops[i].Blocks.End)) return i;
+            if (!state.Reported(_hops[i].Blocks.End)) return i;
         return _hops.Count - 1;
     }
 
@@ -227,12 +254,16 @@ public sealed partial class InferenceSession : IAsyncDisposable
             case StageError error when !hop.IsOpen && hop.Refusal is null:
                 hop.Refusal = $"{error.Code}: {error.Message}";
                 return null;
-            case StepResult result when state is not null && result.StepId == state.Id:
+            case StepResult result when For(result.StepId, state) is { } target:
                 // A step re-run after a recovery may bring a span's output again; the first copy is dropped unless kept.
-                if (state.Outputs.GetValueOrDefault(result.BlockEnd) is { } earlier && !_held.Contains(earlier) && !ReferenceEquals(earlier, state.Head)) earlier.Dispose();
-                state.Outputs[result.BlockEnd] = result.Activation;
-                state.Commitments[result.BlockEnd] = result.Commitment;
-                state.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
+                if (target.Outputs.GetValueOrDefault(result.BlockEnd) is { } earlier && !_held.Contains(earlier) && !ReferenceEquals(earlier, target.Head)) earlier.Dispose();
+                target.Outputs[result.BlockEnd] = result.Activation;
+                target.Commitments[result.BlockEnd] = result.Commitment;
+                target.ArrivedAt[result.BlockEnd] = Time.GetTimestamp();
+                return null;
+            case StepReceipt receipt when For(receipt.StepId, state) is { } target:
+                target.Receipts[receipt.BlockEnd] = hop;
+                target.ArrivedAt[receipt.BlockEnd] = Time.GetTimestamp();
                 return null;
             case StageError error when state is not null && error.Code == StageErrorCode.NextHopFailed && (error.RequestId == state.Id || error.RequestId == 0):
                 _lastFailure = $"the server before it reported {error.Message}";
@@ -255,6 +286,13 @@ public sealed partial class InferenceSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The step an answer with id <paramref name="id"/> belongs to: the one waited for, or else the running step, whose outputs and
+    /// receipts still on their way are kept while a recovery waits for a replay or a fetch (on the same stream, they come first).
+    /// </summary>
+    private StepState? For(ulong id, StepState? waitedFor) =>
+        waitedFor?.Id == id ? waitedFor : _running?.Id == id ? _running : null;
+
     /// <summary>The route index of a hop to replace; null when it is no longer on the route (already replaced).</summary>
     private int? Blamed(Hop? hop)
     {
@@ -275,6 +313,16 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private async Task<int> RecoverAsync(int failedIndex, CancellationToken cancellation)
     {
         var failed = _hops[failedIndex];
+        if (failedIndex > 0 && !await FetchKeptInputsAsync(failed.Blocks.Start, cancellation).ConfigureAwait(false))
+        {
+            // The server before, which keeps the inputs to replay, cannot send them: it has failed as well. It is replaced
+            // first (its replacement's replay gives this hop's inputs), and this one, left broken, when the step reaches it.
+            failed.IsBroken = true;
+            if (++Recoveries > _client.Options.MaxRecoveries)
+                throw new MeshException(MeshErrorCode.RouteUnavailable, $"session {Id} gave up after {_client.Options.MaxRecoveries} server replacements");
+            _lastFailure = "it could not send the outputs it keeps";
+            return await RecoverAsync(failedIndex - 1, cancellation).ConfigureAwait(false);
+        }
         _client.Routes.Ban(failed.Server.Peer, $"blocks {failed.Blocks} of session {Id}: {_lastFailure}");
         _client.CountRecovery();
         _hops.RemoveAt(failedIndex);
@@ -325,7 +373,8 @@ public sealed partial class InferenceSession : IAsyncDisposable
             if (Verifying)
                 for (var i = 0; i < steps.Count; i++) hop.Keep(steps[i], results[i].Output, results[i].Commitment);
             steps = results.Select(r => r.Output).ToList();
-            if (hop.Blocks.End != blocks.End) _inputsByBlock[hop.Blocks.End] = [.. steps];
+            // The replaced server kept the next block's inputs, and they went with it: the replacement's replay stands in.
+            if (hop.Blocks.End != blocks.End || _keptInputs.Remove(blocks.End)) _inputsByBlock[hop.Blocks.End] = [.. steps];
         }
     }
 
@@ -360,13 +409,62 @@ public sealed partial class InferenceSession : IAsyncDisposable
         foreach (var input in steps)
         {
             var replay = new StepState(++_nextRequestId, input, Time.GetTimestamp());
-            if (!await TrySendAsync(hop, new Step(replay.Id, hop.SessionId, start, input, []), cancellation).ConfigureAwait(false)
-                || await WaitAsync(() => replay.Outputs.ContainsKey(hop.Blocks.End) || replay.FailedHops.Contains(hop) || hop.IsBroken, replay, cancellation, only: hop).ConfigureAwait(false) is not null
-                || !replay.Outputs.TryGetValue(hop.Blocks.End, out var output))
+            if (await RequestOutputAsync(hop, new Step(replay.Id, hop.SessionId, start, input, []), replay, cancellation).ConfigureAwait(false) is not { } output)
                 return false;
             results.Add((output, replay.Commitments.GetValueOrDefault(hop.Blocks.End)));
             start += (int)input.Shape[1];
         }
+        return true;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="request"/> (a step, or a fetch of kept outputs) to <paramref name="hop"/> and waits for the output it
+    /// answers with under <paramref name="awaiting"/>'s id; null when the hop failed or refused.
+    /// </summary>
+    private async Task<TensorData?> RequestOutputAsync(Hop hop, StageMessage request, StepState awaiting, CancellationToken cancellation)
+    {
+        if (!await TrySendAsync(hop, request, cancellation).ConfigureAwait(false)
+            || await WaitAsync(() => awaiting.Outputs.ContainsKey(hop.Blocks.End) || awaiting.FailedHops.Contains(hop) || hop.IsBroken, awaiting, cancellation, only: hop).ConfigureAwait(false) is not null)
+            return null;
+        return awaiting.Outputs.GetValueOrDefault(hop.Blocks.End);
+    }
+
+    /// <summary>Notes that <paramref name="source"/> keeps the inputs of <paramref name="block"/> at positions [<paramref name="start"/>, +<paramref name="positions"/>).</summary>
+    private void KeptBy(Hop source, int block, int start, int positions)
+    {
+        if (!_keptInputs.TryGetValue(block, out var kept))
+            _keptInputs[block] = new KeptInputs(source, start, positions);
+        else if (kept.Source == source && kept.From + kept.Count == start)
+            kept.Count += positions;
+        else
+            throw new InvalidOperationException($"block {block}'s inputs are kept by {kept.Source.Server.Peer} up to {kept.From + kept.Count}; a step at {start} came from {source.Server.Peer}");
+    }
+
+    /// <summary>
+    /// Fetches the inputs of <paramref name="block"/> that the server before keeps, so that all are held here (a replay is about
+    /// to need them), in pieces that fit a frame; false when that server fails or refuses.
+    /// </summary>
+    private async Task<bool> FetchKeptInputsAsync(int block, CancellationToken cancellation)
+    {
+        if (!_keptInputs.TryGetValue(block, out var kept)) return true;
+        var rowBytes = Math.Max(1L, (long)(_client.Manifest.Config?.Dim ?? 1) * sizeof(float));
+        var perFetch = (int)Math.Clamp(new StageLimits().MaxFrameBytes / 2 / rowBytes, 1, int.MaxValue);
+        var fetched = new List<TensorData>();
+        for (var from = kept.From; from < kept.From + kept.Count; from += perFetch)
+        {
+            var count = Math.Min(perFetch, kept.From + kept.Count - from);
+            var request = new StepState(++_nextRequestId, null, Time.GetTimestamp());
+            var output = await RequestOutputAsync(kept.Source, new FetchOutputs(request.Id, kept.Source.SessionId, from, count), request, cancellation).ConfigureAwait(false);
+            if (output is not null) fetched.Add(output);
+            if (output?.Shape is not [1, var positions, _] || positions != count)
+            {
+                foreach (var piece in fetched) piece.Dispose();
+                return false;
+            }
+        }
+        foreach (var piece in fetched) Hold(piece);
+        InputsAt(block).AddRange(fetched);
+        _keptInputs.Remove(block);
         return true;
     }
 
@@ -404,7 +502,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         // Each hop has its own session id on its server, so one server may hold two hops of a session (after a recovery).
         var hop = new Hop(planned.Server, planned.Blocks, channel, $"{Id}.{++_hopsOpened}");
         _readers.Add(ReadAsync(hop));
-        if (!await TrySendAsync(hop, new OpenSession(++_nextRequestId, hop.SessionId, _client.Manifest.ModelId, planned.Blocks, _maxLength), cancellation).ConfigureAwait(false)
+        if (!await TrySendAsync(hop, new OpenSession(++_nextRequestId, hop.SessionId, _client.Manifest.ModelId, planned.Blocks, _maxLength, ServersKeep), cancellation).ConfigureAwait(false)
             || await WaitAsync(() => hop.IsOpen || hop.Refusal is not null, null, cancellation).ConfigureAwait(false) is not null
             || !hop.IsOpen)
         {
@@ -471,6 +569,7 @@ public sealed partial class InferenceSession : IAsyncDisposable
         _held.Clear();
         foreach (var hop in _hops) hop.Forget();
         _inputsByBlock.Clear();
+        _keptInputs.Clear();
     }
 
     /// <param name="Message">Null when the stream ended, for the reason <paramref name="Ended"/> gives.</param>
@@ -533,17 +632,29 @@ public sealed partial class InferenceSession : IAsyncDisposable
         }
     }
 
+    /// <summary>Inputs of a block that <see cref="Source"/>, the server before it, keeps: positions [<see cref="From"/>, +<see cref="Count"/>).</summary>
+    private sealed class KeptInputs(Hop source, int from, int count)
+    {
+        public Hop Source { get; } = source;
+        public int From { get; } = from;
+        public int Count { get; set; } = count;
+    }
+
     private sealed class HopFailedException(ServerInfo server, string why) : Exception($"server {server.Peer}: {why}")
     {
         public ServerInfo Server { get; } = server;
     }
 
     /// <summary>One step's outputs by block end, and when inputs left and outputs arrived (timestamps of the session's clock).</summary>
-    private sealed class StepState(ulong id, TensorData head, long started)
+    /// <param name="head">The step's input at block 0 (a replay's input); null for a fetch of kept outputs.</param>
+    private sealed class StepState(ulong id, TensorData? head, long started)
     {
         public ulong Id { get; } = id;
-        public TensorData Head { get; } = head;
+        public TensorData? Head { get; } = head;
         public Dictionary<int, TensorData> Outputs { get; } = [];
+
+        /// <summary>Hops that answered with a receipt, keeping their output, by block end.</summary>
+        public Dictionary<int, Hop> Receipts { get; } = [];
         public Dictionary<int, StepCommitment?> Commitments { get; } = [];
         public Dictionary<int, long> SentAt { get; } = [];
         public Dictionary<int, long> ArrivedAt { get; } = [];
@@ -553,6 +664,9 @@ public sealed partial class InferenceSession : IAsyncDisposable
         public List<Hop>? Chain { get; set; }
 
         public TensorData? InputAt(int block) => block == 0 ? Head : Outputs.GetValueOrDefault(block);
+
+        /// <summary>Whether the hop ending at <paramref name="blockEnd"/> has answered this step, with its output or a receipt.</summary>
+        public bool Reported(int blockEnd) => Outputs.ContainsKey(blockEnd) || Receipts.ContainsKey(blockEnd);
 
         /// <summary>
         /// From the hop's input leaving here to its output arriving; chained, from the last thing this client saw of the

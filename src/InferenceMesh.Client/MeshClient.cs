@@ -74,10 +74,12 @@ public sealed partial class MeshClient : IAsyncDisposable
     /// client with a fresh identity, and loads the head, tail and tokenizer of the model. Safe to cancel.
     /// </summary>
     /// <exception cref="MeshException"><see cref="MeshErrorCode.PeersUnreachable"/> when no bootstrap peer answered;
-    /// <see cref="MeshErrorCode.InvalidArgument"/> when neither bootstrap peers nor a local swarm are given.</exception>
+    /// <see cref="MeshErrorCode.InvalidArgument"/> when neither bootstrap peers nor a local swarm are given, or when
+    /// <see cref="MeshClientOptions.ServersKeepOutputs"/> is set with verification on.</exception>
     public static async Task<MeshClient> ConnectAsync(MeshClientOptions options, CancellationToken cancellation = default)
     {
         options = WithLocalSwarm(options);
+        EnsureConsistent(options);
         if (options.Bootstrap.Count == 0 || options.ModelDirectory is null)
             throw new MeshException(MeshErrorCode.InvalidArgument, "give bootstrap peers and a model directory, or a local swarm started with 'inferencemesh swarm up'");
         var manifest = Manifest.Load(options.ModelDirectory);
@@ -120,6 +122,13 @@ public sealed partial class MeshClient : IAsyncDisposable
         }
     }
 
+    private static void EnsureConsistent(MeshClientOptions options)
+    {
+        if (options.ServersKeepOutputs && options.Verify != VerifyMode.Off)
+            throw new MeshException(MeshErrorCode.InvalidArgument,
+                $"servers can keep their outputs only with verification off (it is {options.Verify}): a check compares the activations the client holds");
+    }
+
     /// <summary>
     /// A client over any dialer and directory (an in-memory mesh in tests and benchmarks): loads the head,
     /// tail and tokenizer of a split model directory. <see cref="ConnectAsync"/> is the way into a real mesh.
@@ -130,6 +139,7 @@ public sealed partial class MeshClient : IAsyncDisposable
     private static MeshClient Open(string splitDirectory, StageDialer dialer, IServerDirectory directory, MeshClientOptions options, IAsyncDisposable? peer, Ed25519KeyPair? identity,
         StageTraffic traffic)
     {
+        EnsureConsistent(options);
         var manifest = Manifest.Load(splitDirectory);
         var config = manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, $"{splitDirectory}: the manifest has no model config");
         var tokenizer = TokenizerLoader.LoadOrIdsOnly(splitDirectory, config.Vocab, manifest.TokenizerFile);

@@ -37,6 +37,15 @@ public sealed record MeshClientOptions
     /// <summary>How steps travel; the one place the route mode is chosen.</summary>
     public RouteMode Mode { get; init; } = RouteMode.Chained;
 
+    /// <summary>
+    /// In <see cref="RouteMode.Chained"/> routes, whether each server keeps the outputs it pushes on (counted in its KV budget) and
+    /// sends this client a receipt of about 200 bytes instead: the client then takes in one activation per token (the last
+    /// server's) instead of one per server, and fetches a server's kept outputs only when the next server fails and its
+    /// replacement must replay them. Needs <see cref="Verify"/> off, since checks compare the activations the client holds.
+    /// Off by default.
+    /// </summary>
+    public bool ServersKeepOutputs { get; init; }
+
     /// <summary>A step (or a session opening) with no answer for this long counts as a failed server.</summary>
     public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

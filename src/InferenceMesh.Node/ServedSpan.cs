@@ -67,6 +67,16 @@ public sealed class ServedSpan : IDisposable
         return KvBytesPerPosition(range) * ((maxLength + (long)padding - 1) / padding * padding);
     }
 
+    /// <summary>
+    /// Bytes a session of at most <paramref name="maxLength"/> positions keeps of its outputs when it is opened with
+    /// <c>OpenSession.KeepOutputs</c>: one float32 row of the residual stream per position (a float16 export keeps half).
+    /// </summary>
+    public long OutputBytesForSession(int maxLength)
+    {
+        var config = Manifest.Config ?? throw new MeshException(MeshErrorCode.InvalidManifest, "the manifest has no model config");
+        return (long)maxLength * config.Dim * sizeof(float);
+    }
+
     /// <summary>Loads the block stages of <paramref name="blocks"/> from a split directory; the range must fall on stage boundaries.</summary>
     /// <param name="threads">ONNX Runtime threads per stage run (0: one per core).</param>
     public static ServedSpan Load(string directory, BlockRange blocks, ExecutorKind executor = ExecutorKind.Ort, int maxSessions = 64, Action<string>? log = null, int threads = 1)

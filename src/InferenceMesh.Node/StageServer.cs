@@ -150,6 +150,9 @@ public sealed class StageServer : IAsyncDisposable
                     case CloseSession close:
                         await CloseAsync(close.SessionId).ConfigureAwait(false);
                         break;
+                    case FetchOutputs fetch:
+                        await SendFetchedAsync(channel, fetch).ConfigureAwait(false);
+                        break;
                     default:
                         await SendQuietlyAsync(channel, new StageError(0, "", StageErrorCode.Malformed, $"a server does not accept '{message.Kind}' messages")).ConfigureAwait(false);
                         break;
@@ -197,7 +200,7 @@ public sealed class StageServer : IAsyncDisposable
             (refusal, code) = ($"max length {open.MaxLength} is outside 1..{maxSequence}", StageErrorCode.ContextOverflow);
         else
         {
-            var reservation = _span.KvBytesForSession(open.Blocks, open.MaxLength);
+            var reservation = _span.KvBytesForSession(open.Blocks, open.MaxLength) + (open.KeepOutputs ? _span.OutputBytesForSession(open.MaxLength) : 0);
             lock (_budgetLock)
             {
                 if (_disposed)
@@ -222,7 +225,7 @@ public sealed class StageServer : IAsyncDisposable
                         var before = _heldByPeer.GetValueOrDefault(peer);
                         _heldByPeer[peer] = (before.Bytes + reservation, before.Sessions + 1);
                     }
-                    session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp(), peer);
+                    session = new ServerSession(open.SessionId, open.Blocks, stages, reservation, channel, _options.MaxQueuedStepsPerSession, _timeProvider.GetTimestamp(), peer, open.KeepOutputs);
                     session.Worker = RunSessionAsync(session);
                     _sessions[open.SessionId] = session;
                 }
@@ -260,6 +263,7 @@ public sealed class StageServer : IAsyncDisposable
         await foreach (var step in session.Queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
             TensorData? output = null;
+            var kept = false;
             try
             {
                 if ((output = await ComputeAsync(session, step).ConfigureAwait(false)) is null) continue;
@@ -267,18 +271,51 @@ public sealed class StageServer : IAsyncDisposable
                 // on. The next hop gets it first: the client's copy leaves the critical path. A NextHopFailed error about this
                 // step still follows the copy on the client's stream, so recovery finds the failed hop's input.
                 var forwardFailure = step.Route.Count > 0 ? await ForwardAsync(session, step, output).ConfigureAwait(false) : null;
-                await SendQuietlyAsync(session.Owner, new StepResult(step.StepId, session.Id, session.Blocks.End, output, Commit(session, step, output))).ConfigureAwait(false);
+                if (session.KeepsOutputs)
+                {
+                    session.Keep(step.StartPosition, output);
+                    kept = true;
+                }
+                // A session that keeps its outputs here gets, for a step gone on, a receipt: the client fetches the output only if a
+                // recovery needs it. A step that could not go on returns its output as ever, since the client must resend it.
+                StageMessage reply = kept && step.Route.Count > 0 && forwardFailure is null
+                    ? new StepReceipt(step.StepId, session.Id, session.Blocks.End, (int)output.Shape[1], Commit(session, step, output))
+                    : new StepResult(step.StepId, session.Id, session.Blocks.End, output, Commit(session, step, output));
+                await SendQuietlyAsync(session.Owner, reply).ConfigureAwait(false);
                 if (forwardFailure is not null) await SendQuietlyAsync(session.Owner, forwardFailure).ConfigureAwait(false);
             }
             finally
             {
                 session.StepDone(_timeProvider.GetTimestamp());
                 // Both sends have written the output into their streams and the commitment hashed the input: the
-                // pooled buffers go back (a fault injector, like the honest loop, hands back a tensor of its own).
-                if (output is not null && !ReferenceEquals(output, step.Activation)) output.Dispose();
-                step.Activation.Dispose();
+                // pooled buffers go back (a fault injector, like the honest loop, hands back a tensor of its own),
+                // except an output the session keeps, which goes back when it is replaced or the session closes.
+                var outputIsInput = ReferenceEquals(output, step.Activation);
+                if (output is not null && !kept && !outputIsInput) output.Dispose();
+                if (!(kept && outputIsInput)) step.Activation.Dispose();
             }
         }
+    }
+
+    /// <summary>Answers a <see cref="FetchOutputs"/> from the stream the session was opened on: the kept outputs, or a typed error.</summary>
+    private async Task SendFetchedAsync(StageChannel channel, FetchOutputs fetch)
+    {
+        StageMessage reply;
+        if (!_sessions.TryGetValue(fetch.SessionId, out var session) || session.IsClosing || session.Owner != channel)
+            reply = new StageError(fetch.RequestId, fetch.SessionId, StageErrorCode.UnknownSession, $"no session {fetch.SessionId} on this stream");
+        else if (!session.KeepsOutputs)
+            reply = new StageError(fetch.RequestId, fetch.SessionId, StageErrorCode.Malformed, $"session {fetch.SessionId} was not opened to keep its outputs");
+        else if (fetch.Positions < 1 || fetch.StartPosition < 0)
+            reply = new StageError(fetch.RequestId, fetch.SessionId, StageErrorCode.ShapeMismatch, $"positions {fetch.StartPosition} +{fetch.Positions} are not a range");
+        else if ((long)fetch.Positions * _span.OutputBytesForSession(1) > channel.Limits.MaxFrameBytes - 1024)
+            reply = new StageError(fetch.RequestId, fetch.SessionId, StageErrorCode.LimitExceeded,
+                $"{fetch.Positions} positions do not fit one {channel.Limits.MaxFrameBytes}-byte frame; fetch them in pieces");
+        else if (session.Fetch(fetch.StartPosition, fetch.Positions) is { } outputs)
+            reply = new StepResult(fetch.RequestId, session.Id, session.Blocks.End, outputs);
+        else
+            reply = new StageError(fetch.RequestId, fetch.SessionId, StageErrorCode.ShapeMismatch,
+                $"session {fetch.SessionId} keeps outputs for positions 0..{session.KeptPositions}, not {fetch.StartPosition} +{fetch.Positions}");
+        await SendQuietlyAsync(channel, reply).ConfigureAwait(false);
     }
 
     /// <summary>Signs what this step received and returned (two SHA-256 hashes and one signature: microseconds next to the step).</summary>
@@ -458,6 +495,7 @@ public sealed class StageServer : IAsyncDisposable
         finally
         {
             foreach (var stage in session.Stages) stage.CloseSession(session.Id);
+            session.DropKept();
             lock (_budgetLock)
             {
                 _sessions.TryRemove(KeyValuePair.Create(session.Id, session));
@@ -578,8 +616,11 @@ public sealed class StageServer : IAsyncDisposable
         }
     }
 
-    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity, long openedAt, string? peer)
+    private sealed class ServerSession(string id, BlockRange blocks, IReadOnlyList<IStageExecutor> stages, long reservation, StageChannel owner, int queueCapacity, long openedAt, string? peer,
+        bool keepsOutputs)
     {
+        // Outputs kept for FetchOutputs, by start position, in order; the session's worker adds and its stream's reader fetches.
+        private readonly List<(int Start, TensorData Output)> _kept = [];
         private readonly CancellationTokenSource _closing = new();
         private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private long _lastUsed = openedAt;
@@ -594,6 +635,63 @@ public sealed class StageServer : IAsyncDisposable
         public string? Peer { get; } = peer;
         public Channel<Step> Queue { get; } = Channel.CreateBounded<Step>(new BoundedChannelOptions(queueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         public Task Worker { get; set; } = Task.CompletedTask;
+        public bool KeepsOutputs { get; } = keepsOutputs;
+
+        /// <summary>Positions from 0 whose outputs are kept.</summary>
+        public int KeptPositions
+        {
+            get
+            {
+                lock (_kept) return KeptPositionsLocked();
+            }
+        }
+
+        /// <summary>Keeps a step's output (the session owns it from now on); a step run again from an earlier position replaces what followed it.</summary>
+        public void Keep(int start, TensorData output)
+        {
+            lock (_kept)
+            {
+                while (_kept.Count > 0 && _kept[^1].Start >= start)
+                {
+                    _kept[^1].Output.Dispose();
+                    _kept.RemoveAt(_kept.Count - 1);
+                }
+                _kept.Add((start, output));
+            }
+        }
+
+        /// <summary>The kept outputs of positions [<paramref name="start"/>, +<paramref name="count"/>) as one tensor <c>[1, count, width]</c>; null when not all are kept.</summary>
+        public TensorData? Fetch(int start, int count)
+        {
+            lock (_kept)
+            {
+                if (_kept.Count == 0 || start + (long)count > KeptPositionsLocked()) return null;
+                var first = _kept[0].Output;
+                var rowBytes = first.Bytes.Length / (int)first.Shape[1];
+                var bytes = new byte[count * rowBytes];
+                foreach (var (keptStart, output) in _kept)
+                {
+                    var positions = (int)output.Shape[1];
+                    var from = Math.Max(start, keptStart);
+                    var to = Math.Min(start + count, keptStart + positions);
+                    if (from < to)
+                        output.Bytes.Span.Slice((from - keptStart) * rowBytes, (to - from) * rowBytes).CopyTo(bytes.AsSpan((from - start) * rowBytes));
+                }
+                return new TensorData(first.Type, [1, count, first.Shape[2]], bytes);
+            }
+        }
+
+        private int KeptPositionsLocked() => _kept.Count == 0 ? 0 : _kept[^1].Start + (int)_kept[^1].Output.Shape[1];
+
+        /// <summary>Returns every kept output's buffer (the session is closing).</summary>
+        public void DropKept()
+        {
+            lock (_kept)
+            {
+                foreach (var (_, output) in _kept) output.Dispose();
+                _kept.Clear();
+            }
+        }
 
         /// <summary>Cancelled when closing starts: a step still waiting for compute gives up.</summary>
         public CancellationToken Closing => _closing.Token;

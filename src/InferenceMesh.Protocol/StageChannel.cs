@@ -25,6 +25,9 @@ public sealed class StageChannel : IAsyncDisposable
         _traffic = traffic;
     }
 
+    /// <summary>The frame and field limits this channel reads and writes under.</summary>
+    public StageLimits Limits => _limits;
+
     /// <summary>
     /// Whether the transport under this channel runs through a relay (a libp2p <c>/p2p-circuit</c> connection); null when
     /// the dialer does not say (an in-memory pipe). Set by the dialer that opened the stream.

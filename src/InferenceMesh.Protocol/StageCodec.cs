@@ -58,10 +58,12 @@ public static class StageCodec
         switch (message)
         {
             case OpenSession m:
-                w.WriteMapHeader(6);
+                // "keep" is written only when set: a session without it opens with the same frame as before the field existed.
+                w.WriteMapHeader(m.KeepOutputs ? 7 : 6);
                 Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId); Field(ref w, "model", m.ModelId);
                 w.Write("blocks"); w.WriteArrayHeader(2); w.Write(m.Blocks.Start); w.Write(m.Blocks.End);
                 w.Write("max"); w.Write(m.MaxLength);
+                if (m.KeepOutputs) { w.Write("keep"); w.Write(true); }
                 return null;
             case SessionOpened m:
                 w.WriteMapHeader(3);
@@ -71,6 +73,19 @@ public static class StageCodec
                 return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.StartPosition, m.Activation, m.Route, null);
             case StepResult m:
                 return WriteActivationMessage(ref w, m, m.StepId, m.SessionId, m.BlockEnd, m.Activation, null, m.Commitment);
+            case StepReceipt m:
+                w.WriteMapHeader(m.Commitment is null ? 5 : 6);
+                Kind(ref w, m); Field(ref w, "id", m.StepId); Field(ref w, "s", m.SessionId);
+                w.Write("end"); w.Write(m.BlockEnd);
+                w.Write("n"); w.Write(m.Positions);
+                if (m.Commitment is not null) WriteCommitment(ref w, m.Commitment);
+                return null;
+            case FetchOutputs m:
+                w.WriteMapHeader(5);
+                Kind(ref w, m); Field(ref w, "id", m.RequestId); Field(ref w, "s", m.SessionId);
+                w.Write("pos"); w.Write(m.StartPosition);
+                w.Write("n"); w.Write(m.Positions);
+                return null;
             case CloseSession m:
                 w.WriteMapHeader(2);
                 Kind(ref w, m); Field(ref w, "s", m.SessionId);
@@ -106,18 +121,20 @@ public static class StageCodec
                 w.Write(hop.SessionId);
             }
         }
-        if (commitment is not null)
-        {
-            w.Write("c");
-            w.WriteArrayHeader(6);
-            w.Write(commitment.BlockStart); w.Write(commitment.StartPosition); w.Write(commitment.Positions);
-            w.Write(commitment.InputHash); w.Write(commitment.OutputHash); w.Write(commitment.Signature);
-        }
+        if (commitment is not null) WriteCommitment(ref w, commitment);
         w.Write("dtype"); w.Write((int)activation.Type);
         w.Write("shape"); w.WriteArrayHeader(activation.Shape.Length);
         foreach (var d in activation.Shape) w.Write(d);
         w.Write("p");
         return activation.Bytes;
+    }
+
+    private static void WriteCommitment(ref MessagePackWriter w, StepCommitment commitment)
+    {
+        w.Write("c");
+        w.WriteArrayHeader(6);
+        w.Write(commitment.BlockStart); w.Write(commitment.StartPosition); w.Write(commitment.Positions);
+        w.Write(commitment.InputHash); w.Write(commitment.OutputHash); w.Write(commitment.Signature);
     }
 
     private static void WriteBinHeader(IBufferWriter<byte> output, int length)
@@ -142,7 +159,8 @@ public static class StageCodec
             var count = r.ReadMapHeader();
             string? kind = null, session = null, model = null, text = null;
             ulong id = 0;
-            int? start = null, max = null, code = null, dtype = null, blockEnd = null;
+            int? start = null, max = null, code = null, dtype = null, blockEnd = null, positions = null;
+            var keep = false;
             BlockRange? blocks = null;
             long[]? shape = null;
             ReadOnlySequence<byte>? payload = null;
@@ -161,6 +179,8 @@ public static class StageCodec
                     case "pos": start = r.ReadInt32(); break;
                     case "max": max = r.ReadInt32(); break;
                     case "end": blockEnd = r.ReadInt32(); break;
+                    case "n": positions = r.ReadInt32(); break;
+                    case "keep": keep = r.ReadBoolean(); break;
                     case "code": code = r.ReadInt32(); break;
                     case "dtype": dtype = r.ReadInt32(); break;
                     case "blocks":
@@ -206,10 +226,12 @@ public static class StageCodec
             if (!r.End) throw Malformed("bytes follow the message map");
             return kind switch
             {
-                "open" => new OpenSession(id, Require(session, "s"), Require(model, "model"), blocks ?? throw Malformed("open needs blocks"), max ?? throw Malformed("open needs max")),
+                "open" => new OpenSession(id, Require(session, "s"), Require(model, "model"), blocks ?? throw Malformed("open needs blocks"), max ?? throw Malformed("open needs max"), keep),
                 "opened" => new SessionOpened(id, Require(session, "s")),
                 "step" => new Step(id, Require(session, "s"), start ?? throw Malformed("step needs pos"), Tensor(dtype, shape, payload), route ?? []),
                 "result" => new StepResult(id, Require(session, "s"), blockEnd ?? throw Malformed("result needs end"), Tensor(dtype, shape, payload), commitment),
+                "receipt" => new StepReceipt(id, Require(session, "s"), blockEnd ?? throw Malformed("receipt needs end"), positions ?? throw Malformed("receipt needs n"), commitment),
+                "fetch" => new FetchOutputs(id, Require(session, "s"), start ?? throw Malformed("fetch needs pos"), positions ?? throw Malformed("fetch needs n")),
                 "close" => new CloseSession(Require(session, "s")),
                 "error" => new StageError(id, session ?? "", code is { } c && Enum.IsDefined((StageErrorCode)c) ? (StageErrorCode)c : StageErrorCode.Internal, text ?? ""),
                 null => throw Malformed("message has no type field 't'"),

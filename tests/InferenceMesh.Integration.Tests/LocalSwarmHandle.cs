@@ -48,8 +48,13 @@ public sealed class LocalSwarmHandle : IAsyncDisposable
     }
 
     /// <summary>A client joined to the swarm through the library, for tests that watch the route.</summary>
-    public Task<MeshClient> ClientAsync(RouteMode mode, Action<string>? log = null) =>
-        MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = State, Mode = mode, StepTimeout = TimeSpan.FromSeconds(20), Log = log });
+    /// <param name="serversKeepOutputs">Chained routes whose servers keep their outputs (<see cref="MeshClientOptions.ServersKeepOutputs"/>, verification off).</param>
+    public Task<MeshClient> ClientAsync(RouteMode mode, Action<string>? log = null, bool serversKeepOutputs = false) =>
+        MeshClient.ConnectAsync(new MeshClientOptions
+        {
+            LocalSwarm = State, Mode = mode, StepTimeout = TimeSpan.FromSeconds(20), Log = log,
+            ServersKeepOutputs = serversKeepOutputs, Verify = serversKeepOutputs ? VerifyMode.Off : new MeshClientOptions().Verify,
+        });
 
     public async ValueTask DisposeAsync() => await LocalSwarm.StopAsync(State);
 }

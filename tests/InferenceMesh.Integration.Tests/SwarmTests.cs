@@ -27,6 +27,12 @@ public sealed class SwarmTests
                 Assert.True(result.Code == 0, result.Error);
                 Assert.Equal(TestModels.Stories260KReferenceText + "\n", result.Out);
             }
+        var kept = await swarm.RunAsync("prompt", "Once upon a time", "--servers-keep-outputs", "--verify", "off", "--steps", "256");
+        Assert.True(kept.Code == 0, kept.Error);
+        Assert.Equal(TestModels.Stories260KReferenceText + "\n", kept.Out);
+        var refused = await swarm.RunAsync("prompt", "Once upon a time", "--servers-keep-outputs");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("only with verification off", refused.Error);
         var status = await swarm.RunAsync("swarm", "status", "--json");
         Assert.Contains("\"running\"", status.Out);
     }
@@ -56,20 +62,23 @@ public sealed class SwarmTests
         Assert.Contains("--replicas 2 needs at least 2 nodes", result.Error);
     }
 
-    [Fact]
-    public async Task DefaultSwarmSurvivesAnyNodeKilledMidGenerationIn20SeededTrials()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DefaultSwarmSurvivesAnyNodeKilledMidGenerationIn20SeededTrials(bool serversKeepOutputs)
     {
         // The default swarm (3 nodes, 2 servers per block). Trial t SIGKILLs node (t mod 3) + 1 at a seeded
-        // point of the generation, checks the text, then restarts it.
+        // point of the generation, checks the text, then restarts it. Servers that keep their outputs do so on chained
+        // routes only: a recovery then fetches the failed server's inputs from the one before it.
         await using var swarm = await LocalSwarmHandle.StartAsync(3);
         for (var trial = 0; trial < 20; trial++)
         {
             var random = new Random(trial);
-            var mode = trial % 2 == 0 ? RouteMode.Chained : RouteMode.Relayed;
+            var mode = trial % 2 == 0 || serversKeepOutputs ? RouteMode.Chained : RouteMode.Relayed;
             var prompt = trial % 4 < 2 ? "" : "Once upon a time";
             var victim = swarm.Swarm.Nodes[trial % swarm.Swarm.Nodes.Count];
             var log = new List<string>();
-            await using (var client = await swarm.ClientAsync(mode, line => { lock (log) log.Add(line); }))
+            await using (var client = await swarm.ClientAsync(mode, line => { lock (log) log.Add(line); }, serversKeepOutputs))
             {
                 var killAt = random.Next(1, 250);
                 var pieces = new List<string>();

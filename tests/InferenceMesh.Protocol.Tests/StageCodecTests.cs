@@ -26,6 +26,10 @@ public sealed class StageCodecTests
         new Step(44, "sess-b", 20, Activation(1, 64, 2), [new RouteHop("12D3KooWother", ["/ip4/127.0.0.1/tcp/4002", "/ip6/::1/tcp/4002"], "sess-c")]),
         new StepResult(44, "sess-1", 5, Activation(1, 64, 3)),
         new StepResult(45, "sess-1", 5, Activation(2, 64, 4), new StepCommitment(2, 30, 2, new byte[32], Enumerable.Repeat((byte)7, 32).ToArray(), new byte[64])),
+        new OpenSession(8, "sess-2", new string('a', 64), new BlockRange(0, 2), 64, KeepOutputs: true),
+        new StepReceipt(46, "sess-1", 5, 1),
+        new StepReceipt(47, "sess-1", 5, 3, new StepCommitment(2, 30, 3, new byte[32], Enumerable.Repeat((byte)9, 32).ToArray(), new byte[64])),
+        new FetchOutputs(48, "sess-1", 16, 8),
         new CloseSession("sess-1"),
         new StageError(44, "sess-1", StageErrorCode.UnknownSession, "no session sess-1"),
     };
@@ -54,6 +58,20 @@ public sealed class StageCodecTests
         Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
         Assert.True(sequence.IsEmpty);
         AssertSame(message, decoded!);
+    }
+
+    [Fact]
+    public void AnOpenThatDoesNotAskToKeepOutputsIsTheFrameItWasBeforeTheFieldExisted()
+    {
+        // A server that predates KeepOutputs reads this frame, and one that knows it reads the old frame as "do not keep".
+        var plain = Encode(new OpenSession(7, "s", "m", new BlockRange(0, 2), 64));
+        var reader = new MessagePackReader(plain.AsMemory(1));
+        Assert.Equal(6, reader.ReadMapHeader());
+        var keeping = Encode(new OpenSession(7, "s", "m", new BlockRange(0, 2), 64, KeepOutputs: true));
+        Assert.Equal(7, new MessagePackReader(keeping.AsMemory(1)).ReadMapHeader());
+        var sequence = new ReadOnlySequence<byte>(plain);
+        Assert.True(StageCodec.TryRead(ref sequence, Limits, out var decoded));
+        Assert.False(Assert.IsType<OpenSession>(decoded).KeepOutputs);
     }
 
     [Fact]

@@ -361,9 +361,15 @@ public static class BenchCommand
                 var swarm = await LocalSwarm.StartAsync(new SwarmSettings(nodeCount, delayText, "ort", 64, 1024, parse.GetValue(threads), Replicas: 1), directory, state, new WriterCliConsole(TextWriter.Null, console.Error), cancellation);
                 try
                 {
-                    foreach (var mode in new[] { RouteMode.Chained, RouteMode.Relayed })
+                    // Verification on (the default) and off; off, also with servers keeping the outputs they push on.
+                    var configurations = new (RouteMode Mode, VerifyMode Verify, bool Keep)[]
                     {
-                        await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state, Mode = mode, LinkDelay = delay }, cancellation);
+                        (RouteMode.Chained, VerifyMode.Sample, false), (RouteMode.Relayed, VerifyMode.Sample, false),
+                        (RouteMode.Chained, VerifyMode.Off, false), (RouteMode.Chained, VerifyMode.Off, true),
+                    };
+                    foreach (var (mode, verify, keep) in configurations)
+                    {
+                        await using var client = await MeshClient.ConnectAsync(new MeshClientOptions { LocalSwarm = state, Mode = mode, LinkDelay = delay, Verify = verify, ServersKeepOutputs = keep }, cancellation);
                         int routeLength;
                         await using (var probe = await client.OpenSessionAsync(8, cancellation)) routeLength = probe.Route.Count;
                         await client.GenerateAsync("", options with { MaxTokens = 8, MaxPositions = 8 }, cancellation).CountAsync(cancellation);
@@ -380,9 +386,10 @@ public static class BenchCommand
                         var receivedPerToken = (double)(client.Traffic.BytesReceived - receivedBefore) / (runs * positions);
                         var hops = mode == RouteMode.Chained ? routeLength + 1 : 2 * routeLength;
                         var floor = local + hops * delay.TotalMilliseconds;
-                        console.Out.WriteLine($"| {nodeCount}-node swarm, {mode.ToString().ToLowerInvariant()} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% | {receivedPerToken:F0} |");
+                        var label = $"{mode.ToString().ToLowerInvariant()}{(verify == VerifyMode.Off ? ", verify off" : "")}{(keep ? ", servers keep outputs" : "")}";
+                        console.Out.WriteLine($"| {nodeCount}-node swarm, {label} ({routeLength} servers, {hops} transfers) | {delayText} | {perToken:F3} | {floor:F3} | {(perToken / floor - 1) * 100:+0.0;-0.0}% | {receivedPerToken:F0} |");
                         if (delay == TimeSpan.Zero)
-                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {mode.ToString().ToLowerInvariant()}) | 0 | {(perToken - local) / hops:F3} | – | – | – |");
+                            console.Out.WriteLine($"| ↳ mesh overhead per transfer (loopback, {label}) | 0 | {(perToken - local) / hops:F3} | – | – | – |");
                     }
                     if (delay == TimeSpan.Zero)
                     {

@@ -26,9 +26,10 @@ public static class PromptCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, route with per-hop latency, recoveries, tokens/s, verification checks with cost and verdicts) instead of streaming" };
         var verify = new Option<string>("--verify") { Description = "Check that servers ran their blocks: off, sample (replay a hop on another server with --check-rate per window) or strict (every window, text shown once checked)", DefaultValueFactory = _ => "sample" };
         var checkRate = new Option<double>("--check-rate") { Description = "In sample mode, the probability of replaying each hop at each window end (0..1)", DefaultValueFactory = _ => new MeshClientOptions().CheckRate };
+        var keepOutputs = new Option<bool>("--servers-keep-outputs") { Description = "Chained routes with --verify off: servers keep the outputs they push on and send a receipt, so this client takes in one activation per token; a recovery fetches what it needs" };
         var command = new Command("prompt", "Generate text through the mesh")
         {
-            text, bootstrap, model, route, linkDelay, listen, stepTimeout, stats, json, verify, checkRate,
+            text, bootstrap, model, route, linkDelay, listen, stepTimeout, stats, json, verify, checkRate, keepOutputs,
             ChatOptions.Chat, ChatOptions.System, ChatOptions.Message, ChatOptions.Template,
             GenerateCommand.Ids, GenerateCommand.MaxTokens, GenerateCommand.Steps, GenerateCommand.Temperature, GenerateCommand.TopP, GenerateCommand.Seed, SwarmCommand.StateDirectory,
         };
@@ -46,6 +47,7 @@ public static class PromptCommand
                 StepTimeout = Durations.Parse(parse.GetValue(stepTimeout)!),
                 Verify = ParseVerify(parse.GetValue(verify)!),
                 CheckRate = ParseRate(parse.GetValue(checkRate)),
+                ServersKeepOutputs = parse.GetValue(keepOutputs),
                 Log = line => { if (verbose) console.Error.WriteLine(line); },
                 ChatTemplate = ChatOptions.TemplateFamily(parse),
             };
