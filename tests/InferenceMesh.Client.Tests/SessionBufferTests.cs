@@ -44,4 +44,29 @@ public sealed class SessionBufferTests
         await Poll.UntilAsync(() => Task.FromResult(PooledBuffers.Outstanding <= baseline), "every pooled buffer to be returned", detail: () => $"{PooledBuffers.Outstanding - baseline} buffers still out");
         Assert.True(PooledBuffers.Outstanding <= baseline);
     }
+
+    [Fact]
+    public async Task EveryOutputServersKeptAndEveryInputTheClientFetchedGoesBackToThePoolWhenTheSessionEnds()
+    {
+        var baseline = PooledBuffers.Outstanding;
+        var split = MeshModels.Stories260KPerBlock;
+        var mesh = new InMemoryMesh(recordFrames: false);
+        foreach (var blocks in new[] { new BlockRange(0, 2), new BlockRange(2, 3), new BlockRange(3, 5), new BlockRange(2, 3), new BlockRange(3, 5) }) mesh.AddNode(split, blocks);
+        await using (mesh)
+        {
+            await using var client = MeshClient.Open(split, mesh.DialerFor("client"), new MeshDirectory(mesh, mesh.Nodes[0].PeerId),
+                new MeshClientOptions { Verify = VerifyMode.Off, ServersKeepOutputs = true, StepTimeout = TimeSpan.FromSeconds(10) });
+            var pieces = new List<string>();
+            // The last server dies 100 pieces in: its replacement replays the inputs the middle server kept, fetched by the client.
+            var result = await client.CompleteAsync("", Greedy, piece =>
+            {
+                pieces.Add(piece);
+                if (pieces.Count == 100) mesh.Kill(mesh.Nodes[2].PeerId);
+            });
+            Assert.Equal(TestModels.Stories260KReferenceText, result.Text);
+            Assert.True(client.Recoveries >= 1, "the killed node was replaced");
+        }
+        await Poll.UntilAsync(() => Task.FromResult(PooledBuffers.Outstanding <= baseline), "every pooled buffer to be returned", detail: () => $"{PooledBuffers.Outstanding - baseline} buffers still out");
+        Assert.True(PooledBuffers.Outstanding <= baseline);
+    }
 }
