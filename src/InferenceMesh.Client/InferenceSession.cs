@@ -447,8 +447,9 @@ public sealed partial class InferenceSession : IAsyncDisposable
     private async Task<bool> FetchKeptInputsAsync(int block, CancellationToken cancellation)
     {
         if (!_keptInputs.TryGetValue(block, out var kept)) return true;
-        var rowBytes = Math.Max(1L, (long)(_client.Manifest.Config?.Dim ?? 1) * sizeof(float));
-        var perFetch = (int)Math.Clamp(new StageLimits().MaxFrameBytes / 2 / rowBytes, 1, int.MaxValue);
+        // Half the stream's frame limit per piece, rows counted as float32 (the server refuses a fetch over its limit).
+        var rowBytes = (long)_client.Manifest.Config!.Dim * sizeof(float);
+        var perFetch = (int)Math.Max(1, kept.Source.Channel.Limits.MaxFrameBytes / 2 / rowBytes);
         var fetched = new List<TensorData>();
         for (var from = kept.From; from < kept.From + kept.Count; from += perFetch)
         {
